@@ -1,0 +1,173 @@
+"""Recipes: YAML files validated into typed config, with `key=value` overrides (DESIGN principle 8).
+
+Every section forbids unknown keys, so a typo fails at once with the field's dotted path instead
+of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from s2distill.methods import METHODS
+from s2distill.tasks import TaskConfig
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run: the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """Which LM: the embedded default, a local transformers folder, the tiny test model, or the fake."""
+
+    backend: Literal["embedded", "hf", "tiny", "fake"] = "embedded"
+    path: str | None = Field(None, description="model folder, for backend hf")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    batch_rows: int = Field(16, ge=1, description="sequences decoded together")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    rules: list[dict[str, Any]] = Field(default_factory=list, description="fake backend: [{pattern, responses}]")
+    default: str = Field("", description="fake backend: text when no rule matches")
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> ModelConfig:
+        if self.backend == "hf":
+            if not self.path:
+                raise ValueError("backend 'hf' needs path: the folder of a transformers model")
+            if not Path(self.path).expanduser().exists():
+                raise ValueError(f"model path {self.path!r} does not exist")
+        for rule in self.rules:
+            if set(rule) != {"pattern", "responses"}:
+                raise ValueError(f"each fake rule needs exactly 'pattern' and 'responses', got {sorted(rule)}")
+        return self
+
+
+class MethodConfig(_Strict):
+    name: str = "direct"
+    shots: int = Field(4, ge=0)
+    max_tokens: int | None = Field(None, ge=1, description="default: the method's own")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+        return name
+
+    def options(self) -> dict[str, Any]:
+        return {"shots": self.shots, **({"max_tokens": self.max_tokens} if self.max_tokens else {})}
+
+
+class TeacherConfig(_Strict):
+    """The System 2 side: a model, a method, and how it is sampled for curation."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="pal"))
+    samples: int = Field(8, ge=1, description="System 2 samples per input")
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    seed: int = 0
+
+
+class StudentConfig(_Strict):
+    """The System 1 side: the model distilled into, and its direct-answer prompt."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct"))
+
+
+class CurationConfig(_Strict):
+    filter: Literal["self_consistency"] = "self_consistency"
+    min_fraction: float = Field(0.5, ge=0.0, lt=1.0, description="keep when the top answer's share is above this")
+
+
+class DistillConfig(_Strict):
+    format: Literal["answer_only"] = "answer_only"
+
+
+class TrainConfig(_Strict):
+    mode: Literal["lora", "full"] = "lora"
+    epochs: float = Field(3, gt=0)
+    learning_rate: float = Field(3e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    max_length: int = Field(512, ge=16)
+    seed: int = 0
+
+
+class EvaluateConfig(_Strict):
+    systems: list[Literal["system1", "system2", "distilled"]] = Field(
+        default_factory=lambda: ["system1", "system2", "distilled"]
+    )
+
+
+class Recipe(_Strict):
+    """A whole experiment: task, teacher (System 2), student (System 1), curation, training, evaluation."""
+
+    name: str = "run"
+    task: TaskConfig = Field(discriminator="name")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
+    data_dir: str | None = None
+    cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in nested dicts; the value is read as YAML (`3`, `0.7`, `[a, b]`, `null`)."""
+    if "=" not in override:
+        raise RecipeError(f"override {override!r} is not key=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"override {override!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; raise `RecipeError` naming the bad field."""
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"recipe file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    for override in overrides or []:
+        apply_override(data, override)
+    return validate_recipe(data, source=str(path))
+
+
+def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = list(error["loc"])
+            if loc[:1] == ["task"] and len(loc) > 2:
+                del loc[1]  # the task's name tag pydantic adds for the discriminated union
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            lines.append(f"  {field}: {message}")
+        raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None

@@ -1,0 +1,53 @@
+"""Score a system on the labelled test split: exact match and generated tokens per example.
+
+Evaluation is the only place labels are read. Tokens per example sum every call a method made
+(System 2's intermediate calls included), straight from the completions' own counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from s2distill.tasks import Task
+from s2distill.types import Labeled, Trace
+
+
+@dataclass(frozen=True)
+class Score:
+    system: str
+    method: str
+    task: str
+    metric: str
+    score: float
+    n: int
+    tokens_per_example: float
+    unparseable: int
+
+    def row(self) -> dict:
+        return {
+            "system": self.system, "method": self.method, "task": self.task, "metric": self.metric,
+            "score": self.score, "n": self.n, "tokens_per_example": self.tokens_per_example,
+            "unparseable": self.unparseable,
+        }
+
+
+def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace], *, system: str, method: str) -> tuple[Score, list[dict]]:
+    """Compare each trace's answer with its target; return the summary and per-example records."""
+    targets = {item.example.id: item.target for item in labeled}
+    records = []
+    for trace in traces:
+        target = targets[trace.example_id]
+        records.append({
+            "id": trace.example_id, "answer": trace.answer, "target": target,
+            "correct": task.score(trace.answer, target), "completion_tokens": trace.usage.completion_tokens,
+            "calls": len(trace.calls), "error": trace.error, "output": trace.calls[-1].output if trace.calls else None,
+        })
+    n = len(records)
+    score = Score(
+        system=system, method=method, task=task.name, metric=task.metric,
+        score=sum(r["correct"] for r in records) / n if n else 0.0, n=n,
+        tokens_per_example=sum(r["completion_tokens"] for r in records) / n if n else 0.0,
+        unparseable=sum(r["answer"] is None for r in records),
+    )
+    return score, records

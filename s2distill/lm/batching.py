@@ -1,0 +1,88 @@
+"""Batch the calls of many concurrently running programs into one backend call.
+
+Methods are plain per-example programs, `(example, lm) -> Trace` (DESIGN principle 3), but a
+backend is fastest when it sees many requests at once. The runner runs programs in worker
+threads; each program's `generate` blocks here until every running program is waiting on the
+model, then one of them hands the whole batch to the backend. Programs keep their sequential,
+readable shape, and a two-call method's second calls are batched across examples too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from s2distill.lm.base import LM
+from s2distill.types import Completion, Request
+
+
+class _Waiting:
+    __slots__ = ("requests", "result", "error")
+
+    def __init__(self, requests: Sequence[Request]):
+        self.requests = list(requests)
+        self.result: list[list[Completion]] | None = None
+        self.error: BaseException | None = None
+
+
+class BatchingLM:
+    """An LM front that merges the requests of concurrently running programs."""
+
+    def __init__(self, inner: LM):
+        self.inner = inner
+        self.name = inner.name
+        self._cond = threading.Condition()
+        self._active = 0
+        self._waiting: list[_Waiting] = []
+        self._flushing = False
+
+    @contextmanager
+    def program(self) -> Iterator[None]:
+        """Mark one program as running for as long as the block lasts."""
+        with self._cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._flush_if_all_waiting()
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        slot = _Waiting(requests)
+        with self._cond:
+            self._waiting.append(slot)
+            self._flush_if_all_waiting()
+            while slot.result is None and slot.error is None:
+                self._cond.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def _flush_if_all_waiting(self) -> None:
+        """With the lock held: if every running program waits, run their batch in this thread."""
+        if self._flushing or not self._waiting or len(self._waiting) < self._active:
+            return
+        batch, self._waiting = self._waiting, []
+        self._flushing = True
+        self._cond.release()  # programs that finish meanwhile only update counters
+        try:
+            flat = [r for slot in batch for r in slot.requests]
+            try:
+                outputs = self.inner.generate(flat)
+                error = None
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting program
+                outputs, error = [], exc
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+        position = 0
+        for slot in batch:
+            if error is not None:
+                slot.error = error
+            else:
+                slot.result = outputs[position : position + len(slot.requests)]
+                position += len(slot.requests)
+        self._cond.notify_all()
+        self._flush_if_all_waiting()  # requests that arrived during the flush

@@ -1,0 +1,218 @@
+"""Local transformers models as an LM: batched, with the prompt's prefill shared across samples.
+
+Decoding is a short loop of our own rather than `model.generate`, for two reasons that matter to
+distillation: (1) each prompt is prefilled once and its KV cache copied to its `n` sample rows,
+and (2) each row samples from its own generator seeded by (seed, sample index), so sample `k` of
+a prompt is the same whatever else shares its batch, and the cache can store and replay samples
+one by one. Greedy rows take the argmax. Stop strings, end-of-sequence and `max_tokens` end a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from s2distill.lm.base import render_messages, truncate_at_stop
+from s2distill.types import Completion, Request, Usage
+
+log = logging.getLogger(__name__)
+
+
+class HFLM:
+    """A causal LM from a local folder (optionally with a PEFT adapter), on CPU or GPU."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        adapter: str | Path | None = None,
+        dtype: str = "float32",
+        device: str | None = None,
+        batch_rows: int = 16,
+        name: str | None = None,  # identity in cache keys; the adapter's fingerprint is appended
+        threads: int | None = None,
+    ):
+        self.path = Path(path)
+        self.adapter = Path(adapter) if adapter else None
+        self.dtype = dtype
+        self.device = device
+        self.batch_rows = batch_rows
+        self.threads = threads
+        base = name or f"hf:{self.path.resolve()}:{dtype}"
+        self.name = base + (f"+adapter:{_fingerprint(self.adapter)}" if self.adapter else "")
+        self._model = None
+        self._tokenizer = None
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self):
+        """Load the model and tokenizer once (lazily, so building an LM is free)."""
+        if self._model is not None:
+            return self._model, self._tokenizer
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(self.path)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.dtype))
+        if self.adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+        self._model, self._tokenizer = model.to(device).eval(), tokenizer
+        self._device = device
+        eos = model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        return self._model, self._tokenizer
+
+    @property
+    def tokenizer(self):
+        return self.load()[1]
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self.load()
+        # One row per sample to decode; greedy requests decode once whatever their n.
+        rows = [
+            (i, k)
+            for i, r in enumerate(requests)
+            for k in ([r.first_sample] if r.greedy else range(r.first_sample, r.first_sample + r.n))
+        ]
+        texts = {i: self._prompt_text(r) for i, r in enumerate(requests)}
+        # Sorting by prompt keeps a prompt's rows together (one shared prefill) and puts similar
+        # lengths side by side (less padding).
+        rows.sort(key=lambda row: (len(texts[row[0]]), texts[row[0]], row[1]))
+        decoded: dict[tuple[int, int], Completion] = {}
+        for start in range(0, len(rows), self.batch_rows):
+            chunk = rows[start : start + self.batch_rows]
+            for row, completion in zip(chunk, self._decode([requests[i] for i, _ in chunk], [texts[i] for i, _ in chunk], [k for _, k in chunk])):
+                decoded[row] = completion
+        results = []
+        for i, r in enumerate(requests):
+            if r.greedy:
+                one = decoded[(i, r.first_sample)]
+                results.append([Completion(one.text, one.usage, one.finish_reason, r.first_sample + j) for j in range(r.n)])
+            else:
+                results.append([decoded[(i, k)] for k in range(r.first_sample, r.first_sample + r.n)])
+        return results
+
+    def _prompt_text(self, request: Request) -> str:
+        if request.prompt is not None:
+            return request.prompt
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "chat_template", None):
+            messages = [{"role": r, "content": c} for r, c in request.messages or ()]
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_messages(request.messages or ())
+
+    def _decode(self, row_requests: list[Request], prompts: list[str], samples: list[int]) -> list[Completion]:
+        """Decode one batch of rows; rows with the same prompt share one prefill."""
+        import torch
+
+        model, tokenizer = self._model, self._tokenizer
+        unique = list(dict.fromkeys(prompts))
+        enc = tokenizer(unique, return_tensors="pt", padding=True).to(self._device)
+        prompt_lengths = enc.attention_mask.sum(-1).tolist()
+        owner = [unique.index(p) for p in prompts]
+        index = torch.tensor(owner, device=self._device)
+        generators = []
+        for req, k in zip(row_requests, samples):
+            g = torch.Generator(device=self._device)
+            g.manual_seed((req.seed * 1_000_003 + k) % (2**63))
+            generators.append(g)
+
+        n_rows = len(row_requests)
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        texts = [""] * n_rows
+        done = [False] * n_rows
+        with torch.inference_mode():
+            mask = enc.attention_mask
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(
+                input_ids=enc.input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1,  # only the last position's logits: the full [batch, length, vocab] is huge
+            )
+            cache = out.past_key_values
+            cache.reorder_cache(index)  # copy each prompt's KV cache to its sample rows
+            logits = out.logits[:, -1].float()[index]
+            mask, positions = mask[index], positions[index][:, -1:]
+            for _ in range(max(r.max_tokens for r in row_requests)):
+                picked = _pick_tokens(logits, row_requests, generators, done)
+                next_ids = []
+                for r, req in enumerate(row_requests):
+                    if done[r]:
+                        next_ids.append(tokenizer.pad_token_id)
+                        continue
+                    t = picked[r]
+                    next_ids.append(t)
+                    if t in self._eos:
+                        done[r] = True
+                        continue
+                    tokens[r].append(t)
+                    texts[r] = tokenizer.decode(tokens[r], skip_special_tokens=True)
+                    if len(tokens[r]) >= req.max_tokens or (req.stop and truncate_at_stop(texts[r], req.stop)[1]):
+                        done[r] = True
+                if all(done):
+                    break
+                step = torch.tensor(next_ids, device=self._device)[:, None]
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                positions = positions + 1
+                out = model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1].float()
+
+        completions = []
+        for r, req in enumerate(row_requests):
+            text, stopped = truncate_at_stop(texts[r], req.stop)
+            finish = "stop" if stopped or len(tokens[r]) < req.max_tokens else "length"
+            completions.append(Completion(text, Usage(prompt_lengths[owner[r]], len(tokens[r])), finish, samples[r]))
+        return completions
+
+
+
+_SHORTLIST = 1024
+
+
+def _pick_tokens(logits, requests: Sequence[Request], generators, done: list[bool]) -> list[int]:
+    """The next token of every row: argmax for greedy rows, else a draw at the row's temperature
+    and top-p from the row's own generator.
+
+    Top-p is exact but cheap: the nucleus is looked for among the `_SHORTLIST` most likely tokens
+    (one batched top-k instead of sorting the whole vocabulary per row), and only a row whose
+    shortlist holds less than `top_p` of the mass falls back to the full sort.
+    """
+    import torch
+
+    picked = logits.argmax(-1).tolist()
+    rows = [r for r, req in enumerate(requests) if not req.greedy and not done[r]]
+    if not rows:
+        return picked
+    temperatures = torch.tensor([requests[r].temperature for r in rows], device=logits.device)[:, None]
+    probs = torch.softmax(logits[rows] / temperatures, dim=-1)
+    k = min(_SHORTLIST, probs.shape[-1])
+    top_probs, top_ids = probs.topk(k, dim=-1)  # sorted, descending
+    for j, r in enumerate(rows):
+        top_p = requests[r].top_p
+        if top_p >= 1.0:
+            picked[r] = int(torch.multinomial(probs[j], 1, generator=generators[r]))
+            continue
+        candidates, ids = top_probs[j], top_ids[j]
+        if float(candidates.sum()) < top_p:  # the nucleus reaches past the shortlist
+            candidates, ids = probs[j].sort(descending=True)
+        keep = candidates.cumsum(-1) - candidates < top_p
+        nucleus = candidates * keep
+        picked[r] = int(ids[torch.multinomial(nucleus / nucleus.sum(), 1, generator=generators[r])])
+    return picked
+
+
+def _fingerprint(adapter: Path) -> str:
+    """Identify an adapter by its weights, so a retrained adapter never hits stale cache rows."""
+    digest = hashlib.sha256()
+    for file in sorted(adapter.glob("*.safetensors")) + sorted(adapter.glob("*.json")):
+        digest.update(file.read_bytes())
+    return f"{adapter.resolve()}#{digest.hexdigest()[:12]}"

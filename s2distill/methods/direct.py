@@ -1,0 +1,40 @@
+"""System 1: answer directly, with few-shot question–answer pairs and no reasoning.
+
+The same prompt is the student's input in distillation, so the distilled model is scored on
+exactly the prompt the baseline System 1 gets.
+"""
+
+from __future__ import annotations
+
+from s2distill.tasks import Task
+from s2distill.types import Call, Example, Request, Trace
+
+SHOT = "Q: {question}\nA: {answer}\n\n"
+QUERY = "Q: {question}\nA:"
+STOP = ("\n",)
+
+
+def direct_prompt(task: Task, example: Example, *, shots: int) -> str:
+    """The System 1 prompt: `shots` solved exemplars, then the question."""
+    prefix = "".join(SHOT.format(question=s.question, answer=s.answer) for s in task.shots[:shots])
+    return prefix + QUERY.format(question=task.question(example))
+
+
+def direct_completion(answer: str) -> str:
+    """How an answer follows the System 1 prompt: the target of answer-only distillation."""
+    return f" {answer}\n"
+
+
+def direct(task: Task, *, shots: int = 4, max_tokens: int = 16):
+    """Build the System 1 program for `task`."""
+
+    def program(example: Example, lm) -> Trace:
+        prompt = direct_prompt(task, example, shots=shots)
+        [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=STOP)])[0]
+        answer = task.parse_answer(completion.text)
+        return Trace(
+            example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer")],
+            error=None if answer is not None else f"unparseable answer: {completion.text[:80]!r}",
+        )
+
+    return program

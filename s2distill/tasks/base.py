@@ -1,0 +1,57 @@
+"""What a task provides: examples (labels kept apart), its question text, few-shot exemplars,
+answer parsing and scoring. One file per task implements it (DESIGN principle 6).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from s2distill.types import Example, Labeled
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A worked exemplar for few-shot prompts: the question, a rationale, a program, the answer."""
+
+    question: str
+    rationale: str
+    program: str
+    answer: str
+
+
+class Task:
+    """Base of the tasks: subclasses set `name` and implement `labeled`, `question` and `shots`."""
+
+    name: ClassVar[str]
+    shots: ClassVar[tuple[Shot, ...]] = ()
+
+    def labeled(self, split: str) -> list[Labeled]:
+        """The examples of a split ("train" or "test") with their targets. Evaluation only."""
+        raise NotImplementedError
+
+    def unlabeled(self, split: str) -> list[Example]:
+        """The examples of a split without targets: what generation and curation receive."""
+        return [item.example for item in self.labeled(split)]
+
+    def question(self, example: Example) -> str:
+        """The question as a person would ask it."""
+        raise NotImplementedError
+
+    def normalize(self, answer: str) -> str:
+        """The canonical form two answers are compared in."""
+        return re.sub(r"\s+", " ", answer.strip().strip("\"'`.").strip()).lower()
+
+    def parse_answer(self, text: str) -> str | None:
+        """Pull the final answer out of a model's text; None if there is none."""
+        match = re.search(r"answer is:?\s*\"?([^\"\n]+?)\"?\s*\.?\s*$", text.strip(), re.IGNORECASE | re.MULTILINE)
+        candidate = match.group(1) if match else text.strip().splitlines()[0] if text.strip() else ""
+        candidate = self.normalize(candidate)
+        return candidate or None
+
+    def score(self, answer: str | None, target: str) -> float:
+        """Exact match after normalisation; an unparseable answer scores 0."""
+        return float(answer is not None and self.normalize(answer) == self.normalize(target))
+
+    metric: ClassVar[str] = "exact_match"

@@ -1,0 +1,110 @@
+"""Coin flip (Wei et al. 2022; RaR, System 2 distillation): "A coin is heads up. Ada flips the
+coin. Bob does not flip the coin. Is the coin still heads up?" -> "no".
+
+Training inputs are generated (the paper's 20k training split is deterministic, so it is
+generated here rather than shipped); `test_source: rar` (the default) scores on the real RaR
+evaluation file rar/coin_val_raw.json, whose names are kept out of the training pool.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.data import read_json, read_lines
+from s2distill.types import Example, Labeled
+
+
+class CoinFlipConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["coin_flip"] = "coin_flip"
+    people: int = Field(2, ge=1, le=6)
+    train_size: int = Field(256, ge=1)
+    test_size: int = Field(50, ge=1)
+    seed: int = 0
+    test_source: Literal["generated", "rar"] = "rar"
+
+
+def _question(flips: list[tuple[str, bool]]) -> str:
+    steps = " ".join(f"{name} {'flips' if flipped else 'does not flip'} the coin." for name, flipped in flips)
+    return f"A coin is heads up. {steps} Is the coin still heads up?"
+
+
+def _answer(flips: list[tuple[str, bool]]) -> str:
+    return "yes" if sum(flipped for _, flipped in flips) % 2 == 0 else "no"
+
+
+def _program(flips: list[tuple[str, bool]]) -> str:
+    listed = ", ".join(f'"{name}": {flipped}' for name, flipped in flips)
+    return (
+        f"flips = {{{listed}}}\nheads_up = True\nfor person, flipped in flips.items():\n"
+        '    if flipped:\n        heads_up = not heads_up\nprint("yes" if heads_up else "no")'
+    )
+
+
+def _rationale(flips: list[tuple[str, bool]]) -> str:
+    count = sum(flipped for _, flipped in flips)
+    parity = "even" if count % 2 == 0 else "odd"
+    return f"The coin was flipped {count} times, an {parity} number, so it is {'still' if parity == 'even' else 'not'} heads up."
+
+
+_SHOT_FLIPS = (
+    [("Ka", True), ("Sherrie", True)],
+    [("Jamey", True), ("Teressa", False)],
+    [("Maybelle", False), ("Shalonda", False)],
+    [("Millicent", False), ("Conception", True)],
+)
+
+
+class CoinFlip(Task):
+    name = "coin_flip"
+    shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f)) for f in _SHOT_FLIPS)
+
+    def __init__(self, config: CoinFlipConfig | None = None):
+        self.config = config or CoinFlipConfig()
+
+    @cached_property
+    def _rar_rows(self) -> list[dict]:
+        return read_json("rar/coin_val_raw.json")
+
+    @staticmethod
+    def _parse_rar(text: str) -> list[tuple[str, bool]]:
+        return [(name, verb == "flips") for name, verb in re.findall(r"(\w+) (flips|does not flip) the coin", text)]
+
+    @cached_property
+    def _pools(self) -> tuple[list[str], list[str]]:
+        names = sorted({n.strip() for n in read_lines("wordlists/propernames") if n.strip().isalpha()})
+        reserved = {name.lower() for shot in _SHOT_FLIPS for name, _ in shot}
+        if self.config.test_source == "rar":
+            reserved |= {name.lower() for row in self._rar_rows for name, _ in self._parse_rar(row["inputs"])}
+        names = [n for n in names if n.lower() not in reserved]
+        random.Random(20240702).shuffle(names)
+        half = len(names) // 2
+        return names[:half], names[half:]
+
+    def labeled(self, split: str) -> list[Labeled]:
+        if split == "test" and self.config.test_source == "rar":
+            return [
+                Labeled(Example(f"rar-{i}", {"flips": self._parse_rar(row["inputs"])}), row["targets"])
+                for i, row in enumerate(self._rar_rows[: self.config.test_size])
+            ]
+        train_pool, test_pool = self._pools
+        pool, size, offset = (train_pool, self.config.train_size, 0) if split == "train" else (test_pool, self.config.test_size, 1)
+        rng = random.Random(self.config.seed * 2 + offset)
+        out = []
+        for i in range(size):
+            flips = [(name, rng.random() < 0.5) for name in rng.sample(pool, self.config.people)]
+            out.append(Labeled(Example(f"{split}-{i}", {"flips": flips}), _answer(flips)))
+        return out
+
+    def question(self, example: Example) -> str:
+        return _question([(name, bool(flipped)) for name, flipped in example.inputs["flips"]])
+
+    def parse_answer(self, text: str) -> str | None:
+        words = re.findall(r"\b(yes|no)\b", text.lower())
+        return words[-1] if words else None

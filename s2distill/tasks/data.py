@@ -1,0 +1,42 @@
+"""Reading the offline data sets, each file checked against the published SHA256SUMS once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from s2distill.paths import data_dir
+
+
+@lru_cache(maxsize=None)
+def _expected_hashes(root: Path) -> dict[str, str]:
+    sums = root / "SHA256SUMS"
+    if not sums.exists():
+        return {}
+    pairs = (line.split(maxsplit=1) for line in sums.read_text().splitlines() if line.strip())
+    return {name.strip().lstrip("*"): digest for digest, name in pairs}
+
+
+@lru_cache(maxsize=None)
+def data_file(relative: str, root: Path | None = None) -> Path:
+    """Return the path of a data file, verified against SHA256SUMS; raise with the reason if not."""
+    root = root or data_dir()
+    path = root / relative
+    if not path.exists():
+        raise FileNotFoundError(f"data file {relative} is missing from {root}")
+    expected = _expected_hashes(root).get(relative)
+    if expected is not None:
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != expected:
+            raise ValueError(f"data file {path} does not match SHA256SUMS (got {actual[:12]}…, want {expected[:12]}…)")
+    return path
+
+
+def read_json(relative: str, root: Path | None = None):
+    return json.loads(data_file(relative, root).read_text())
+
+
+def read_lines(relative: str, root: Path | None = None) -> list[str]:
+    return data_file(relative, root).read_text(encoding="utf-8", errors="replace").splitlines()

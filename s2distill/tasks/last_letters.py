@@ -1,0 +1,99 @@
+"""Last-letter concatenation (Wei et al. 2022; the Rephrase-and-Respond and System 2 distillation
+papers): "Take the last letters of the words in "Elon Musk" and concatenate them." -> "nk".
+
+Inputs are generated with a seed from first names (shared/data/wordlists/propernames). Train and
+test draw their words from disjoint halves of the name list, so the distilled model is scored on
+words it never saw. `test_source: rar` scores on the real RaR evaluation set instead (its names
+are then removed from the training pool).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.data import read_json, read_lines
+from s2distill.types import Example, Labeled
+
+
+class LastLettersConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["last_letters"] = "last_letters"
+    words: int = Field(2, ge=1, le=6, description="words per input")
+    train_size: int = Field(256, ge=1)
+    test_size: int = Field(50, ge=1)
+    seed: int = 0
+    test_source: Literal["generated", "rar"] = "generated"
+
+
+def _program(words: list[str]) -> str:
+    listed = ", ".join(f'"{w}"' for w in words)
+    return f'words = [{listed}]\nanswer = "".join(word[-1] for word in words)\nprint(answer)'
+
+
+def _rationale(words: list[str]) -> str:
+    steps = " ".join(f'The last letter of "{w}" is "{w[-1]}".' for w in words)
+    return f'{steps} Concatenating them is "{"".join(w[-1] for w in words)}".'
+
+
+_SHOT_WORDS = (["Elon", "Musk"], ["Larry", "Page"], ["Sergey", "Brin"], ["Bill", "Gates"])
+
+
+def _question(words: list[str]) -> str:
+    return f'Take the last letters of the words in "{" ".join(words)}" and concatenate them.'
+
+
+class LastLetters(Task):
+    name = "last_letters"
+    shots = tuple(Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower()) for w in _SHOT_WORDS)
+
+    def __init__(self, config: LastLettersConfig | None = None):
+        self.config = config or LastLettersConfig()
+
+    @cached_property
+    def _rar_rows(self) -> list[dict]:
+        return read_json("rar/last_letter_concatenation_gpt-4.json")
+
+    @cached_property
+    def _pools(self) -> tuple[list[str], list[str]]:
+        names = sorted({n.strip() for n in read_lines("wordlists/propernames") if n.strip().isalpha()})
+        reserved = {w for shot in _SHOT_WORDS for w in shot}
+        if self.config.test_source == "rar":
+            reserved |= {w for row in self._rar_rows for w in re.findall(r'"([^"]+)"', row["question"])[0].split()}
+        names = [n for n in names if n not in reserved]
+        random.Random(20240701).shuffle(names)  # fixed: the split must not move with the run seed
+        half = len(names) // 2
+        return names[:half], names[half:]
+
+    def labeled(self, split: str) -> list[Labeled]:
+        if split == "test" and self.config.test_source == "rar":
+            rows = self._rar_rows[: self.config.test_size]
+            out = []
+            for i, row in enumerate(rows):
+                words = re.findall(r'"([^"]+)"', row["question"])[0].split()
+                out.append(Labeled(Example(f"rar-{i}", {"words": words}), row["answer"]))
+            return out
+        train_pool, test_pool = self._pools
+        pool, size, offset = (train_pool, self.config.train_size, 0) if split == "train" else (test_pool, self.config.test_size, 1)
+        rng = random.Random(self.config.seed * 2 + offset)
+        out = []
+        for i in range(size):
+            words = rng.sample(pool, self.config.words)
+            target = "".join(w[-1] for w in words).lower()
+            out.append(Labeled(Example(f"{split}-{i}", {"words": words}), target))
+        return out
+
+    def question(self, example: Example) -> str:
+        return _question(example.inputs["words"])
+
+    def parse_answer(self, text: str) -> str | None:
+        answer = super().parse_answer(text)
+        if answer is None:
+            return None
+        answer = answer.split()[0] if answer.split() else ""  # "rb" from "rb (the last letters)"
+        return answer if re.fullmatch(r"[a-z]+", answer) else None

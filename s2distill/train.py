@@ -1,0 +1,72 @@
+"""Supervised fine-tuning of the student with TRL's SFTTrainer and PEFT (DESIGN principle 7).
+
+The data is prompt–completion pairs, so TRL computes the loss on completion tokens only (its
+`completion_only_loss`); LoRA on every linear layer by default, or full fine-tuning. An interrupted
+training resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config):
+    """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    peft_config = None
+    if config.mode == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules="all-linear", task_type="CAUSAL_LM",
+        )
+    args = SFTConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        logging_steps=5,
+        save_strategy="epoch",
+        save_total_limit=1,
+        report_to=[],
+        seed=config.seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    dataset = Dataset.from_list([{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs])
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+
+
+def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config) -> Path:
+    """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`."""
+    if not pairs:
+        raise ValueError("curation kept no inputs: there is nothing to train on (see curation/verdicts.jsonl)")
+    trainer = build_trainer(pairs, model_path, output_dir, config)
+    checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    weights = output_dir / "weights"
+    staging = output_dir / "weights.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    if config.mode == "full":
+        trainer.processing_class.save_pretrained(str(staging))
+    shutil.rmtree(weights, ignore_errors=True)
+    staging.rename(weights)
+    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    return weights

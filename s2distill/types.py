@@ -1,0 +1,138 @@
+"""The data that flows through s2distill: examples, LM requests and completions, traces, verdicts.
+
+Everything here is a small frozen-ish dataclass that round-trips through JSON, because every
+stage of a run writes its output to disk and the next stage reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task input, as a model may see it. It has no label field on purpose.
+
+    Generation and curation only ever receive `Example`s; the target lives in `Labeled`,
+    which only evaluation reads (DESIGN principle 6).
+    """
+
+    id: str
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Labeled:
+    """An example together with its reference answer; read by evaluation only."""
+
+    example: Example
+    target: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One LM call: a raw prompt (or chat messages) and its sampling settings.
+
+    `temperature=None` means "whatever the run says": methods leave it unset so that one program
+    can be run greedily for evaluation and sampled N times for self-consistency. Samples
+    `first_sample .. first_sample + n - 1` are asked for; sample `k` of a request is a
+    deterministic function of (model, prompt, settings, seed, k), which is what lets the cache
+    store and replay samples one by one.
+    """
+
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+    temperature: float | None = None
+    top_p: float = 1.0
+    max_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    n: int = 1
+    first_sample: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("a Request needs exactly one of prompt= or messages=")
+        if self.n < 1 or self.max_tokens < 1:
+            raise ValueError(f"n and max_tokens must be >= 1, got n={self.n}, max_tokens={self.max_tokens}")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.temperature
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one or more calls; they add up (DESIGN principle 2)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated sample: its text and the tokens it cost."""
+
+    text: str
+    usage: Usage
+    finish_reason: str = "stop"  # "stop" (stop string or end of sequence) or "length"
+    sample_index: int = 0
+    cached: bool = False
+
+
+@dataclass
+class Call:
+    """One call a program made, kept in its trace for audit and for token accounting."""
+
+    prompt: str
+    output: str
+    usage: Usage
+    name: str = "generate"
+
+
+@dataclass
+class Trace:
+    """What one run of a method on one example did: every call, and the final answer.
+
+    `answer` is None when the output could not be parsed; `error` then says why. An unparseable
+    answer is data, never an exception.
+    """
+
+    example_id: str
+    method: str
+    answer: str | None
+    calls: list[Call] = field(default_factory=list)
+    error: str | None = None
+    sample: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.calls:
+            total = total + call.usage
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        calls = [Call(**{**c, "usage": Usage(**c["usage"])}) for c in data.get("calls", [])]
+        return cls(**{**data, "calls": calls})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A curation filter's decision on one input, with the reason a person can read."""
+
+    example_id: str
+    kept: bool
+    reason: str
+    answer: str | None = None
+    filter: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)

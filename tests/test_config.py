@@ -1,0 +1,51 @@
+"""Recipes: every shipped one loads; bad ones fail at once naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from s2distill.config import RecipeError, load_recipe
+
+
+def test_every_shipped_recipe_loads_and_says_how_to_run_it(recipes_dir):
+    recipes = sorted(recipes_dir.glob("*.yaml"))
+    assert {p.stem for p in recipes} >= {"quickstart", "smoke"}
+    for path in recipes:
+        load_recipe(path)
+        assert path.read_text().startswith(f"# Run: s2distill run recipes/{path.name}")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("task: {name: last_letters, trian_size: 3}", "task.trian_size: unknown key"),
+        ("task: {name: last_letters}\nteacher: {samples: many}", "teacher.samples: Input should be a valid integer"),
+        ("task: {name: last_letters}\nteacher: {method: {name: magic}}", "teacher.method.name: unknown method 'magic'"),
+        ("task: {name: last_letters}\nstudent: {model: {backend: hf, path: /no/such/model}}", "does not exist"),
+        ("task: {name: last_letters}\ntrainig: {}", "trainig: unknown key"),
+        ("task: [", "not valid YAML"),
+    ],
+)
+def test_bad_recipes_name_the_field(tmp_path, text, message):
+    with pytest.raises(RecipeError, match="(?s)" + message.replace("(", r"\(").replace("[", r"\[")):
+        load_recipe(write(tmp_path, text))
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_overrides_reach_nested_fields_with_yaml_types(recipes_dir):
+    recipe = load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples=6", "train.learning_rate=1e-4", "task.test_size=3"])
+    assert recipe.teacher.samples == 6 and recipe.train.learning_rate == 1e-4 and recipe.task.test_size == 3
+    with pytest.raises(RecipeError, match="teacher.samples"):
+        load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples=-1"])
+    with pytest.raises(RecipeError, match="not key=value"):
+        load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples"])

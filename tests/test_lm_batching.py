@@ -1,0 +1,55 @@
+"""Programs run concurrently and their calls reach the backend as batches, in order."""
+
+from __future__ import annotations
+
+from s2distill.lm import FakeLM
+from s2distill.methods import run_program
+from s2distill.types import Call, Example, Request, Trace
+
+
+class CountingFake(FakeLM):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_sizes: list[int] = []
+
+    def generate(self, requests):
+        self.batch_sizes.append(len(requests))
+        return super().generate(requests)
+
+
+def two_step(example: Example, lm) -> Trace:
+    [first] = lm.generate([Request(prompt=f"rephrase {example.inputs['q']}")])[0]
+    [second] = lm.generate([Request(prompt=f"answer {first.text}")])[0]
+    return Trace(example.id, "two_step", second.text, [Call("", first.text, first.usage), Call("", second.text, second.usage)])
+
+
+def test_calls_of_concurrent_programs_are_batched_and_results_stay_in_order():
+    lm = CountingFake(responder=lambda r, k: r.prompt.upper())
+    examples = [Example(f"e{i}", {"q": f"q{i}"}) for i in range(6)]
+    traces = run_program(two_step, examples, lm, workers=6)
+    assert [t.example_id for t in traces] == [e.id for e in examples]
+    assert [t.answer for t in traces] == [f"ANSWER REPHRASE Q{i}" for i in range(6)]
+    assert sum(lm.batch_sizes) == 12
+    assert max(lm.batch_sizes) > 1  # first calls and second calls each met in batches
+    assert len(lm.batch_sizes) < 12
+
+
+def test_samples_get_their_own_sample_index_and_the_run_temperature():
+    lm = CountingFake(responder=lambda r, k: f"{k}@{r.temperature}")
+    traces = run_program(
+        lambda e, m: Trace(e.id, "t", m.generate([Request(prompt="x")])[0][0].text),
+        [Example("a", {})], lm, samples=3, temperature=0.7,
+    )
+    assert [t.answer for t in traces] == ["0@0.7", "1@0.7", "2@0.7"]
+    assert [t.sample for t in traces] == [0, 1, 2]
+
+
+def test_a_failing_backend_raises_instead_of_hanging():
+    lm = FakeLM(responder=lambda r, k: "x", fail_after=2)
+    examples = [Example(f"e{i}", {"q": i}) for i in range(5)]
+    try:
+        run_program(two_step, examples, lm, workers=3)
+    except RuntimeError as exc:
+        assert "simulated failure" in str(exc)
+    else:
+        raise AssertionError("the backend failure was swallowed")

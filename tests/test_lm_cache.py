@@ -1,0 +1,82 @@
+"""The SQLite completion cache: per-sample keys, replay, partial resume, persistence."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from s2distill.lm import CachedLM, FakeLM
+from s2distill.types import Request
+
+
+def numbered_fake() -> FakeLM:
+    return FakeLM(responder=lambda request, k: f"sample {k} of {request.prompt}", name="fake:numbered")
+
+
+def test_n_samples_of_one_prompt_are_n_distinct_cached_completions(tmp_path):
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite")
+    [out] = lm.generate([Request(prompt="p", temperature=0.7, n=4)])
+    assert [c.text for c in out] == [f"sample {k} of p" for k in range(4)]
+    rows = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT COUNT(*), COUNT(DISTINCT text) FROM completions").fetchone()
+    assert rows == (4, 4)
+    assert (lm.stats.generated, lm.stats.cached) == (4, 0)
+
+    [again] = lm.generate([Request(prompt="p", temperature=0.7, n=4)])
+    assert [c.text for c in again] == [c.text for c in out]
+    assert all(c.cached for c in again)
+    assert inner.completions == 4  # nothing generated the second time
+    assert (lm.stats.generated, lm.stats.cached) == (4, 4)
+
+
+def test_more_samples_later_only_generates_the_new_ones(tmp_path):
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite")
+    lm.generate([Request(prompt="p", temperature=0.7, n=2)])
+    [out] = lm.generate([Request(prompt="p", temperature=0.7, n=5)])
+    assert [c.sample_index for c in out] == [0, 1, 2, 3, 4]
+    assert inner.completions == 5
+    assert inner.requests[-1].first_sample == 2 and inner.requests[-1].n == 3
+
+
+def test_greedy_samples_are_generated_once(tmp_path):
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite")
+    [out] = lm.generate([Request(prompt="p", temperature=0.0, n=3)])
+    assert len(out) == 3 and len({c.text for c in out}) == 1
+    assert inner.completions == 1
+
+
+def test_key_separates_model_settings_and_seed(tmp_path):
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite")
+    for request in [
+        Request(prompt="p", temperature=0.7),
+        Request(prompt="p", temperature=0.7, seed=1),
+        Request(prompt="p", temperature=0.9),
+        Request(prompt="p", temperature=0.7, max_tokens=5),
+        Request(prompt="p", temperature=0.7, stop=("\n",)),
+    ]:
+        lm.generate([request])
+    assert inner.completions == 5
+
+
+def test_cache_survives_a_new_process(tmp_path):
+    CachedLM(numbered_fake(), tmp_path / "c.sqlite").generate([Request(prompt="p", temperature=0.7, n=3)])
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite")
+    lm.generate([Request(prompt="p", temperature=0.7, n=3)])
+    assert inner.completions == 0 and lm.stats.cached == 3
+
+
+def test_completed_chunks_are_kept_when_the_model_fails(tmp_path):
+    failing = FakeLM(responder=lambda r, k: "x", name="fake:same", fail_after=3)
+    lm = CachedLM(failing, tmp_path / "c.sqlite", chunk_rows=1)
+    requests = [Request(prompt=f"p{i}", temperature=0.7) for i in range(5)]
+    try:
+        lm.generate(requests)
+    except RuntimeError:
+        pass
+    healthy = FakeLM(responder=lambda r, k: "x", name="fake:same")
+    lm2 = CachedLM(healthy, tmp_path / "c.sqlite")
+    lm2.generate(requests)
+    assert lm2.stats.cached == 3 and healthy.completions == 2

@@ -1,0 +1,94 @@
+"""The whole run on the smoke recipe: artifacts, report, resume, and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import s2distill.pipeline as pipeline_module
+from s2distill.cli import app
+from s2distill.config import RecipeError, load_recipe
+from s2distill.lm import FakeLM
+from s2distill.pipeline import Pipeline
+from s2distill.runfolder import read_jsonl
+
+
+@pytest.fixture
+def smoke(recipes_dir):
+    return load_recipe(recipes_dir / "smoke.yaml")
+
+
+def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
+    report = Pipeline(smoke, tmp_path, progress=False).run()
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["rows"] == report["rows"]
+    assert [r["system"] for r in saved["rows"]] == ["system1", "system2", "distilled"]
+    for row in saved["rows"]:
+        assert {"system", "method", "task", "metric", "score", "n", "tokens_per_example"} <= set(row)
+        assert row["n"] == 8 and 0.0 <= row["score"] <= 1.0
+    system2 = saved["rows"][1]
+    assert system2["score"] == 1.0 and system2["tokens_per_example"] > saved["rows"][0]["tokens_per_example"]
+    # Curation: A-H first words tie 2/4 in the fake and are dropped, the rest kept 3/4.
+    verdicts = read_jsonl(tmp_path / "curation" / "verdicts.jsonl")
+    inputs = {r["id"]: r["inputs"]["words"] for r in read_jsonl(tmp_path / "inputs" / "train.jsonl")}
+    for v in verdicts:
+        dropped = inputs[v["example_id"]][0][0] in "ABCDEFGH"
+        assert v["kept"] is not dropped, v
+        assert v["reason"]
+    assert saved["curation"] == {**saved["curation"], "inputs": 24, "kept": sum(v["kept"] for v in verdicts)}
+    assert 0 < saved["curation"]["kept"] < 24
+    pairs = read_jsonl(tmp_path / "distill" / "train.jsonl")
+    assert len(pairs) == saved["curation"]["kept"]
+    assert all(p["prompt"].endswith("A:") and p["completion"].endswith("\n") for p in pairs)
+    assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 and saved["lm"]["cached"] == 0
+    assert "| distilled | direct |" in (tmp_path / "report.md").read_text()
+    # Generation never saw a label: the unlabeled inputs file holds ids and inputs only.
+    assert all(set(row) == {"id", "inputs"} for row in read_jsonl(tmp_path / "inputs" / "train.jsonl"))
+
+    again = Pipeline(smoke, tmp_path, progress=False).run()
+    assert again["lm"] == {"calls": 0, "cached": 0}  # every stage was done: no model call at all
+    assert again["rows"] == report["rows"]
+
+
+def test_a_run_killed_during_generation_resumes_without_redoing_work(smoke, tmp_path, monkeypatch):
+    real_build = pipeline_module.build_lm
+
+    def crashing_teacher(config, **kwargs):
+        lm = real_build(config, **kwargs)
+        if isinstance(lm, FakeLM):
+            lm.fail_after = 40
+        return lm
+
+    monkeypatch.setattr(pipeline_module, "build_lm", crashing_teacher)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        Pipeline(smoke, tmp_path, progress=False).run()
+    assert not (tmp_path / "system2" / "train.jsonl").exists()
+    monkeypatch.setattr(pipeline_module, "build_lm", real_build)
+
+    report = Pipeline(smoke, tmp_path, progress=False).run()
+    # The crashed run finished some batches of programs; those completions come from the cache.
+    assert report["lm"]["cached"] >= 8
+    assert report["lm"]["calls"] + report["lm"]["cached"] == 24 * 4 + 8 * 3
+    assert report["rows"][1]["score"] == 1.0
+
+
+def test_a_folder_of_another_recipe_is_refused(smoke, tmp_path):
+    Pipeline(smoke, tmp_path, progress=False).run()
+    other = smoke.model_copy(update={"name": "other"})
+    with pytest.raises(RecipeError, match="different recipe"):
+        Pipeline(other, tmp_path, progress=False).run()
+
+
+def test_cli_runs_a_recipe_and_reports_bad_ones(recipes_dir, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["run", str(recipes_dir / "smoke.yaml"), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert ok.exit_code == 0, ok.output
+    assert "| system2 | pal |" in ok.output
+    bad = runner.invoke(app, ["run", str(recipes_dir / "smoke.yaml"), "teacher.smaples=3", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "teacher.smaples: unknown key" in bad.output
+    missing = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    listed = runner.invoke(app, ["methods"])
+    assert listed.exit_code == 0 and "pal" in listed.output and "direct" in listed.output

@@ -1,0 +1,40 @@
+"""Answer-only SFT through TRL: the loss sees answer tokens only; trained weights load as an LM."""
+
+from __future__ import annotations
+
+from s2distill.config import TrainConfig
+from s2distill.lm import build_lm
+from s2distill.config import ModelConfig
+from s2distill.lm.tiny import tiny_model_dir
+from s2distill.train import build_trainer, train_student
+from s2distill.types import Request
+
+PAIRS = [
+    {"prompt": "Q: Take the last letters of the words in \"Ada Bob\" and concatenate them.\nA:", "completion": " ab\n"},
+    {"prompt": "Q: Take the last letters of the words in \"Eve Tom\" and concatenate them.\nA:", "completion": " em\n"},
+]
+
+
+def test_sft_labels_mask_every_prompt_token(tmp_path):
+    trainer = build_trainer(PAIRS, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=2))
+    tokenizer = trainer.processing_class
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    for row, pair in enumerate(PAIRS):
+        prompt_len = len(tokenizer(pair["prompt"]).input_ids)
+        labels, ids = batch["labels"][row].tolist(), batch["input_ids"][row].tolist()
+        assert all(label == -100 for label in labels[:prompt_len])
+        answer = [(i, label) for i, label in zip(ids[prompt_len:], labels[prompt_len:]) if label != -100]
+        assert [i for i, label in answer] == [label for i, label in answer]  # answer tokens are learned
+        learned = tokenizer.decode([label for _, label in answer])
+        assert learned.startswith(pair["completion"])  # the answer (then end-of-sequence), nothing of the prompt
+
+
+def test_trained_adapter_is_saved_and_loads_as_an_lm(tmp_path):
+    weights = train_student(PAIRS * 4, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=4, lora_r=2, lora_alpha=4))
+    assert (weights / "adapter_config.json").exists()
+    assert not (tmp_path / "checkpoints").exists()
+    base = build_lm(ModelConfig(backend="tiny"))
+    tuned = build_lm(ModelConfig(backend="tiny"), adapter=weights)
+    assert tuned.name != base.name  # the cache never confuses the two
+    [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=4)])
+    assert completion.usage.completion_tokens >= 1 and completion.usage.prompt_tokens > 10
