@@ -1,8 +1,14 @@
 """Supervised fine-tuning of the student with TRL's SFTTrainer and PEFT (DESIGN principle 7).
 
-The data is prompt–completion pairs, so TRL computes the loss on completion tokens only (its
+The data is prompt–completion pairs, so TRL masks every prompt token out of the labels (its
 `completion_only_loss`); LoRA on every linear layer by default, or full fine-tuning. An interrupted
 training resumes from its last epoch checkpoint.
+
+One piece is ours: the loss. Answer-only targets are a few tokens after a long few-shot prompt,
+and on a CPU the vocabulary projection dominates a step (Gemma 3 has 262k tokens). TRL's fused LM
+head falls back to a torch loop over vocabulary tiles without Triton, which measured about 12 s a
+step here; projecting only the positions that predict answer tokens measured about 3 s for the same
+batch (benchmarks/train_step.py). The loss is the same masked token-mean cross-entropy.
 """
 
 from __future__ import annotations
@@ -12,12 +18,47 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def answer_positions_loss(model, inputs, num_items_in_batch=None):
+    """Mean cross-entropy over label tokens, projecting only the positions that predict one.
+
+    `positions` is the union over the batch of positions whose next token is a label; the model
+    returns logits for those alone (`logits_to_keep` as an index tensor), not for every prompt token.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    next_labels = inputs["labels"][:, 1:]
+    positions = (next_labels != -100).any(dim=0).nonzero().squeeze(-1)
+    outputs = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+        logits_to_keep=positions, use_cache=False,
+    )
+    logits = outputs.logits.float()
+    targets = next_labels[:, positions]
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1), outputs
+
+
+def _answer_only_trainer_class():
+    from trl import SFTTrainer
+
+    class AnswerOnlySFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss projects only answer-predicting positions (see the module docstring)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = answer_positions_loss(model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    return AnswerOnlySFTTrainer
+
+
 def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config):
     """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
@@ -50,7 +91,8 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         disable_tqdm=False,
     )
     dataset = Dataset.from_list([{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs])
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    trainer_class = _answer_only_trainer_class()
+    return trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
 
 
 def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config) -> Path:

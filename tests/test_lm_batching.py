@@ -30,8 +30,7 @@ def test_calls_of_concurrent_programs_are_batched_and_results_stay_in_order():
     assert [t.example_id for t in traces] == [e.id for e in examples]
     assert [t.answer for t in traces] == [f"ANSWER REPHRASE Q{i}" for i in range(6)]
     assert sum(lm.batch_sizes) == 12
-    assert max(lm.batch_sizes) > 1  # first calls and second calls each met in batches
-    assert len(lm.batch_sizes) < 12
+    assert lm.batch_sizes == [6, 6]  # all first calls in one batch, then all second calls
 
 
 def test_samples_get_their_own_sample_index_and_the_run_temperature():
@@ -53,3 +52,27 @@ def test_a_failing_backend_raises_instead_of_hanging():
         assert "simulated failure" in str(exc)
     else:
         raise AssertionError("the backend failure was swallowed")
+
+
+def test_an_interrupted_run_stops_queued_programs():
+    import threading
+
+    import time
+
+    calls = []
+    lm = FakeLM(responder=lambda r, k: calls.append(r.prompt) or time.sleep(0.005) or "x")  # a model takes time
+    started = threading.Event()
+
+    def program(example, lm_):
+        lm_.generate([Request(prompt=example.id)])
+        if example.id == "e0":
+            started.set()
+            raise KeyboardInterrupt  # stands in for Ctrl-C landing while programs run
+        return Trace(example.id, "p", "x")
+
+    examples = [Example(f"e{i}", {}) for i in range(200)]
+    try:
+        run_program(program, examples, lm, workers=2)
+    except KeyboardInterrupt:
+        pass
+    assert started.is_set() and len(calls) < 20  # the other ~198 programs never ran

@@ -38,3 +38,19 @@ def test_trained_adapter_is_saved_and_loads_as_an_lm(tmp_path):
     assert tuned.name != base.name  # the cache never confuses the two
     [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=4)])
     assert completion.usage.completion_tokens >= 1 and completion.usage.prompt_tokens > 10
+
+
+def test_answer_positions_loss_equals_the_full_masked_loss(tmp_path):
+    import torch
+
+    from s2distill.train import answer_positions_loss
+
+    trainer = build_trainer(PAIRS, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=2))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    model = trainer.model
+    loss, _ = answer_positions_loss(model, batch)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    reference = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
+    )
+    assert torch.allclose(loss, reference, atol=1e-5), (loss, reference)

@@ -17,6 +17,10 @@ from s2distill.lm.base import LM
 from s2distill.types import Completion, Request
 
 
+class RunCancelled(RuntimeError):
+    """Raised in programs still running when their run is interrupted."""
+
+
 class _Waiting:
     __slots__ = ("requests", "result", "error")
 
@@ -29,29 +33,41 @@ class _Waiting:
 class BatchingLM:
     """An LM front that merges the requests of concurrently running programs."""
 
-    def __init__(self, inner: LM):
+    def __init__(self, inner: LM, *, programs: int, concurrency: int):
+        """`programs` will run in all, at most `concurrency` at a time."""
         self.inner = inner
         self.name = inner.name
         self._cond = threading.Condition()
-        self._active = 0
+        self._remaining = programs
+        self._concurrency = concurrency
         self._waiting: list[_Waiting] = []
         self._flushing = False
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse all further calls (the run was interrupted); waiting programs get an error."""
+        with self._cond:
+            self._closed = True
+            for slot in self._waiting:
+                slot.error = RunCancelled("the run was interrupted")
+            self._waiting = []
+            self._cond.notify_all()
 
     @contextmanager
     def program(self) -> Iterator[None]:
-        """Mark one program as running for as long as the block lasts."""
-        with self._cond:
-            self._active += 1
+        """Wrap one program's run; its end lets a batch go without it."""
         try:
             yield
         finally:
             with self._cond:
-                self._active -= 1
+                self._remaining -= 1
                 self._flush_if_all_waiting()
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         slot = _Waiting(requests)
         with self._cond:
+            if self._closed:
+                raise RunCancelled("the run was interrupted")
             self._waiting.append(slot)
             self._flush_if_all_waiting()
             while slot.result is None and slot.error is None:
@@ -61,8 +77,12 @@ class BatchingLM:
         return slot.result  # type: ignore[return-value]
 
     def _flush_if_all_waiting(self) -> None:
-        """With the lock held: if every running program waits, run their batch in this thread."""
-        if self._flushing or not self._waiting or len(self._waiting) < self._active:
+        """With the lock held: if every running program waits, run their batch in this thread.
+
+        Programs running = min(concurrency, programs not yet finished): counting them up front, not
+        as threads start, keeps the first batch from leaving before the other programs arrive.
+        """
+        if self._flushing or not self._waiting or len(self._waiting) < min(self._concurrency, self._remaining):
             return
         batch, self._waiting = self._waiting, []
         self._flushing = True

@@ -142,15 +142,11 @@ class HFLM:
             cache.reorder_cache(index)  # copy each prompt's KV cache to its sample rows
             logits = out.logits[:, -1].float()[index]
             mask, positions = mask[index], positions[index][:, -1:]
+            live = list(range(n_rows))  # the rows still in the batch, in batch order
             for _ in range(max(r.max_tokens for r in row_requests)):
-                picked = _pick_tokens(logits, row_requests, generators, done)
-                next_ids = []
-                for r, req in enumerate(row_requests):
-                    if done[r]:
-                        next_ids.append(tokenizer.pad_token_id)
-                        continue
-                    t = picked[r]
-                    next_ids.append(t)
+                picked = _pick_tokens(logits, [row_requests[r] for r in live], [generators[r] for r in live])
+                for r, t in zip(live, picked):
+                    req = row_requests[r]
                     if t in self._eos:
                         done[r] = True
                         continue
@@ -158,9 +154,16 @@ class HFLM:
                     texts[r] = tokenizer.decode(tokens[r], skip_special_tokens=True)
                     if len(tokens[r]) >= req.max_tokens or (req.stop and truncate_at_stop(texts[r], req.stop)[1]):
                         done[r] = True
-                if all(done):
+                keep = [j for j, r in enumerate(live) if not done[r]]
+                if not keep:
                     break
-                step = torch.tensor(next_ids, device=self._device)[:, None]
+                if len(keep) < len(live):  # finished rows leave the batch: later steps cost less
+                    kept = torch.tensor(keep, device=self._device)
+                    cache.reorder_cache(kept)
+                    mask, positions = mask[kept], positions[kept]
+                    picked = [picked[j] for j in keep]
+                    live = [live[j] for j in keep]
+                step = torch.tensor(picked, device=self._device)[:, None]
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 positions = positions + 1
                 out = model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
@@ -178,7 +181,7 @@ class HFLM:
 _SHORTLIST = 1024
 
 
-def _pick_tokens(logits, requests: Sequence[Request], generators, done: list[bool]) -> list[int]:
+def _pick_tokens(logits, requests: Sequence[Request], generators) -> list[int]:
     """The next token of every row: argmax for greedy rows, else a draw at the row's temperature
     and top-p from the row's own generator.
 
@@ -189,7 +192,7 @@ def _pick_tokens(logits, requests: Sequence[Request], generators, done: list[boo
     import torch
 
     picked = logits.argmax(-1).tolist()
-    rows = [r for r, req in enumerate(requests) if not req.greedy and not done[r]]
+    rows = [r for r, req in enumerate(requests) if not req.greedy]
     if not rows:
         return picked
     temperatures = torch.tensor([requests[r].temperature for r in rows], device=logits.device)[:, None]

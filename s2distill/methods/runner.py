@@ -30,8 +30,9 @@ def run_program(
     up to `workers` requests at once. Sample `k` of an example is run with the LM's sample index
     `k`, so its completions are cached and replayed independently of the others.
     """
-    batcher = BatchingLM(lm)
     jobs = [(example, k) for example in examples for k in range(samples)]
+    workers = max(1, min(workers, len(jobs)))
+    batcher = BatchingLM(lm, programs=len(jobs), concurrency=workers)
 
     def one(job: tuple[Example, int]) -> Trace:
         example, k = job
@@ -45,12 +46,16 @@ def run_program(
 
     if not jobs:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures = [pool.submit(one, job) for job in jobs]
         finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in finished if f.exception() is not None]
         if failed:
-            for f in futures:
-                f.cancel()
             raise failed[0].exception()  # type: ignore[misc]
         return [f.result() for f in futures]
+    finally:
+        # On an error or Ctrl-C, queued programs are dropped and running ones stop at their next
+        # call; only the batch already with the model finishes (and reaches the cache).
+        batcher.close()
+        pool.shutdown(wait=True, cancel_futures=True)
