@@ -121,8 +121,16 @@ class Recipe(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
-    data_dir: str | None = None
+    data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
     cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
+
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, value: str | None) -> str | None:
+        if value is not None and not (Path(value).expanduser() / "SOURCES.md").exists():
+            raise ValueError(f"data folder {value!r} does not exist or has no SOURCES.md")
+        return value
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

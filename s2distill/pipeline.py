@@ -40,7 +40,7 @@ class Pipeline:
         self.out = Path(out)
         self.console = console or Console(stderr=True)
         self.show_progress = progress
-        self.task: Task = build_task(recipe.task)
+        self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
         self.cache_path = Path(recipe.cache) if recipe.cache else self.out / "cache.sqlite"
         self._lms: dict[str, CachedLM] = {}
         self.timings: dict[str, float] = {}
@@ -48,6 +48,7 @@ class Pipeline:
     # -- the run ---------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run every stage not yet done; return the report (also written as report.json/.md)."""
+        started = time.perf_counter()
         self._claim_folder()
         self.timings = read_json(self.out / "timings.json") if (self.out / "timings.json").exists() else {}
         try:
@@ -59,7 +60,7 @@ class Pipeline:
                 self._stage("train", lambda: self._train(pairs))
             for system in self.recipe.evaluate.systems:
                 self._stage(f"eval_{system}", lambda s=system: self._evaluate(s))
-            return self._report(verdicts)
+            return self._report(verdicts, invocation_seconds=time.perf_counter() - started)
         finally:
             for lm in self._lms.values():
                 lm.close()
@@ -153,7 +154,7 @@ class Pipeline:
         write_json(self.out / _ARTIFACTS[f"eval_{system}"], {**score.row(), "model": _describe(side.model, adapter)})
         self.console.print(f"  {system}: {100 * score.score:.1f}% exact match, {score.tokens_per_example:.1f} tokens/example")
 
-    def _report(self, verdicts: list[dict]) -> dict[str, Any]:
+    def _report(self, verdicts: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
         rows = [read_json(self.out / _ARTIFACTS[f"eval_{s}"]) for s in SYSTEMS if s in self.recipe.evaluate.systems]
         stats = [lm.stats for lm in self._lms.values()]
         report = {
@@ -169,6 +170,7 @@ class Pipeline:
             },
             "lm": {"calls": sum(s.generated for s in stats), "cached": sum(s.cached for s in stats)},
             "timings": self.timings,
+            "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
         }
         write_json(self.out / "report.json", report)

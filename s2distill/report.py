@@ -49,7 +49,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"**LM calls this invocation**: {report['lm']['calls']} completions generated, {report['lm']['cached']} served from the cache.",
         "",
         "**Wall time per stage** (seconds, when the stage ran): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()),
+        + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())
+        + f"; stages total {sum(report['timings'].values()):.0f} s. This invocation: {report['invocation_seconds']:.0f} s "
+        "(model loading included).",
         "",
         "**Machine**: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
         "",

@@ -30,6 +30,7 @@ def write(tmp_path, text):
         ("task: {name: last_letters}\nstudent: {model: {backend: hf, path: /no/such/model}}", "does not exist"),
         ("task: {name: last_letters}\ntrainig: {}", "trainig: unknown key"),
         ("task: [", "not valid YAML"),
+        ("task: {name: last_letters}\ndata_dir: /no/such/folder", "data_dir: data folder '/no/such/folder' does not exist"),
     ],
 )
 def test_bad_recipes_name_the_field(tmp_path, text, message):
@@ -49,3 +50,11 @@ def test_overrides_reach_nested_fields_with_yaml_types(recipes_dir):
         load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples=-1"])
     with pytest.raises(RecipeError, match="not key=value"):
         load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples"])
+
+
+def test_data_dir_is_used_by_the_tasks(recipes_dir, tmp_path):
+    from s2distill.paths import data_dir
+    from s2distill.pipeline import Pipeline
+
+    recipe = load_recipe(recipes_dir / "smoke.yaml", [f"data_dir={data_dir()}"])
+    assert Pipeline(recipe, tmp_path).task.data_root == data_dir()

@@ -54,3 +54,12 @@ def test_answer_positions_loss_equals_the_full_masked_loss(tmp_path):
         logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1), ignore_index=-100
     )
     assert torch.allclose(loss, reference, atol=1e-5), (loss, reference)
+
+
+def test_full_fine_tuning_saves_a_whole_model_that_loads_as_an_lm(tmp_path):
+    weights = train_student(PAIRS * 4, tiny_model_dir(), tmp_path, TrainConfig(mode="full", epochs=1, batch_size=4))
+    assert (weights / "config.json").exists() and (weights / "model.safetensors").exists()
+    tuned = build_lm(ModelConfig(backend="tiny"), adapter=weights)
+    assert str(weights) in tuned.name
+    [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=3)])
+    assert completion.usage.completion_tokens >= 1

@@ -2,9 +2,11 @@
 
 Decoding is a short loop of our own rather than `model.generate`, for two reasons that matter to
 distillation: (1) each prompt is prefilled once and its KV cache copied to its `n` sample rows,
-and (2) each row samples from its own generator seeded by (seed, sample index), so sample `k` of
-a prompt is the same whatever else shares its batch, and the cache can store and replay samples
-one by one. Greedy rows take the argmax. Stop strings, end-of-sequence and `max_tokens` end a row.
+and (2) each row samples from its own generator seeded by (seed, sample index), so sample `k`
+does not depend on how many other samples or prompts were asked for alongside it (up to the
+float rounding of different batch shapes, which can flip a near-tie in bf16), and the cache can
+store and replay samples one by one. Greedy rows take the argmax. Stop strings, end-of-sequence
+and `max_tokens` end a row, and finished rows leave the batch.
 """
 
 from __future__ import annotations

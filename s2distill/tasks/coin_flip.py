@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,12 +66,13 @@ class CoinFlip(Task):
     name = "coin_flip"
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f)) for f in _SHOT_FLIPS)
 
-    def __init__(self, config: CoinFlipConfig | None = None):
+    def __init__(self, config: CoinFlipConfig | None = None, *, data_root: Path | None = None):
         self.config = config or CoinFlipConfig()
+        self.data_root = data_root
 
     @cached_property
     def _rar_rows(self) -> list[dict]:
-        return read_json("rar/coin_val_raw.json")
+        return read_json("rar/coin_val_raw.json", self.data_root)
 
     @staticmethod
     def _parse_rar(text: str) -> list[tuple[str, bool]]:
@@ -78,7 +80,7 @@ class CoinFlip(Task):
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
-        names = sorted({n.strip() for n in read_lines("wordlists/propernames") if n.strip().isalpha()})
+        names = sorted({n.strip() for n in read_lines("wordlists/propernames", self.data_root) if n.strip().isalpha()})
         reserved = {name.lower() for shot in _SHOT_FLIPS for name, _ in shot}
         if self.config.test_source == "rar":
             reserved |= {name.lower() for row in self._rar_rows for name, _ in self._parse_rar(row["inputs"])}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,16 +53,17 @@ class LastLetters(Task):
     name = "last_letters"
     shots = tuple(Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower()) for w in _SHOT_WORDS)
 
-    def __init__(self, config: LastLettersConfig | None = None):
+    def __init__(self, config: LastLettersConfig | None = None, *, data_root: Path | None = None):
         self.config = config or LastLettersConfig()
+        self.data_root = data_root
 
     @cached_property
     def _rar_rows(self) -> list[dict]:
-        return read_json("rar/last_letter_concatenation_gpt-4.json")
+        return read_json("rar/last_letter_concatenation_gpt-4.json", self.data_root)
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
-        names = sorted({n.strip() for n in read_lines("wordlists/propernames") if n.strip().isalpha()})
+        names = sorted({n.strip() for n in read_lines("wordlists/propernames", self.data_root) if n.strip().isalpha()})
         reserved = {w for shot in _SHOT_WORDS for w in shot}
         if self.config.test_source == "rar":
             reserved |= {w for row in self._rar_rows for w in re.findall(r'"([^"]+)"', row["question"])[0].split()}
