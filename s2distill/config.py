@@ -6,6 +6,7 @@ of being silently ignored.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,19 +50,45 @@ class ModelConfig(_Strict):
 
 
 class MethodConfig(_Strict):
+    """A System 1 or System 2 method: a registered name (`s2distill methods`) or a user's
+    `module:function` / `file.py:function` program, and its options."""
+
     name: str = "direct"
-    shots: int = Field(4, ge=0)
+    shots: int = Field(4, ge=0, description="solved exemplars in few-shot prompts")
     max_tokens: int | None = Field(None, ge=1, description="default: the method's own")
+    prompt_format: Literal["fewshot", "chat"] = Field(
+        "fewshot", description="fewshot: raw prompts with exemplars (pretrained models); chat: the chat template"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="method-specific, e.g. {steps: 1} for rar")
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-        return name
+    @model_validator(mode="after")
+    def _known(self) -> MethodConfig:
+        if ":" in self.name:
+            from s2distill.methods.user import load_user_program
 
-    def options(self) -> dict[str, Any]:
-        return {"shots": self.shots, **({"max_tokens": self.max_tokens} if self.max_tokens else {})}
+            load_user_program(self.name)  # raises ValueError naming what is wrong
+            return self
+        if self.name not in METHODS:
+            raise ValueError(f"unknown method {self.name!r}; known: {', '.join(sorted(METHODS))}, or module:function")
+        accepted = inspect.signature(METHODS[self.name][0]).parameters
+        for key in self.options:
+            if key not in accepted or key in ("task", "shots", "max_tokens", "prompt_format"):
+                raise ValueError(f"method {self.name!r} has no option {key!r}")
+        if self.prompt_format == "chat" and "prompt_format" not in accepted:
+            raise ValueError(f"method {self.name!r} has only the fewshot prompt format")
+        return self
+
+    def factory_options(self) -> dict[str, Any]:
+        """Keyword arguments for the method's factory (empty for a user's program)."""
+        if ":" in self.name:
+            return {}
+        accepted = inspect.signature(METHODS[self.name][0]).parameters
+        options: dict[str, Any] = {"shots": self.shots, **self.options}
+        if self.max_tokens:
+            options["max_tokens"] = self.max_tokens
+        if "prompt_format" in accepted:
+            options["prompt_format"] = self.prompt_format
+        return options
 
 
 class TeacherConfig(_Strict):

@@ -23,7 +23,7 @@ from s2distill.curation import self_consistency
 from s2distill.distill import answer_only_pairs
 from s2distill.evaluate import score_traces
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
-from s2distill.methods import METHODS, run_program
+from s2distill.methods import build_program, run_program
 from s2distill.report import machine_info, render_markdown
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
 from s2distill.tasks import Task, build_task
@@ -179,8 +179,7 @@ class Pipeline:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _program(self, method):
-        factory, _ = METHODS[method.name]
-        return factory(self.task, **method.options())
+        return build_program(self.task, method.name, method.factory_options())
 
     def _lm(self, config: ModelConfig, *, adapter: Path | None = None) -> LM:
         """One cached LM per distinct model (teacher and student share it when they are the same)."""

@@ -26,7 +26,7 @@ def write(tmp_path, text):
     [
         ("task: {name: last_letters, trian_size: 3}", "task.trian_size: unknown key"),
         ("task: {name: last_letters}\nteacher: {samples: many}", "teacher.samples: Input should be a valid integer"),
-        ("task: {name: last_letters}\nteacher: {method: {name: magic}}", "teacher.method.name: unknown method 'magic'"),
+        ("task: {name: last_letters}\nteacher: {method: {name: magic}}", "teacher.method: unknown method 'magic'"),
         ("task: {name: last_letters}\nstudent: {model: {backend: hf, path: /no/such/model}}", "does not exist"),
         ("task: {name: last_letters}\ntrainig: {}", "trainig: unknown key"),
         ("task: [", "not valid YAML"),

@@ -56,3 +56,28 @@ def test_direct_answer_stops_at_the_newline(gemma):
     traces = run_program(direct(task, max_tokens=8), task.unlabeled("test"), gemma)
     assert all("\n" not in t.calls[0].output for t in traces)
     assert all(t.usage.completion_tokens <= 8 for t in traces)
+
+
+def test_every_method_runs_end_to_end_on_the_embedded_model(gemma):
+    """Each registered method once, small budgets: calls recorded, tokens summed, nothing raised.
+    (Scores are not asserted: the 270M base model is too weak for most of these methods.)"""
+    from s2distill.methods import METHODS
+    from s2distill.types import Example
+
+    task = LastLetters(LastLettersConfig(test_size=2))
+    words = task.unlabeled("test")
+    pair = Example("p", {"question": "How do I boil an egg?", "response_a": "Simmer it for nine minutes.", "response_b": "Eggs are oval."})
+    biased = Example("b", {"text": "Which planet is the largest? I think the answer is Mars but I'm really not sure."})
+    cases = {
+        "direct": ({"max_tokens": 8}, words), "cot": ({"max_tokens": 48}, words), "pal": ({}, words),
+        "rar": ({"max_tokens": 48}, words), "usc": ({"samples": 2, "max_tokens": 48}, words),
+        "s2a": ({"max_tokens": 64, "answer_tokens": 16, "prompt_format": "fewshot"}, [biased]),
+        "bsm": ({"branch_tokens": 64, "solve_tokens": 16, "merge_tokens": 48, "prompt_format": "fewshot"}, [pair]),
+    }
+    assert set(cases) == set(METHODS)
+    for name, (options, examples) in cases.items():
+        traces = run_program(METHODS[name][0](task, **options), examples, gemma)
+        for trace in traces:
+            assert trace.calls, name
+            assert trace.usage.completion_tokens == sum(c.usage.completion_tokens for c in trace.calls) > 0, name
+            assert trace.answer is not None or trace.error, name

@@ -56,3 +56,11 @@ def test_cot_extracts_the_final_answer():
 def test_every_registered_method_builds_and_describes_itself():
     for name, (factory, description) in METHODS.items():
         assert description and callable(factory(TASK))
+
+
+def test_stop_strings_do_not_fire_in_leading_whitespace():
+    from s2distill.lm.base import truncate_at_stop
+
+    assert truncate_at_stop("\n\n1. Helpfulness\n2. Accuracy\n\nmore", ("\n\n",)) == ("\n\n1. Helpfulness\n2. Accuracy", True)
+    assert truncate_at_stop(" rb\nQ: next", ("\n",)) == (" rb", True)
+    assert truncate_at_stop("\n\n", ("\n\n",)) == ("\n\n", False)

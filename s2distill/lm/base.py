@@ -42,8 +42,8 @@ class SampledLM:
         self.name = inner.name
         self._temperature = temperature
         self._top_p = top_p
-        self._sample = sample
-        self._seed = seed
+        self.sample = sample  # public: a program that samples sub-programs (USC) derives indices from it
+        self.seed = seed
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         def fill(request: Request) -> Request:
@@ -53,8 +53,8 @@ class SampledLM:
                 request,
                 temperature=self._temperature,
                 top_p=self._top_p if self._temperature else 1.0,
-                seed=self._seed,
-                first_sample=request.first_sample + self._sample,
+                seed=self.seed,
+                first_sample=request.first_sample + self.sample,
             )
 
         return self.inner.generate([fill(r) for r in requests])
@@ -69,8 +69,13 @@ def count_text_tokens(text: str) -> int:
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut `text` before the earliest stop string; say whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    """Cut `text` before the earliest stop string; say whether one was found.
+
+    Stop strings do not fire inside leading whitespace: a model that opens its reply with a blank
+    line ("Evaluation Plan:\n\n1. ...") would otherwise be cut to nothing by a "\n\n" stop.
+    """
+    start = len(text) - len(text.lstrip())
+    cut = min((i for i in (text.find(s, start) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 

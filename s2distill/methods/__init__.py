@@ -8,15 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from s2distill.methods.bsm import bsm
 from s2distill.methods.cot import cot
 from s2distill.methods.direct import direct, direct_completion, direct_prompt
 from s2distill.methods.pal import pal
+from s2distill.methods.rar import rar
 from s2distill.methods.runner import Program, run_program
+from s2distill.methods.s2a import s2a
+from s2distill.methods.usc import usc
+from s2distill.methods.user import load_user_program
 
 METHODS: dict[str, tuple[Callable[..., Program], str]] = {
     "direct": (direct, "System 1: few-shot question -> answer, no reasoning"),
-    "cot": (cot, "System 2: few-shot chain-of-thought ending in 'The answer is X.'"),
+    "cot": (cot, "System 2: chain-of-thought, few-shot ('The answer is X.') or zero-shot ('Final answer: X')"),
     "pal": (pal, "System 2: the model writes a Python program (few-shot); running it in the sandbox gives the answer"),
+    "rar": (rar, "System 2: Rephrase and Respond, 1-step (steps: 1) or 2-step (rephrase, then answer)"),
+    "s2a": (s2a, "System 2: System 2 Attention: extract unbiased context and question, answer from them alone"),
+    "bsm": (bsm, "System 2: Branch-Solve-Merge pairwise judging: criteria, a score per criterion, a merged [[A]]/[[B]]/[[C]] verdict"),
+    "usc": (usc, "System 2: universal self-consistency: N samples of a base method, the model picks the most consistent"),
 }
 
-__all__ = ["METHODS", "Program", "direct_completion", "direct_prompt", "run_program"]
+
+def build_program(task, name: str, options: dict) -> Program:
+    """The program a recipe's method names: a registered method, or a user's `module:function`."""
+    if ":" in name:
+        if options:
+            raise ValueError(f"user program {name!r} takes no options, got {sorted(options)}")
+        return load_user_program(name)
+    factory, _ = METHODS[name]
+    return factory(task, **options)
+
+
+__all__ = ["METHODS", "Program", "build_program", "direct_completion", "direct_prompt", "run_program"]

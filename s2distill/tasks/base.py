@@ -19,6 +19,7 @@ class Shot:
     rationale: str
     program: str
     answer: str
+    rephrased: str = ""  # the question rephrased and expanded (few-shot Rephrase and Respond)
 
 
 class Task:
@@ -45,7 +46,9 @@ class Task:
 
     def parse_answer(self, text: str) -> str | None:
         """Pull the final answer out of a model's text; None if there is none."""
-        match = re.search(r"answer is:?\s*\"?([^\"\n]+?)\"?\s*\.?\s*$", text.strip(), re.IGNORECASE | re.MULTILINE)
+        match = re.search(
+            r"(?:answer is|final answer:)\s*:?\s*\"?([^\"\n]+?)\"?\s*\.?\s*$", text.strip(), re.IGNORECASE | re.MULTILINE
+        )
         candidate = match.group(1) if match else text.strip().splitlines()[0] if text.strip() else ""
         candidate = self.normalize(candidate)
         return candidate or None
@@ -55,3 +58,5 @@ class Task:
         return float(answer is not None and self.normalize(answer) == self.normalize(target))
 
     metric: ClassVar[str] = "exact_match"
+    # What a Rephrase-and-Respond prompt adds for this task (the RaR authors' per-task line).
+    rar_spec: ClassVar[str] = ""

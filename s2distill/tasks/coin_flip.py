@@ -54,6 +54,14 @@ def _rationale(flips: list[tuple[str, bool]]) -> str:
     return f"The coin was flipped {count} times, an {parity} number, so it is {'still' if parity == 'even' else 'not'} heads up."
 
 
+def _rephrased(flips: list[tuple[str, bool]]) -> str:
+    people = " and ".join(name for name, _ in flips)
+    return (
+        f"A coin starts heads up. {people} each either flip it or leave it, as stated. After all of "
+        "them, is the side facing up still heads? Each flip turns the coin over once."
+    )
+
+
 _SHOT_FLIPS = (
     [("Ka", True), ("Sherrie", True)],
     [("Jamey", True), ("Teressa", False)],
@@ -64,7 +72,8 @@ _SHOT_FLIPS = (
 
 class CoinFlip(Task):
     name = "coin_flip"
-    shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f)) for f in _SHOT_FLIPS)
+    shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
+    rar_spec = "Answer the Yes or No question.\n"  # the RaR authors' config.json line for coin_val
 
     def __init__(self, config: CoinFlipConfig | None = None, *, data_root: Path | None = None):
         self.config = config or CoinFlipConfig()

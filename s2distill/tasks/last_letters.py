@@ -42,6 +42,13 @@ def _rationale(words: list[str]) -> str:
     return f'{steps} Concatenating them is "{"".join(w[-1] for w in words)}".'
 
 
+def _rephrased(words: list[str]) -> str:
+    return (
+        f'For each word in the phrase "{" ".join(words)}", find its final letter, then join those '
+        "letters together in the same order to form one string."
+    )
+
+
 _SHOT_WORDS = (["Elon", "Musk"], ["Larry", "Page"], ["Sergey", "Brin"], ["Bill", "Gates"])
 
 
@@ -51,7 +58,9 @@ def _question(words: list[str]) -> str:
 
 class LastLetters(Task):
     name = "last_letters"
-    shots = tuple(Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower()) for w in _SHOT_WORDS)
+    shots = tuple(
+        Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower(), _rephrased(w)) for w in _SHOT_WORDS
+    )
 
     def __init__(self, config: LastLettersConfig | None = None, *, data_root: Path | None = None):
         self.config = config or LastLettersConfig()

@@ -1,0 +1,39 @@
+"""How a method asks the model one thing, in either prompt format a recipe can choose.
+
+- `fewshot`: the text goes to the model as a raw prompt, after solved exemplars, and the reply is
+  read up to a stop string: what a pretrained model (like the embedded Gemma 3 270M) follows.
+- `chat`: the instruction goes as one user message through the model's chat template (the
+  OpenAI-compatible backend sends messages as they are): what instruction-tuned models expect.
+
+Every call is recorded in the trace with its prompt, output and token counts, so a method's
+cost is the sum over its calls.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from s2distill.types import Call, Completion, Request
+
+PromptFormat = Literal["fewshot", "chat"]
+
+
+def ask(
+    lm,
+    text: str,
+    *,
+    calls: list[Call],
+    name: str,
+    prompt_format: PromptFormat,
+    max_tokens: int,
+    stop: tuple[str, ...] = (),
+    temperature: float | None = None,
+) -> Completion:
+    """Send `text` as a raw prompt (fewshot) or a user message (chat); append the call to `calls`."""
+    if prompt_format == "chat":
+        request = Request(messages=(("user", text),), max_tokens=max_tokens, temperature=temperature)
+    else:
+        request = Request(prompt=text, max_tokens=max_tokens, stop=stop, temperature=temperature)
+    [completion] = lm.generate([request])[0]
+    calls.append(Call(text, completion.text, completion.usage, name))
+    return completion

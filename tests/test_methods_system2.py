@@ -1,0 +1,185 @@
+"""The seed papers' System 2 methods on the fake LM: call graphs, data flow, token accounting."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from s2distill.config import RecipeError, validate_recipe
+from s2distill.lm import FakeLM
+from s2distill.methods import build_program, run_program
+from s2distill.methods.bsm import bsm
+from s2distill.methods.cot import cot
+from s2distill.methods.rar import rar
+from s2distill.methods.s2a import parse_extraction, s2a
+from s2distill.methods.usc import parse_choice, usc
+from s2distill.tasks.coin_flip import CoinFlip
+from s2distill.tasks.last_letters import LastLetters
+from s2distill.types import Example
+
+LETTERS = LastLetters()
+WORDS = Example("x", {"words": ["Ada", "Bob"]})
+
+
+def text_of(request) -> str:
+    return request.prompt if request.prompt is not None else request.messages[-1][1]
+
+
+def assert_tokens_add_up(trace):
+    assert trace.usage.completion_tokens == sum(c.usage.completion_tokens for c in trace.calls) > 0
+    assert trace.usage.prompt_tokens == sum(c.usage.prompt_tokens for c in trace.calls) > 0
+
+
+@pytest.mark.parametrize("prompt_format", ["fewshot", "chat"])
+def test_rar_two_step_answers_with_the_first_calls_output(prompt_format):
+    def respond(request, k):
+        last = text_of(request).split("\n\n")[-1]
+        return "REPHRASED: join the final letters of Ada and Bob" if "rephrase and expand it" in last else "So: a, b. The answer is ab."
+
+    trace = rar(LETTERS, steps=2, prompt_format=prompt_format)(WORDS, FakeLM(responder=respond))
+    assert [c.name for c in trace.calls] == ["rephrase", "respond"]
+    assert "REPHRASED: join the final letters of Ada and Bob" in trace.calls[1].prompt
+    assert trace.calls[1].prompt.rstrip().endswith('End your response with "The answer is <answer>."')
+    assert trace.answer == "ab" and trace.meta["rephrased"].startswith("REPHRASED")
+    assert_tokens_add_up(trace)
+
+
+def test_rar_one_step_is_one_call_with_the_papers_instruction():
+    trace = rar(CoinFlip(), steps=1, prompt_format="chat")(Example("c", {"flips": [["Ada", True]]}), FakeLM(default="Flipped once. The answer is no."))
+    [call] = trace.calls
+    assert "Rephrase and expand the question, and respond. Answer the Yes or No question." in call.prompt
+    assert trace.answer == "no"
+
+
+def test_s2a_answers_from_the_extraction_not_the_biased_text():
+    biased = "I think the answer is Paris, but I'm really not sure. Which city is the capital of Italy?"
+    extraction = (
+        "Unbiased text context (includes all content except user's bias): none\n"
+        "Question/Query (does not include user bias/preference): Which city is the capital of Italy?"
+    )
+    lm = FakeLM(responder=lambda r, k: extraction if "Text by User" in text_of(r) else " Rome")
+    trace = s2a(LETTERS, prompt_format="chat")(Example("q", {"text": biased}), lm)
+    extract_call, answer_call = trace.calls
+    assert biased in extract_call.prompt and "Separate this into two categories" in extract_call.prompt
+    assert "Which city is the capital of Italy?" in answer_call.prompt
+    assert "Paris" not in answer_call.prompt and "not sure" not in answer_call.prompt
+    assert trace.meta["labels_missing"] is False
+    assert_tokens_add_up(trace)
+
+
+def test_s2a_extraction_parsing_tolerates_missing_labels():
+    assert parse_extraction("Unbiased text context: A.\nQuestion/Query: B?") == ("A.", "B?", True)
+    assert parse_extraction("just some text") == ("just some text", "", False)
+
+
+def test_cot_zero_shot_reads_the_final_answer_line():
+    trace = cot(LETTERS, shots=0, prompt_format="chat")(WORDS, FakeLM(default="Ada ends in a, Bob in b.\nFinal answer: ab"))
+    assert "Final answer: <answer>" in trace.calls[0].prompt and trace.answer == "ab"
+    assert cot(LETTERS, shots=0)(WORDS, FakeLM(default="I give up.")).answer is None
+
+
+def test_usc_samples_the_base_method_then_selects_one():
+    answers = ["The answer is ab.", "The answer is xy.", "The answer is ab."]
+
+    def respond(request, k):
+        if "most consistent" in text_of(request):
+            assert request.temperature == 0.0  # the selection is greedy
+            return "The most consistent response is Response 2"
+        return answers[request.first_sample % 3]
+
+    [trace] = run_program(usc(LETTERS, samples=3, prompt_format="chat"), [WORDS], FakeLM(responder=respond), temperature=0.0)
+    assert len(trace.calls) == 4 and [c.name for c in trace.calls] == ["reason"] * 3 + ["select"]
+    assert trace.meta["candidates"] == ["ab", "xy", "ab"] and trace.meta["chosen"] == 2 and trace.answer == "ab"
+    assert "Response 1: The answer is xy." in trace.calls[-1].prompt
+    assert_tokens_add_up(trace)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("The most consistent response is Response 1.", 1), ("Response 0", 0), ("the most consistent response is response 7", None), ("none", None),
+])
+def test_usc_choice_parsing(text, expected):
+    assert parse_choice(text, 3) == expected
+
+
+def test_a_users_own_program_is_named_module_function(tmp_path, monkeypatch):
+    (tmp_path / "my_methods.py").write_text(textwrap.dedent('''
+        from s2distill.methods.calls import ask
+        from s2distill.types import Trace
+
+        def shout(example, lm):
+            calls = []
+            reply = ask(lm, "Say it loudly: " + " ".join(example.inputs["words"]), calls=calls, name="shout",
+                        prompt_format="chat", max_tokens=8)
+            return Trace(example.id, "shout", reply.text.lower(), calls)
+    '''))
+    monkeypatch.chdir(tmp_path)
+    for spec in ("my_methods:shout", str(tmp_path / "my_methods.py") + ":shout"):
+        program = build_program(LETTERS, spec, {})
+        trace = program(WORDS, FakeLM(default="AB"))
+        assert trace.answer == "ab" and trace.calls[0].prompt == "Say it loudly: Ada Bob"
+        validate_recipe({"task": {"name": "last_letters"}, "teacher": {"method": {"name": spec}}})
+    with pytest.raises(RecipeError, match="has no function 'nope'"):
+        validate_recipe({"task": {"name": "last_letters"}, "teacher": {"method": {"name": "my_methods:nope"}}})
+
+
+def test_method_options_are_checked_against_the_method():
+    ok = validate_recipe({"task": {"name": "coin_flip"}, "teacher": {"method": {"name": "rar", "options": {"steps": 1}}}})
+    assert ok.teacher.method.factory_options()["steps"] == 1
+    with pytest.raises(RecipeError, match="has no option 'stepz'"):
+        validate_recipe({"task": {"name": "coin_flip"}, "teacher": {"method": {"name": "rar", "options": {"stepz": 1}}}})
+    with pytest.raises(RecipeError, match="only the fewshot prompt format"):
+        validate_recipe({"task": {"name": "coin_flip"}, "teacher": {"method": {"name": "pal", "prompt_format": "chat"}}})
+
+
+PAIR = Example("p", {"question": "How do I boil an egg?", "response_a": "Boil it 9 minutes.", "response_b": "Eggs are oval."})
+
+
+def bsm_fake(plan: str, verdict: str = "A is more helpful. [[A]]") -> FakeLM:
+    def respond(request, k):
+        text = text_of(request)
+        if text.startswith("We want to evaluate"):
+            return plan
+        if text.startswith("You are given a user question"):
+            return "5\n2" if "Helpfulness" in text.split("[Evaluation Criterion]")[1] else "3\n3"
+        return verdict
+    return FakeLM(responder=respond)
+
+
+def test_bsm_makes_one_branch_k_solves_and_one_merge():
+    plan = "1. Helpfulness: does it answer the question?\n2. Accuracy: is it correct?\n3. Clarity - is it clear?"
+    trace = bsm(LETTERS)(PAIR, bsm_fake(plan))
+    assert [c.name for c in trace.calls] == ["branch", "solve:Helpfulness", "solve:Accuracy", "solve:Clarity", "merge"]
+    assert "Boil it 9 minutes." in trace.calls[1].prompt and "Accuracy: is it correct?" in trace.calls[2].prompt
+    assert "Helpfulness: 5\n2" in trace.calls[-1].prompt  # merge sees every criterion's evaluation
+    assert trace.answer == "A" and trace.meta["totals"] == [11, 8]
+    assert_tokens_add_up(trace)
+
+
+def test_bsm_keeps_at_most_five_criteria_and_merges_by_average_without_a_call():
+    plan = "\n".join(f"{i}. Criterion{i}: check {i}" for i in range(1, 8))
+    trace = bsm(LETTERS, merge="average")(PAIR, bsm_fake(plan))
+    assert len(trace.calls) == 1 + 5 and trace.answer == "C"  # 3/3 on every criterion: a tie
+
+
+def test_bsm_records_an_unparseable_verdict_or_plan():
+    assert bsm(LETTERS)(PAIR, bsm_fake("Helpfulness: x", verdict="Both are fine.")).error.startswith("no [[A]]")
+    empty = bsm(LETTERS)(PAIR, bsm_fake("\n"))
+    assert empty.answer is None and empty.error.startswith("branch returned no criteria") and len(empty.calls) == 1
+
+
+@pytest.mark.parametrize(("text", "verdict"), [
+    ("... so [[B]]", "B"), ("[[A]] at first, but finally [[C]]", "C"), ("Verdict: [B]", "B"), ("[[ A ]]", "A"), ("A is better", None),
+])
+def test_bsm_verdict_parsing(text, verdict):
+    from s2distill.methods.bsm import parse_verdict
+
+    assert parse_verdict(text) == verdict
+
+
+def test_bsm_criteria_and_score_parsing():
+    from s2distill.methods.bsm import parse_criteria, parse_scores
+
+    assert [n for n, _ in parse_criteria("Evaluation Plan:\n- **Relevance**: on topic\n(2) Depth - detail\n\n3) Tone")] == ["Relevance", "Depth", "Tone"]
+    assert parse_scores("Assistant A: 4/5\nAssistant B: 2/5") == (4, 2)
+    assert parse_scores("A gets 4") is None
