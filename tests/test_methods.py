@@ -54,7 +54,7 @@ def test_cot_extracts_the_final_answer():
 
 
 def test_every_registered_method_builds_and_describes_itself():
-    for name, (factory, description) in METHODS.items():
+    for factory, description in METHODS.values():
         assert description and callable(factory(TASK))
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_json, read_lines
+from s2distill.tasks.data import name_pools, read_json
 from s2distill.types import Example, Labeled
 
 
@@ -89,14 +89,10 @@ class CoinFlip(Task):
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
-        names = sorted({n.strip() for n in read_lines("wordlists/propernames", self.data_root) if n.strip().isalpha()})
-        reserved = {name.lower() for shot in _SHOT_FLIPS for name, _ in shot}
+        reserved = {name for shot in _SHOT_FLIPS for name, _ in shot}
         if self.config.test_source == "rar":
-            reserved |= {name.lower() for row in self._rar_rows for name, _ in self._parse_rar(row["inputs"])}
-        names = [n for n in names if n.lower() not in reserved]
-        random.Random(20240702).shuffle(names)
-        half = len(names) // 2
-        return names[:half], names[half:]
+            reserved |= {name for row in self._rar_rows for name, _ in self._parse_rar(row["inputs"])}
+        return name_pools(self.data_root, reserved=reserved, seed=20240702)
 
     def labeled(self, split: str) -> list[Labeled]:
         if split == "test" and self.config.test_source == "rar":

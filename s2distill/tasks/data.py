@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,3 +41,17 @@ def read_json(relative: str, root: Path | None = None):
 
 def read_lines(relative: str, root: Path | None = None) -> list[str]:
     return data_file(relative, root).read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def name_pools(root: Path | None, *, reserved: set[str], seed: int) -> tuple[list[str], list[str]]:
+    """The first names of wordlists/propernames minus `reserved` (case-insensitive), shuffled with
+    a fixed `seed` and cut into two disjoint halves: the training pool and the test pool.
+
+    The seed is the task's own constant, not the run's: the split must not move between runs.
+    """
+    names = sorted({n.strip() for n in read_lines("wordlists/propernames", root) if n.strip().isalpha()})
+    excluded = {word.lower() for word in reserved}
+    names = [n for n in names if n.lower() not in excluded]
+    random.Random(seed).shuffle(names)
+    half = len(names) // 2
+    return names[:half], names[half:]

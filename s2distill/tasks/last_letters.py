@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_json, read_lines
+from s2distill.tasks.data import name_pools, read_json
 from s2distill.types import Example, Labeled
 
 
@@ -72,14 +72,10 @@ class LastLetters(Task):
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
-        names = sorted({n.strip() for n in read_lines("wordlists/propernames", self.data_root) if n.strip().isalpha()})
         reserved = {w for shot in _SHOT_WORDS for w in shot}
         if self.config.test_source == "rar":
             reserved |= {w for row in self._rar_rows for w in re.findall(r'"([^"]+)"', row["question"])[0].split()}
-        names = [n for n in names if n not in reserved]
-        random.Random(20240701).shuffle(names)  # fixed: the split must not move with the run seed
-        half = len(names) // 2
-        return names[:half], names[half:]
+        return name_pools(self.data_root, reserved=reserved, seed=20240701)
 
     def labeled(self, split: str) -> list[Labeled]:
         if split == "test" and self.config.test_source == "rar":
