@@ -151,7 +151,6 @@ class Recipe(_Strict):
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
     cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
 
-
     @field_validator("data_dir")
     @classmethod
     def _data_dir_exists(cls, value: str | None) -> str | None:
