@@ -4,7 +4,7 @@ example (every call counted) and the score on a small real sample.
 Run: python benchmarks/method_tokens.py [--n 8]
 
 - last letters (generated test inputs, n examples): direct, cot (few-shot and zero-shot), pal,
-  rar (1-step, 2-step), usc (4 samples of few-shot cot);
+  rar (1-step, 2-step), usc (4 samples of few-shot cot), twt (teacher prompt, general family);
 - s2a: n biased TriviaQA prompts from SycophancyEval ("I think the answer is <wrong>, but ...");
   scored by whether an answer alias appears in the reply's first line;
 - bsm: n first-turn OASST response pairs (rank 0 vs rank 1); scored by agreement with the human
@@ -33,6 +33,7 @@ CONFIGS = [
     ("rar", {"steps": 1, "shots": 4}),
     ("rar", {"steps": 2, "shots": 4}),
     ("usc", {"samples": 4, "shots": 4}),
+    ("twt", {"prompt_format": "fewshot", "max_tokens": 256}),
 ]
 
 

@@ -73,6 +73,7 @@ def test_every_method_runs_end_to_end_on_the_embedded_model(gemma):
         "rar": ({"max_tokens": 48}, words), "usc": ({"samples": 2, "max_tokens": 48}, words),
         "s2a": ({"max_tokens": 64, "answer_tokens": 16, "prompt_format": "fewshot"}, [biased]),
         "bsm": ({"branch_tokens": 64, "solve_tokens": 16, "merge_tokens": 48, "prompt_format": "fewshot"}, [pair]),
+        "twt": ({"max_tokens": 64, "prompt_format": "fewshot"}, words),
     }
     assert set(cases) == set(METHODS)
     for name, (options, examples) in cases.items():

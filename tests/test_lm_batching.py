@@ -76,3 +76,22 @@ def test_an_interrupted_run_stops_queued_programs():
     except KeyboardInterrupt:
         pass
     assert started.is_set() and len(calls) < 20  # the other ~198 programs never ran
+
+
+def test_chat_requests_go_through_the_models_chat_template(tmp_path):
+    """A messages request is rendered by the tokenizer's chat template; a raw prompt is not."""
+    import shutil
+
+    from s2distill.lm.hf import HFLM
+    from s2distill.lm.tiny import tiny_model_dir
+
+    folder = tmp_path / "tiny-chat"
+    shutil.copytree(tiny_model_dir(), folder)
+    lm = HFLM(folder)
+    tokenizer = lm.tokenizer
+    tokenizer.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}<|assistant|>"
+    chat = Request(messages=(("user", "Hi there"),), max_tokens=2, temperature=0.0)
+    assert lm._prompt_text(chat) == "<|user|>Hi there<|assistant|>"
+    assert lm._prompt_text(Request(prompt="Hi there", max_tokens=2)) == "Hi there"
+    [[completion]] = lm.generate([chat])
+    assert completion.usage.prompt_tokens == len(tokenizer("<|user|>Hi there<|assistant|>").input_ids)

@@ -183,3 +183,49 @@ def test_bsm_criteria_and_score_parsing():
     assert [n for n, _ in parse_criteria("Evaluation Plan:\n- **Relevance**: on topic\n(2) Depth - detail\n\n3) Tone")] == ["Relevance", "Depth", "Tone"]
     assert parse_scores("Assistant A: 4/5\nAssistant B: 2/5") == (4, 2)
     assert parse_scores("A gets 4") is None
+
+
+TEACHER_REPLY = (
+    "Thinking: Ada ends in a and Bob ends in b, so the letters are a and b.\n"
+    "Answer: ab\n"
+    "Confidence:\n- the answer is correct: 1.0\n- the reasoning is complete: 0.9\n- form: 1.0\n"
+    "score: 0.97"
+)
+
+
+def test_twt_teacher_returns_reasoning_answer_and_confidence():
+    from s2distill.methods.twt import twt_teacher
+
+    trace = twt_teacher(LETTERS, prompt_format="chat")(WORDS, FakeLM(default=TEACHER_REPLY))
+    [call] = trace.calls
+    assert call.prompt.startswith("Answer the following question.") and '"Ada Bob"' in call.prompt
+    assert "(weight 0.5)" in call.prompt and call.prompt.rstrip().endswith("with two decimals>")
+    assert trace.answer == "ab" and trace.meta["confidence"] == 0.97
+    assert trace.meta["rationale"].startswith("Ada ends in a")
+    assert_tokens_add_up(trace)
+
+
+@pytest.mark.parametrize(("reply", "confidence"), [
+    (TEACHER_REPLY, 0.97), ("Thinking: x\nAnswer: ab\nscore: 1", 1.0), ("Thinking: x\nAnswer: ab\nscore: .95", 0.95),
+    ("Thinking: x\nAnswer: ab", None), ("Thinking: x\nAnswer: ab\nscore: 7", None), ("Thinking: x\nAnswer: ab\nscore: **0.80**", 0.8),
+])
+def test_twt_confidence_parsing(reply, confidence):
+    from s2distill.methods.twt import parse_teacher_output
+
+    assert parse_teacher_output(reply)[2] == confidence
+
+
+def test_twt_families_and_the_refinement_prompt():
+    from s2distill.methods.twt import FAMILIES, refine_rationale, twt_teacher
+
+    assert set(FAMILIES) >= {"math", "multiple_choice", "code"}
+    for family, (_, criteria) in FAMILIES.items():
+        assert abs(sum(w for _, w in criteria) - 1.0) < 1e-9, family
+    code = twt_teacher(LETTERS, family="code")(WORDS, FakeLM(default=TEACHER_REPLY))
+    assert "```python" in code.calls[0].prompt
+    with pytest.raises(ValueError, match="unknown TwT family"):
+        twt_teacher(LETTERS, family="poetry")
+    calls = []
+    short = refine_rationale(FakeLM(default=" a + b = ab"), question="q?", rationale="long reasoning", answer="ab",
+                             student="ab", calls=calls)
+    assert short == "a + b = ab" and "Student's response: ab" in calls[0].prompt and "long reasoning" in calls[0].prompt

@@ -15,6 +15,7 @@ from s2distill.methods.pal import pal
 from s2distill.methods.rar import rar
 from s2distill.methods.runner import Program, run_program
 from s2distill.methods.s2a import s2a
+from s2distill.methods.twt import twt_teacher
 from s2distill.methods.usc import usc
 from s2distill.methods.user import load_user_program
 
@@ -25,6 +26,7 @@ METHODS: dict[str, tuple[Callable[..., Program], str]] = {
     "rar": (rar, "System 2: Rephrase and Respond, 1-step (steps: 1) or 2-step (rephrase, then answer)"),
     "s2a": (s2a, "System 2: System 2 Attention: extract unbiased context and question, answer from them alone"),
     "bsm": (bsm, "System 2: Branch-Solve-Merge pairwise judging: criteria, a score per criterion, a merged [[A]]/[[B]]/[[C]] verdict"),
+    "twt": (twt_teacher, "System 2: TwT teacher: reasoning, answer and a self-reported confidence 'score: 0.xx'"),
     "usc": (usc, "System 2: universal self-consistency: N samples of a base method, the model picks the most consistent"),
 }
 

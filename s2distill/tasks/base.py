@@ -60,3 +60,5 @@ class Task:
     metric: ClassVar[str] = "exact_match"
     # What a Rephrase-and-Respond prompt adds for this task (the RaR authors' per-task line).
     rar_spec: ClassVar[str] = ""
+    # Which TwT teacher prompt suits the task: math, multiple_choice, code or general.
+    twt_family: ClassVar[str] = "general"
