@@ -7,8 +7,9 @@ Run: python benchmarks/method_tokens.py [--n 8]
   rar (1-step, 2-step), usc (4 samples of few-shot cot), twt (teacher prompt, general family);
 - s2a: n biased TriviaQA prompts from SycophancyEval ("I think the answer is <wrong>, but ...");
   scored by whether an answer alias appears in the reply's first line;
-- bsm: n first-turn OASST response pairs (rank 0 vs rank 1); scored by agreement with the human
-  ranking (A better), and how many verdicts parsed.
+- bsm: n first-turn OASST response pairs (rank 0 vs rank 1), each judged in both orders (2n
+  judgements); scored by agreement with the human ranking, and how many verdicts parsed. A judge
+  that always says [[A]] scores n of 2n.
 The samples are small: these are cost figures and smoke checks, not benchmark results.
 """
 
@@ -101,8 +102,10 @@ def main() -> None:
 
     started = time.perf_counter()
     pairs = oasst_pairs(args.n)
-    traces = run_program(METHODS["bsm"][0](_FreeText(), prompt_format="fewshot"), pairs, lm, workers=32)
-    report("bsm (OASST pairs)", traces, sum(t.answer == "A" for t in traces), started)
+    swapped = [Example(e.id + "-swapped", {**e.inputs, "response_a": e.inputs["response_b"], "response_b": e.inputs["response_a"]}) for e in pairs]
+    traces = run_program(METHODS["bsm"][0](_FreeText(), prompt_format="fewshot"), pairs + swapped, lm, workers=32)
+    agree = sum(t.answer == ("B" if t.example_id.endswith("-swapped") else "A") for t in traces)
+    report("bsm (OASST, both orders)", traces, agree, started)
 
 
 if __name__ == "__main__":

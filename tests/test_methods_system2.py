@@ -229,3 +229,43 @@ def test_twt_families_and_the_refinement_prompt():
     short = refine_rationale(FakeLM(default=" a + b = ab"), question="q?", rationale="long reasoning", answer="ab",
                              student="ab", calls=calls)
     assert short == "a + b = ab" and "Student's response: ab" in calls[0].prompt and "long reasoning" in calls[0].prompt
+
+
+def test_exemplars_parse_as_the_methods_expect():
+    """A few-shot exemplar teaches the reply format, so each must parse to what it shows."""
+    from s2distill.methods import exemplars
+    from s2distill.methods.bsm import parse_criteria, parse_scores, parse_verdict
+    from s2distill.methods.twt import FAMILIES, parse_teacher_output
+
+    for e in exemplars.S2A:
+        assert parse_extraction(e["extraction"]) == (e["context"], e["question"], True)
+    for e in exemplars.BSM:
+        assert [name for name, _ in parse_criteria(e["plan"])] == list(e["scores"])
+        assert all(parse_scores(score) for score in e["scores"].values())
+        assert parse_verdict(e["verdict"]) == "A"
+    for e in exemplars.USC:
+        assert parse_choice(f"The most consistent response is Response {e['choice']}", len(e["responses"])) == int(e["choice"])
+    for family, e in exemplars.TWT.items():
+        _, answer, confidence = parse_teacher_output(e["reply"])
+        ratings = [float(line.rsplit(":", 1)[1]) for line in e["reply"].splitlines() if line.startswith("- ")]
+        weights = [w for _, w in FAMILIES[family][1]]
+        assert confidence == pytest.approx(sum(r * w for r, w in zip(ratings, weights, strict=True)), abs=0.005), family
+        assert answer
+
+
+def test_fewshot_format_puts_worked_exemplars_before_the_prompt():
+    from s2distill.methods.twt import twt_teacher
+
+    seen = []
+    lm = FakeLM(responder=lambda r, k: seen.append(r.prompt) or "")
+    s2a(LETTERS, prompt_format="fewshot", shots=2)(Example("q", {"text": "Is it Mars? I think so."}), lm)
+    assert seen[0].count("Given the following text by a user") == 3 and "Which river flows through Paris?" in seen[0]
+    assert seen[0].rstrip().endswith("Text by User: Is it Mars? I think so.")
+    bsm(LETTERS, prompt_format="fewshot")(PAIR, lm)
+    assert "1. Accuracy: Is the city named" in seen[2] and seen[2].rstrip().endswith("Evaluation Plan:")
+    twt_teacher(LETTERS, prompt_format="fewshot")(WORDS, lm)
+    assert "Answer: Paris" in seen[-1] and seen[-1].endswith("Thinking:")
+    seen.clear()
+    chat = FakeLM(responder=lambda r, k: seen.append(r.messages[0][1]) or "")
+    s2a(LETTERS, prompt_format="chat", shots=2)(Example("q", {"text": "Is it Mars?"}), chat)
+    assert "Paris" not in seen[0]  # chat prompts carry no exemplars

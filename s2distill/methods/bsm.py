@@ -13,13 +13,15 @@ answer is "A", "B" or "C", or None with the reason when the verdict cannot be pa
 Prompts: branch and solve are the paper's turn-1 prompts (its Figures 4 and 5, typo included).
 The merge prompt's exact text is not in the sources available offline; the paper builds it on the
 MT-bench pairwise judge, so merge is MT-bench's "pair-v2" judge prompt followed by the criterion
-evaluations.
+evaluations. In the `fewshot` format, up to `shots` worked exemplars (`exemplars.BSM`) precede
+each call, showing a plan, a two-line score and a verdict.
 """
 
 from __future__ import annotations
 
 import re
 
+from s2distill.methods import exemplars
 from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
@@ -93,23 +95,36 @@ def bsm(
     branch_tokens: int = 256,
     solve_tokens: int = 64,
     merge_tokens: int = 256,
-    shots: int = 0,
+    shots: int = 1,
 ):
     """Build the Branch-Solve-Merge judging program."""
     if merge not in ("llm", "average"):
         raise ValueError(f"bsm merge is 'llm' or 'average', got {merge!r}")
+    shown = exemplars.BSM[:shots] if prompt_format == "fewshot" else ()
+    branch_prefix = "".join(BRANCH.format(question=e["question"]) + "\n" + e["plan"] + "\n\n" for e in shown)
+    solve_prefix = "".join(
+        SOLVE.format(question=e["question"], response_a=e["response_a"], response_b=e["response_b"], criterion=line,
+                     criterion_name=name) + "\n" + e["scores"][name] + "\n\n"
+        for e in shown for name, line in parse_criteria(e["plan"])[:1]
+    )
+    merge_prefix = "".join(
+        MERGE.format(question=e["question"], response_a=e["response_a"], response_b=e["response_b"],
+                     evaluations="\n".join(f"{name}: {score}" for name, score in e["scores"].items())) + "\n" + e["verdict"] + "\n\n"
+        for e in shown
+    )
+    newline = "\n" if shown else ""
 
     def program(example: Example, lm) -> Trace:
         calls: list[Call] = []
         fields = {k: example.inputs[k] for k in ("question", "response_a", "response_b")}
-        plan = ask(lm, BRANCH.format(question=fields["question"]), calls=calls, name="branch", prompt_format=prompt_format,
+        plan = ask(lm, branch_prefix + BRANCH.format(question=fields["question"]) + newline, calls=calls, name="branch", prompt_format=prompt_format,
                    max_tokens=branch_tokens, stop=("\n\n",)).text
         criteria = parse_criteria(plan)
         if not criteria:
             return Trace(example.id, "bsm", None, calls, error=f"branch returned no criteria: {plan[:80]!r}")
         evaluations, totals = [], [0, 0]
         for name, line in criteria:
-            solved = ask(lm, SOLVE.format(**fields, criterion=line, criterion_name=name), calls=calls, name=f"solve:{name}",
+            solved = ask(lm, solve_prefix + SOLVE.format(**fields, criterion=line, criterion_name=name) + newline, calls=calls, name=f"solve:{name}",
                          prompt_format=prompt_format, max_tokens=solve_tokens, stop=("\n\n",)).text
             scores = parse_scores(solved)
             if scores:
@@ -120,8 +135,9 @@ def bsm(
         if merge == "average":
             verdict = "A" if totals[0] > totals[1] else "B" if totals[1] > totals[0] else "C"
             return Trace(example.id, "bsm", verdict, calls, meta=meta)
-        judged = ask(lm, MERGE.format(**fields, evaluations="\n".join(evaluations)), calls=calls, name="merge",
-                     prompt_format=prompt_format, max_tokens=merge_tokens, stop=("\n\n\n",)).text
+        judged = ask(lm, merge_prefix + MERGE.format(**fields, evaluations="\n".join(evaluations)) + newline, calls=calls,
+                     name="merge", prompt_format=prompt_format, max_tokens=merge_tokens,
+                     stop=("\n\n",) if shown else ("\n\n\n",)).text
         verdict = parse_verdict(judged)
         error = None if verdict else f"no [[A]]/[[B]]/[[C]] verdict in: {judged[-80:]!r}"
         return Trace(example.id, "bsm", verdict, calls, error=error, meta=meta)

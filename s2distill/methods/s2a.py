@@ -6,7 +6,8 @@ never sees the original, opinionated text when it answers. That is the point of 
 tests check it.
 
 The extraction prompt is the paper's (its Figure 2 template for factual questions with user
-opinions). For the answer call the paper feeds the regenerated context and question back to the
+opinions). In the `fewshot` format, up to `shots` worked exemplars (`exemplars.S2A`) precede each
+call. For the answer call the paper feeds the regenerated context and question back to the
 model; the exact wording of that second template is not reproduced in the sources available
 offline, so it is "{context}\n\nQuestion: {question}\nAnswer:" (few-shot) or the same text as a
 user message (chat). If the model omits the labels, the whole extraction is used as the context
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from s2distill.methods import exemplars
 from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
@@ -45,23 +47,25 @@ def parse_extraction(text: str) -> tuple[str, str, bool]:
     return match.group("context").strip().strip('"'), match.group("question").strip().strip('"'), True
 
 
-def s2a(task: Task, *, max_tokens: int = 256, answer_tokens: int = 64, prompt_format: PromptFormat = "chat", shots: int = 0):
+def s2a(task: Task, *, max_tokens: int = 256, answer_tokens: int = 64, prompt_format: PromptFormat = "chat", shots: int = 2):
     """Build the S2A program: extract (context, question), then answer from them alone.
 
     The biased input text is `example.inputs["text"]` when the task provides it (opinionated
     prompts), else the task's question.
     """
-    if prompt_format == "fewshot" and shots:
-        raise ValueError("s2a has no few-shot exemplars yet: use prompt_format: chat, or shots: 0")
+    shown = exemplars.S2A[:shots] if prompt_format == "fewshot" else ()
+    extract_prefix = "".join(EXTRACT.format(text=e["text"]) + e["extraction"] + "\n\n" for e in shown)
+    answer_prefix = "".join(ANSWER.format(context=e["context"], question=e["question"]) + f" {e['answer']}\n\n" for e in shown)
+    answer_stop = ("\n",) if shown else ("\n\n",)
 
     def program(example: Example, lm) -> Trace:
         calls: list[Call] = []
         original = example.inputs.get("text") or task.question(example)
-        extraction = ask(lm, EXTRACT.format(text=original), calls=calls, name="extract", prompt_format=prompt_format,
-                         max_tokens=max_tokens, stop=("\n\nText by User:",)).text
+        extraction = ask(lm, extract_prefix + EXTRACT.format(text=original), calls=calls, name="extract",
+                         prompt_format=prompt_format, max_tokens=max_tokens, stop=("\n\nGiven the following text", "\n\nText by User:")).text
         context, question, labelled = parse_extraction(extraction)
-        prompt = ANSWER.format(context=context, question=question or "(see above)")
-        reply = ask(lm, prompt, calls=calls, name="answer", prompt_format=prompt_format, max_tokens=answer_tokens, stop=("\n\n",))
+        prompt = answer_prefix + ANSWER.format(context=context, question=question or "(see above)")
+        reply = ask(lm, prompt, calls=calls, name="answer", prompt_format=prompt_format, max_tokens=answer_tokens, stop=answer_stop)
         answer = task.parse_answer(reply.text)
         return Trace(
             example.id, "s2a", answer, calls, error=None if answer is not None else f"unparseable answer: {reply.text[:80]!r}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from s2distill.methods import exemplars
 from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
@@ -88,16 +89,23 @@ def parse_teacher_output(text: str) -> tuple[str, str, float | None]:
     return thinking, answer, confidence
 
 
-def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptFormat = "chat", max_tokens: int = 512, shots: int = 0):
-    """Build the TwT teacher program for `task` (family: the task's `twt_family` unless given)."""
+def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptFormat = "chat", max_tokens: int = 512, shots: int = 1):
+    """Build the TwT teacher program for `task` (family: the task's `twt_family` unless given).
+
+    In the `fewshot` format the family's worked exemplar (`exemplars.TWT`) comes first.
+    """
     family = family or task.twt_family
     if family not in FAMILIES:
         raise ValueError(f"unknown TwT family {family!r}; known: {', '.join(FAMILIES)}")
     instruction, _ = FAMILIES[family]
+    prefix = ""
+    if prompt_format == "fewshot" and shots:
+        shown = exemplars.TWT[family]
+        prefix = TEACHER.format(instruction=instruction, question=shown["question"], criteria=criteria_lines(family)) + "\n\n" + shown["reply"] + "\n\n\n"
 
     def program(example: Example, lm) -> Trace:
         calls: list[Call] = []
-        text = TEACHER.format(instruction=instruction, question=task.question(example), criteria=criteria_lines(family))
+        text = prefix + TEACHER.format(instruction=instruction, question=task.question(example), criteria=criteria_lines(family))
         if prompt_format == "fewshot":
             text += "\n\nThinking:"
         reply = ask(lm, text, calls=calls, name="teach", prompt_format=prompt_format, max_tokens=max_tokens,

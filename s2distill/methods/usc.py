@@ -12,6 +12,7 @@ import inspect
 import re
 
 from s2distill.lm.base import SampledLM
+from s2distill.methods import exemplars
 from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
@@ -33,12 +34,26 @@ def parse_choice(text: str, n: int) -> int | None:
     return index if 0 <= index < n else None
 
 
-def usc_select(task: Task, question: str, responses: list[str], lm, *, calls: list[Call], prompt_format: PromptFormat, max_tokens: int = 24) -> int | None:
-    """Ask the model (greedily) which of `responses` is the most consistent; record the call."""
-    listed = "\n\n".join(f"Response {i}: {text.strip()}" for i, text in enumerate(responses))
-    text = SELECT.format(question=question, responses=listed)
+def _listed(responses) -> str:
+    return "\n\n".join(f"Response {i}: {text.strip()}" for i, text in enumerate(responses))
+
+
+def usc_select(task: Task, question: str, responses: list[str], lm, *, calls: list[Call], prompt_format: PromptFormat,
+               max_tokens: int = 24, shots: int = 1) -> int | None:
+    """Ask the model (greedily) which of `responses` is the most consistent; record the call.
+
+    In the `fewshot` format a worked selection (`exemplars.USC`) comes first and the reply is
+    primed with "The most consistent response is Response".
+    """
+    text = SELECT.format(question=question, responses=_listed(responses))
     if prompt_format == "fewshot":
-        text += "\nThe most consistent response is Response"
+        shown = exemplars.USC[:shots]
+        prefix = "".join(
+            SELECT.format(question=e["question"], responses=_listed(e["responses"]))
+            + f"\nThe most consistent response is Response {e['choice']}\n\n"
+            for e in shown
+        )
+        text = prefix + text + "\nThe most consistent response is Response"
     reply = ask(lm, text, calls=calls, name="select", prompt_format=prompt_format, max_tokens=max_tokens, stop=("\n",), temperature=0.0)
     chosen = reply.text if prompt_format == "chat" else f"The most consistent response is Response{reply.text}"
     return parse_choice(chosen, len(responses))
@@ -63,7 +78,8 @@ def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float =
             for j in range(samples)
         ]
         calls = [call for trace in candidates for call in trace.calls]
-        chosen = usc_select(task, task.question(example), [t.calls[-1].output for t in candidates], lm, calls=calls, prompt_format=prompt_format)
+        chosen = usc_select(task, task.question(example), [t.calls[-1].output for t in candidates], lm, calls=calls,
+                            prompt_format=prompt_format, shots=1 if shots else 0)
         answer = candidates[chosen].answer if chosen is not None else None
         error = "no response chosen" if chosen is None else candidates[chosen].error
         return Trace(example.id, "usc", answer, calls, error=error, meta={"chosen": chosen, "candidates": [t.answer for t in candidates]})
