@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from s2distill.config import RecipeError, load_recipe
+from s2distill.lm.openai_api import BackendError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -30,7 +31,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (RecipeError, FileNotFoundError) as exc:
+    except (RecipeError, FileNotFoundError, BackendError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

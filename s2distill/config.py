@@ -26,18 +26,27 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """Which LM: the embedded default, a local transformers folder, the tiny test model, or the fake."""
+    """Which LM: the embedded default, a local transformers folder, an OpenAI-compatible server,
+    the tiny test model, or the fake."""
 
-    backend: Literal["embedded", "hf", "tiny", "fake"] = "embedded"
+    backend: Literal["embedded", "hf", "openai", "tiny", "fake"] = "embedded"
     path: str | None = Field(None, description="model folder, for backend hf")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     batch_rows: int = Field(16, ge=1, description="sequences decoded together")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     rules: list[dict[str, Any]] = Field(default_factory=list, description="fake backend: [{pattern, responses}]")
     default: str = Field("", description="fake backend: text when no rule matches")
+    base_url: str | None = Field(None, description="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="openai backend: the model name the server knows")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the key")
+    max_concurrency: int = Field(8, ge=1, description="openai backend: requests in flight")
+    timeout: float = Field(60.0, gt=0, description="openai backend: seconds per request")
+    max_retries: int = Field(5, ge=0, description="openai backend: retries on timeouts, 429, 5xx, malformed bodies")
 
     @model_validator(mode="after")
     def _check_backend(self) -> ModelConfig:
+        if self.backend == "openai" and not (self.base_url and self.model):
+            raise ValueError("backend 'openai' needs base_url and model")
         if self.backend == "hf":
             if not self.path:
                 raise ValueError("backend 'hf' needs path: the folder of a transformers model")

@@ -9,7 +9,7 @@ from the completion cache, so no completion is generated twice.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,8 +132,8 @@ class Pipeline:
         from s2distill.train import train_student
 
         student = self.recipe.student.model
-        if student.backend == "fake":
-            raise RecipeError("student.model: the fake backend cannot be fine-tuned; use embedded, hf or tiny")
+        if student.backend in ("fake", "openai"):
+            raise RecipeError(f"student.model: the {student.backend} backend cannot be fine-tuned; use embedded, hf or tiny")
         self.console.print(f"  fine-tuning ({self.recipe.train.mode}) on {len(pairs)} answer-only pairs")
         train_student(pairs, model_dir(student), self.out / "student", self.recipe.train)
 
@@ -168,7 +168,7 @@ class Pipeline:
                 "filter": self.recipe.curation.filter, "min_fraction": self.recipe.curation.min_fraction,
                 "samples": self.recipe.teacher.samples,
             },
-            "lm": {"calls": sum(s.generated for s in stats), "cached": sum(s.cached for s in stats)},
+            "lm": {"calls": sum(s.generated for s in stats), "cached": sum(s.cached for s in stats), "faults": self._faults()},
             "timings": self.timings,
             "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
@@ -178,6 +178,13 @@ class Pipeline:
         return report
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _faults(self) -> dict[str, int]:
+        """Transient server faults retried in this invocation (timeouts, 429, 5xx, malformed)."""
+        total: Counter[str] = Counter()
+        for lm in self._lms.values():
+            total.update(getattr(lm.inner, "faults", {}))
+        return dict(total)
+
     def _program(self, method):
         return build_program(self.task, method.name, method.factory_options())
 

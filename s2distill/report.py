@@ -46,7 +46,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{cur['min_fraction']:g}): kept **{cur['kept']} of {cur['inputs']}** unlabeled inputs. "
         "Per-input verdicts: `curation/verdicts.jsonl`.",
         "",
-        f"**LM calls this invocation**: {report['lm']['calls']} completions generated, {report['lm']['cached']} served from the cache.",
+        f"**LM calls this invocation**: {report['lm']['calls']} completions generated, {report['lm']['cached']} served from the cache"
+        + (
+            "; server faults retried: " + ", ".join(f"{k} ×{v}" for k, v in sorted(report["lm"]["faults"].items())) + "."
+            if report["lm"].get("faults") else "."
+        ),
         "",
         "**Wall time per stage** (seconds, when the stage ran): "
         + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())

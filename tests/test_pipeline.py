@@ -48,7 +48,7 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
     assert all(set(row) == {"id", "inputs"} for row in read_jsonl(tmp_path / "inputs" / "train.jsonl"))
 
     again = Pipeline(smoke, tmp_path, progress=False).run()
-    assert again["lm"] == {"calls": 0, "cached": 0}  # every stage was done: no model call at all
+    assert again["lm"] == {"calls": 0, "cached": 0, "faults": {}}  # every stage was done: no model call at all
     assert again["rows"] == report["rows"]
 
 

@@ -26,10 +26,17 @@ def model_dir(config) -> Path:
 
 def build_lm(config, *, adapter: str | Path | None = None) -> LM:
     """An LM from a recipe's model section; `adapter` loads trained PEFT weights (or a full model folder)."""
+    if config.backend in ("fake", "openai") and adapter is not None:
+        raise ValueError(f"the {config.backend} backend cannot load trained weights")
     if config.backend == "fake":
-        if adapter is not None:
-            raise ValueError("the fake backend cannot load trained weights")
         return FakeLM(config.rules, default=config.default)
+    if config.backend == "openai":
+        from s2distill.lm.openai_api import OpenAICompatibleLM
+
+        return OpenAICompatibleLM(
+            base_url=config.base_url, model=config.model, api_key_env=config.api_key_env,
+            max_concurrency=config.max_concurrency, timeout=config.timeout, max_retries=config.max_retries,
+        )
     from s2distill.lm.hf import HFLM
 
     base = model_dir(config)

@@ -1,0 +1,77 @@
+"""A local OpenAI-compatible server for tests, on 127.0.0.1, that injects faults on request.
+
+`plan` is a list of actions taken by the first requests, in arrival order ("400", "429", "500",
+"timeout", "malformed", "drop"); requests after it succeed. Replies come from `responder(prompt,
+seed)`. Every request body and its Authorization header are recorded. It serves until stopped
+and sends traffic nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultyOpenAIServer:
+    def __init__(self, responder, plan=(), stall_seconds: float = 2.0):
+        self.responder = responder
+        self.plan = list(plan)
+        self.stall_seconds = stall_seconds
+        self.received: list[dict] = []
+        self.auth: list[str | None] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.received.append(body)
+                    server.auth.append(self.headers.get("Authorization"))
+                    action = server.plan.pop(0) if server.plan else "ok"
+                if action in ("400", "429", "500", "503"):
+                    return self._send(int(action), {"error": {"message": f"injected {action}"}})
+                if action == "timeout":
+                    time.sleep(server.stall_seconds)
+                    return self._send(500, {"error": {"message": "too late"}})
+                if action == "malformed":
+                    return self._raw(200, b'{"choices": [ this is not json')
+                if action == "drop":
+                    self.close_connection = True
+                    return
+                chat = self.path.endswith("/chat/completions")
+                prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+                text = server.responder(prompt, body.get("seed"))
+                choice = {"index": 0, "finish_reason": "stop", **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
+                         "total_tokens": len(prompt.split()) + len(text.split())}
+                self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                                 "model": body["model"], "choices": [choice], "usage": usage})
+
+            def _send(self, status, payload):
+                self._raw(status, json.dumps(payload).encode())
+
+            def _raw(self, status, data):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

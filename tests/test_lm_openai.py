@@ -1,0 +1,97 @@
+"""The OpenAI-compatible backend against a local faulty server: retries, fault counts, secrets."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from s2distill.config import validate_recipe
+from s2distill.lm.openai_api import BackendError, OpenAICompatibleLM
+from s2distill.pipeline import Pipeline
+from s2distill.types import Request
+from tests.openai_test_server import FaultyOpenAIServer
+
+
+def echo(prompt, seed):
+    return f"echo {prompt.split()[-1]} seed={seed}"
+
+
+def lm_for(server, **kwargs) -> OpenAICompatibleLM:
+    return OpenAICompatibleLM(base_url=server.url, model="test-model", backoff=0.01, **kwargs)
+
+
+def test_completions_chat_samples_and_token_counts():
+    with FaultyOpenAIServer(echo) as server:
+        lm = lm_for(server)
+        [sampled, chat, greedy] = lm.generate([
+            Request(prompt="say hello", temperature=0.7, n=3),
+            Request(messages=(("user", "hi there"),), temperature=0.0),
+            Request(prompt="say bye", temperature=0.0, n=2),
+        ])
+        assert len({c.text for c in sampled}) == 3  # each sample its own seed
+        assert [c.sample_index for c in sampled] == [0, 1, 2]
+        assert chat[0].text == "echo there seed=None" and chat[0].usage.prompt_tokens == 2
+        assert len(greedy) == 2 and len(server.received) == 3 + 1 + 1  # greedy n=2 is one call
+        assert sampled[0].usage.completion_tokens == 3
+
+
+def test_the_run_survives_timeouts_429s_500s_malformed_bodies_and_drops():
+    plan = ["429", "500", "timeout", "malformed", "drop", "503"]
+    with FaultyOpenAIServer(echo, plan=plan, stall_seconds=1.5) as server:
+        lm = lm_for(server, timeout=0.5, max_retries=7, max_concurrency=2)  # more tries than injected faults
+        out = lm.generate([Request(prompt=f"item {i}", temperature=0.7) for i in range(10)])
+        assert [o[0].text.split()[1] for o in out] == [str(i) for i in range(10)]  # nothing lost, in order
+        assert sum(lm.faults.values()) == 6
+        assert lm.faults["429"] == 1 and lm.faults["500"] == 1 and lm.faults["503"] == 1
+        assert lm.faults["timeout"] == 1 and lm.faults["malformed"] == 1 and lm.faults["connection"] == 1
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    lm = OpenAICompatibleLM(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(BackendError, match=rf"127.0.0.1:{port}/v1 failed after 2 attempts"):
+        lm.generate([Request(prompt="x")])
+    assert lm.faults["connection"] == 2
+
+
+def test_a_refused_request_is_not_retried():
+    with FaultyOpenAIServer(echo, plan=["400"]) as server:
+        lm = lm_for(server)
+        with pytest.raises(BackendError, match="refused the request \\(400\\)"):
+            lm.generate([Request(prompt="x")])
+        assert len(server.received) == 1 and not lm.faults
+
+
+def pal_teacher(prompt, seed):
+    """Writes the last-letters program for the words of the question the prompt ends with."""
+    words = re.findall(r'"(\w+) (\w+)" and concatenate them\.\n?$', prompt)[-1]
+    return f'words = ["{words[0]}", "{words[1]}"]\nprint("".join(w[-1] for w in words))\n\n'
+
+
+def test_a_recipe_with_a_server_teacher_runs_end_to_end_and_keeps_the_key_secret(tmp_path, monkeypatch):
+    secret = "sk-test-very-secret-0123456789"
+    monkeypatch.setenv("S2D_TEST_KEY", secret)
+    with FaultyOpenAIServer(pal_teacher, plan=["429", "500", "malformed"]) as server:
+        recipe = validate_recipe({
+            "task": {"name": "last_letters", "train_size": 8, "test_size": 4},
+            "teacher": {
+                "model": {"backend": "openai", "base_url": server.url, "model": "teacher", "api_key_env": "S2D_TEST_KEY",
+                          "max_concurrency": 4},
+                "method": {"name": "pal", "shots": 2}, "samples": 2,
+            },
+            "student": {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}},
+            "train": {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4},
+        })
+        report = Pipeline(recipe, tmp_path, progress=False).run()
+    assert set(server.auth) == {f"Bearer {secret}"}  # the key reached the server...
+    for path in tmp_path.rglob("*"):  # ...and no artifact of the run
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert report["rows"][1]["system"] == "system2" and report["rows"][1]["score"] == 1.0
+    assert report["curation"]["kept"] == 8
+    assert report["lm"]["faults"] == {"429": 1, "500": 1, "malformed": 1}
+    assert "server faults retried" in (tmp_path / "report.md").read_text()
