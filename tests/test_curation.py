@@ -41,3 +41,69 @@ def test_threshold_and_normalisation():
     assert verdict("AB", "ab ", "cd", normalize=lambda s: s.strip().lower()).kept
     assert not verdict("ab", "ab", "ab", "cd", min_fraction=0.75).kept
     assert verdict("ab", "ab", "cd", min_fraction=0.6).kept
+
+
+# -- perturbation agreement ------------------------------------------------------------------------
+
+def test_order_swap_keeps_agreement_after_mapping_back():
+    from s2distill.curation import perturbation_agreement
+
+    original = {"same": "A", "biased": "A", "tie": "C", "broken": None, "lost": "B"}
+    swapped = {"same": "B", "biased": "A", "tie": "C", "broken": "A", "lost": None}
+    verdicts = {v.example_id: v for v in perturbation_agreement(original, swapped)}
+    assert verdicts["same"].kept and verdicts["same"].answer == "A"  # B on the swapped pair means A
+    assert not verdicts["biased"].kept and "disagreed: 'A' vs 'B'" in verdicts["biased"].reason  # always-first bias
+    assert verdicts["tie"].kept and verdicts["tie"].answer == "C"
+    assert not verdicts["broken"].kept and "original" in verdicts["broken"].reason
+    assert not verdicts["lost"].kept and "perturbed" in verdicts["lost"].reason
+
+
+def test_perturbation_with_a_custom_map_back_for_shuffled_options():
+    from s2distill.curation import perturbation_agreement
+
+    shuffle = {"A": "C", "B": "A", "C": "B"}  # original option -> its letter after shuffling
+    back = {v: k for k, v in shuffle.items()}
+    verdicts = perturbation_agreement({"q": "B"}, {"q": "A"}, map_back=back.get, name="option_shuffle")
+    assert verdicts[0].kept and verdicts[0].reason == "agreed on 'B' after option_shuffle"
+
+
+# -- dual-criteria rejection sampling -----------------------------------------------------------
+
+def teacher_output(answer, confidence, rationale="r", sample=0):
+    return Trace("x", "twt", answer, sample=sample, meta={"confidence": confidence, "rationale": rationale})
+
+
+VECTORS = {"north": [1.0, 0.0], "north-ish": [0.9, 0.1], "east": [0.0, 1.0], "north-east": [0.7, 0.7]}
+
+
+def fake_embed(texts):
+    import numpy as np
+
+    return np.array([VECTORS[t] for t in texts])
+
+
+def test_quality_keeps_a_confidence_exactly_at_the_threshold_and_drops_unparseable():
+    from s2distill.curation import dual_criteria
+
+    outputs = {"x": [("t1", teacher_output("ab", 0.95)), ("t2", teacher_output("ab", 0.9499)),
+                     ("t3", teacher_output(None, 0.99)), ("t4", teacher_output("ab", None))]}
+    [v] = dual_criteria(outputs, embed=fake_embed)
+    assert v.kept and [k["teacher"] for k in v.meta["kept"]] == ["t1"]
+    assert v.reason == "1 of 4 outputs with confidence >= 0.95"
+    [none] = dual_criteria({"y": [("t1", teacher_output("ab", 0.5))]}, embed=fake_embed)
+    assert not none.kept and none.reason.startswith("no output with confidence >= 0.95")
+
+
+def test_diversity_keeps_the_min_similarity_pair_of_three_or_more():
+    from s2distill.curation import dual_criteria, most_diverse_pair
+    import numpy as np
+
+    outputs = {"x": [("t1", teacher_output("ab", 0.97, "north")), ("t2", teacher_output("ab", 0.99, "north-ish")),
+                     ("t3", teacher_output("ab", 0.96, "east")), ("t4", teacher_output("ab", 0.98, "north-east"))]}
+    [v] = dual_criteria(outputs, embed=fake_embed)
+    assert [k["teacher"] for k in v.meta["kept"]] == ["t1", "t3"]  # north vs east: cosine 0
+    assert "cosine 0.00" in v.reason
+    two = {"x": outputs["x"][:2]}
+    [kept_both] = dual_criteria(two, embed=lambda texts: (_ for _ in ()).throw(AssertionError("not needed")))
+    assert len(kept_both.meta["kept"]) == 2
+    assert most_diverse_pair(np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))[:2] == (0, 1)  # ties: first pair

@@ -1,0 +1,63 @@
+"""TwT's Dual-Criteria Rejection Sampling (Xu et al. 2025) over several teachers' outputs per input.
+
+1. Quality: keep outputs whose self-reported confidence (the teacher's `score:`) is at least the
+   threshold `s` (0.95 in the paper). An output without a parseable confidence or answer fails.
+2. Diversity: when three or more outputs pass, keep the pair whose rationales have the lowest
+   cosine similarity of their sentence embeddings; with one or two, keep them.
+
+`embed` maps texts to vectors (e.g. a sentence-transformers model's `encode`); it is only called
+when a diversity choice is needed. Each input gets one verdict, with the kept outputs (teacher and
+sample) and the reason in `meta` / `reason`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import combinations
+
+import numpy as np
+
+from s2distill.types import Trace, Verdict
+
+Embed = Callable[[list[str]], "np.ndarray"]
+
+
+def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
+    unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    return unit @ unit.T
+
+
+def most_diverse_pair(vectors: np.ndarray) -> tuple[int, int, float]:
+    """Indices of the two rows with the lowest cosine similarity (first such pair on ties)."""
+    sims = cosine_matrix(vectors)
+    i, j = min(combinations(range(len(vectors)), 2), key=lambda p: sims[p[0], p[1]])
+    return i, j, float(sims[i, j])
+
+
+def dual_criteria(
+    outputs_by_input: dict[str, Sequence[tuple[str, Trace]]],
+    *,
+    embed: Embed,
+    threshold: float = 0.95,
+) -> list[Verdict]:
+    """`outputs_by_input[id]` lists (teacher name, trace) pairs whose `meta` holds `confidence`
+    and `rationale` (as the `twt` method records them)."""
+    verdicts = []
+    for example_id, outputs in outputs_by_input.items():
+        passing = [
+            (teacher, t) for teacher, t in outputs
+            if t.answer is not None and t.meta.get("confidence") is not None and t.meta["confidence"] >= threshold
+        ]
+        if not passing:
+            reason = f"no output with confidence >= {threshold:g} ({len(outputs)} outputs)"
+            verdicts.append(Verdict(example_id, False, reason, None, "dual_criteria"))
+            continue
+        reason = f"{len(passing)} of {len(outputs)} outputs with confidence >= {threshold:g}"
+        kept = passing
+        if len(passing) >= 3:
+            i, j, similarity = most_diverse_pair(np.asarray(embed([t.meta.get("rationale", "") for _, t in passing])))
+            kept = [passing[i], passing[j]]
+            reason += f"; most diverse pair {kept[0][0]}#{kept[0][1].sample} and {kept[1][0]}#{kept[1][1].sample}, cosine {similarity:.2f}"
+        meta = {"kept": [{"teacher": name, "sample": t.sample, "answer": t.answer} for name, t in kept]}
+        verdicts.append(Verdict(example_id, True, reason, kept[0][1].answer, "dual_criteria", meta))
+    return verdicts
