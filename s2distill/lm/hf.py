@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2distill.lm.base import render_messages, truncate_at_stop
+from s2distill.lm.base import gather_samples, render_messages, sample_rows, truncate_at_stop
 from s2distill.types import Completion, Request, Usage
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,7 @@ class HFLM:
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         self.load()
-        # One row per sample to decode; greedy requests decode once whatever their n.
-        rows = [
-            (i, k)
-            for i, r in enumerate(requests)
-            for k in ([r.first_sample] if r.greedy else range(r.first_sample, r.first_sample + r.n))
-        ]
+        rows = sample_rows(requests)
         texts = {i: self._prompt_text(r) for i, r in enumerate(requests)}
         # Sorting by prompt keeps a prompt's rows together (one shared prefill) and puts similar
         # lengths side by side (less padding).
@@ -100,14 +95,7 @@ class HFLM:
             chunk = rows[start : start + self.batch_rows]
             for row, completion in zip(chunk, self._decode([requests[i] for i, _ in chunk], [texts[i] for i, _ in chunk], [k for _, k in chunk])):
                 decoded[row] = completion
-        results = []
-        for i, r in enumerate(requests):
-            if r.greedy:
-                one = decoded[(i, r.first_sample)]
-                results.append([Completion(one.text, one.usage, one.finish_reason, r.first_sample + j) for j in range(r.n)])
-            else:
-                results.append([decoded[(i, k)] for k in range(r.first_sample, r.first_sample + r.n)])
-        return results
+        return gather_samples(requests, decoded)
 
     def _prompt_text(self, request: Request) -> str:
         if request.prompt is not None:

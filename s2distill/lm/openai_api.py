@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from s2distill.lm.base import gather_samples, sample_rows
 from s2distill.types import Completion, Request, Usage
 
 
@@ -68,21 +69,10 @@ class OpenAICompatibleLM:
         return self._client
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
-        jobs = [
-            (i, k)
-            for i, r in enumerate(requests)
-            for k in ([r.first_sample] if r.greedy else range(r.first_sample, r.first_sample + r.n))
-        ]
+        jobs = sample_rows(requests)
         with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(jobs)))) as pool:
             done = dict(zip(jobs, pool.map(lambda job: self._one(requests[job[0]], job[1]), jobs)))
-        results = []
-        for i, r in enumerate(requests):
-            if r.greedy:
-                one = done[(i, r.first_sample)]
-                results.append([Completion(one.text, one.usage, one.finish_reason, r.first_sample + j) for j in range(r.n)])
-            else:
-                results.append([done[(i, k)] for k in range(r.first_sample, r.first_sample + r.n)])
-        return results
+        return gather_samples(requests, done)
 
     def _one(self, request: Request, sample: int) -> Completion:
         """One completion, retried on transient faults."""
