@@ -6,14 +6,13 @@ of being silently ignored.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from s2distill.methods import METHODS
+from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.tasks import TaskConfig
 
 
@@ -79,7 +78,7 @@ class MethodConfig(_Strict):
             return self
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; known: {', '.join(sorted(METHODS))}, or module:function")
-        accepted = inspect.signature(METHODS[self.name][0]).parameters
+        accepted = method_parameters(self.name)
         for key in self.options:
             if key not in accepted or key in ("task", "shots", "max_tokens", "prompt_format"):
                 raise ValueError(f"method {self.name!r} has no option {key!r}")
@@ -91,13 +90,8 @@ class MethodConfig(_Strict):
         """Keyword arguments for the method's factory (empty for a user's program)."""
         if ":" in self.name:
             return {}
-        accepted = inspect.signature(METHODS[self.name][0]).parameters
-        options: dict[str, Any] = {"shots": self.shots, **self.options}
-        if self.max_tokens:
-            options["max_tokens"] = self.max_tokens
-        if "prompt_format" in accepted:
-            options["prompt_format"] = self.prompt_format
-        return options
+        return factory_options(self.name, shots=self.shots, max_tokens=self.max_tokens,
+                               prompt_format=self.prompt_format, options=self.options)
 
 
 class TeacherConfig(_Strict):

@@ -6,6 +6,7 @@ A method is a factory `(task, **options) -> program`, and a program is a plain f
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from s2distill.methods.bsm import bsm
@@ -31,6 +32,23 @@ METHODS: dict[str, tuple[Callable[..., Program], str]] = {
 }
 
 
+def method_parameters(name: str):
+    """The keyword parameters a registered method's factory accepts."""
+    return inspect.signature(METHODS[name][0]).parameters
+
+
+def factory_options(name: str, *, shots: int, max_tokens: int | None = None, prompt_format: str = "fewshot",
+                    options: dict | None = None) -> dict:
+    """Keyword arguments for a registered method's factory; `prompt_format` goes only to methods
+    that have more than the few-shot format."""
+    kwargs = {"shots": shots, **(options or {})}
+    if max_tokens:
+        kwargs["max_tokens"] = max_tokens
+    if "prompt_format" in method_parameters(name):
+        kwargs["prompt_format"] = prompt_format
+    return kwargs
+
+
 def build_program(task, name: str, options: dict) -> Program:
     """The program a recipe's method names: a registered method, or a user's `module:function`."""
     if ":" in name:
@@ -41,4 +59,4 @@ def build_program(task, name: str, options: dict) -> Program:
     return factory(task, **options)
 
 
-__all__ = ["METHODS", "Program", "build_program", "direct_completion", "direct_prompt", "run_program"]
+__all__ = ["METHODS", "Program", "build_program", "factory_options", "method_parameters", "direct_completion", "direct_prompt", "run_program"]

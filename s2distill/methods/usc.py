@@ -8,7 +8,6 @@ as its own sample; the selection call is greedy.
 
 from __future__ import annotations
 
-import inspect
 import re
 
 from s2distill.lm.base import SampledLM
@@ -62,13 +61,9 @@ def usc_select(task: Task, question: str, responses: list[str], lm, *, calls: li
 def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float = 0.7, shots: int = 4,
         prompt_format: PromptFormat = "fewshot", max_tokens: int | None = None):
     """Build the USC program over `samples` runs of the `base` method."""
-    from s2distill.methods import METHODS
+    from s2distill.methods import METHODS, factory_options
 
-    factory = METHODS[base][0]
-    options = {"shots": shots, **({"max_tokens": max_tokens} if max_tokens else {})}
-    if "prompt_format" in inspect.signature(factory).parameters:
-        options["prompt_format"] = prompt_format
-    base_program = factory(task, **options)
+    base_program = METHODS[base][0](task, **factory_options(base, shots=shots, max_tokens=max_tokens, prompt_format=prompt_format))
 
     def program(example: Example, lm) -> Trace:
         # Sample k of USC draws its N base samples as sample indices k*N .. k*N+N-1 of the model.
