@@ -39,29 +39,30 @@ def rar(task: Task, *, steps: int = 2, shots: int = 4, max_tokens: int = 128, pr
     spec = task.rar_spec
     exemplars = task.shots[:shots] if prompt_format == "fewshot" else ()
 
-    def solved(shot) -> str:
-        return f"{shot.rephrased} {shot.rationale} The answer is {shot.answer}."
+    newline = "\n" if exemplars else ""
+    one_step_prefix = "".join(
+        _with_format(ONE_STEP.format(question=s.question, spec=spec)) + f"\n{s.rephrased} {s.rationale} The answer is {s.answer}.\n\n"
+        for s in exemplars
+    )
+    rephrase_prefix = "".join(REPHRASE.format(question=s.question) + f"\n{s.rephrased}\n\n" for s in exemplars)
+    respond_prefix = "".join(
+        _with_format(RESPOND.format(question=s.question, rephrased=s.rephrased, spec=spec))
+        + f"\n{s.rationale} The answer is {s.answer}.\n\n"
+        for s in exemplars
+    )
 
     def one_step(example: Example, lm) -> Trace:
         calls: list[Call] = []
-        query = _with_format(ONE_STEP.format(question=task.question(example), spec=spec))
-        prefix = "".join(_with_format(ONE_STEP.format(question=s.question, spec=spec)) + f"\n{solved(s)}\n\n" for s in exemplars)
-        text = prefix + query + ("\n" if exemplars else "")
+        text = one_step_prefix + _with_format(ONE_STEP.format(question=task.question(example), spec=spec)) + newline
         reply = ask(lm, text, calls=calls, name="rephrase_and_respond", prompt_format=prompt_format, max_tokens=max_tokens, stop=STOP)
         return _finish(task, example, "rar1", reply.text, calls)
 
     def two_step(example: Example, lm) -> Trace:
         calls: list[Call] = []
         question = task.question(example)
-        prefix = "".join(REPHRASE.format(question=s.question) + f"\n{s.rephrased}\n\n" for s in exemplars)
-        text = prefix + REPHRASE.format(question=question) + ("\n" if exemplars else "")
+        text = rephrase_prefix + REPHRASE.format(question=question) + newline
         rephrased = ask(lm, text, calls=calls, name="rephrase", prompt_format=prompt_format, max_tokens=max_tokens, stop=STOP).text.strip()
-        prefix = "".join(
-            _with_format(RESPOND.format(question=s.question, rephrased=s.rephrased, spec=spec))
-            + f"\n{s.rationale} The answer is {s.answer}.\n\n"
-            for s in exemplars
-        )
-        text = prefix + _with_format(RESPOND.format(question=question, rephrased=rephrased, spec=spec)) + ("\n" if exemplars else "")
+        text = respond_prefix + _with_format(RESPOND.format(question=question, rephrased=rephrased, spec=spec)) + newline
         reply = ask(lm, text, calls=calls, name="respond", prompt_format=prompt_format, max_tokens=max_tokens, stop=STOP)
         return _finish(task, example, "rar2", reply.text, calls, rephrased=rephrased)
 
