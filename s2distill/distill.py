@@ -1,23 +1,99 @@
-"""Curated System 2 outputs -> the student's training set, in TRL's prompt–completion format.
+"""Curated outputs -> the student's training pairs, in TRL's prompt–completion format.
 
-Answer-only: the prompt is exactly the student's System 1 prompt, the completion is the curated
-answer alone, so fine-tuning teaches the model to answer without the intermediate tokens.
+The prompt is always the student's System 1 prompt (few-shot question -> answer), so the
+distilled model is trained on exactly what it is evaluated on. The completion depends on the set:
+
+- `answer_only`: the System 2 program's final response with every intermediate call dropped.
+  For most methods that is the answer alone; for a method that ends in a response of its own
+  (BSM's merged judgement, S2A's answer call) it is that response.
+- `label_only`: the answer alone, always (the paper's "label only" BSM variant: the verdict).
+- `full_reasoning`: the teacher's rationale (program, chain of thought, TwT thinking), then
+  "The answer is X." (HaRD stage 1; Standard KD).
+- `compressed_reasoning`: the rationale as the teacher rewrote it after seeing the student's
+  stage-1 output (HaRD stage 2), then the answer.
+
+One pair per distinct completion among an input's kept outputs (`max_per_input` caps it): under
+self-consistency every kept output has the same answer, so answer-only sets have one pair per
+input; reasoning sets may hold several rationales for it (TwT keeps two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
+from s2distill.curation import output_key
 from s2distill.methods import direct_completion, direct_prompt
 from s2distill.tasks import Task
-from s2distill.types import Example, Verdict
+from s2distill.types import Example, Trace, Verdict
+
+REASONING_FORMATS = ("full_reasoning", "compressed_reasoning")
 
 
-def answer_only_pairs(task: Task, examples: Sequence[Example], verdicts: Sequence[Verdict], *, shots: int) -> list[dict]:
-    """One {"prompt", "completion"} pair per kept input; dropped inputs contribute nothing."""
+def rationale_of(trace: Trace) -> str:
+    """The reasoning a trace holds: `meta["rationale"]` when its method records one, else its last
+    call's text. Blank lines are folded so the student's reasoning ends at its first blank line."""
+    text = trace.meta.get("rationale") or (trace.calls[-1].output if trace.calls else "")
+    return re.sub(r"\n\s*\n+", "\n", text.strip())
+
+
+def reasoning_completion(rationale: str, answer: str) -> str:
+    return f" {rationale}\nThe answer is {answer}.\n"
+
+
+def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None) -> str:
+    """The training completion of one kept output in set `fmt`."""
+    if fmt == "label_only":
+        return direct_completion(trace.answer)
+    if fmt == "answer_only":
+        final = trace.meta.get("final_response")
+        return direct_completion(re.sub(r"\n\s*\n+", "\n", final) if final else trace.answer)
+    if fmt == "full_reasoning":
+        return reasoning_completion(rationale_of(trace), trace.answer)
+    if fmt == "compressed_reasoning":
+        if rewritten is None:
+            raise ValueError(f"no rewritten rationale for output {output_key(trace)}")
+        return reasoning_completion(rewritten, trace.answer)
+    raise ValueError(f"unknown distillation set {fmt!r}")
+
+
+def kept_traces(verdicts: Sequence[Verdict], traces: Mapping[tuple[str, str, int], Trace]) -> dict[str, list[Trace]]:
+    """Each kept input's kept outputs, as traces."""
+    return {
+        v.example_id: [traces[(v.example_id, ref["teacher"], ref["sample"])] for ref in v.meta.get("kept", [])]
+        for v in verdicts if v.kept
+    }
+
+
+def distill_pairs(
+    fmt: str,
+    task: Task,
+    examples: Sequence[Example],
+    verdicts: Sequence[Verdict],
+    traces: Mapping[tuple[str, str, int], Trace],
+    *,
+    shots: int,
+    max_per_input: int | None = None,
+    rewritten: Mapping[tuple[str, str, int], str] | None = None,
+) -> list[dict]:
+    """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}."""
     by_id = {e.id: e for e in examples}
-    return [
-        {"id": v.example_id, "prompt": direct_prompt(task, by_id[v.example_id], shots=shots), "completion": direct_completion(v.answer)}
-        for v in verdicts
-        if v.kept and v.answer is not None
-    ]
+    pairs = []
+    for example_id, kept in kept_traces(verdicts, traces).items():
+        prompt = direct_prompt(task, by_id[example_id], shots=shots)
+        seen: set[str] = set()
+        for trace in kept:
+            completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)))
+            if completion in seen:
+                continue
+            seen.add(completion)
+            pairs.append({"id": example_id, "teacher": trace.meta.get("teacher", ""), "sample": trace.sample,
+                          "prompt": prompt, "completion": completion})
+            if max_per_input and len(seen) >= max_per_input:
+                break
+    return pairs
+
+
+def answers_on_several_lines(pairs: Sequence[dict]) -> bool:
+    """Whether a set teaches the student to write more than one line before it stops."""
+    return any("\n" in p["completion"].strip() for p in pairs)

@@ -1,6 +1,8 @@
 """`s2distill run`: the stages of a System 2 distillation, each writing its artifact to the run folder.
 
-    inputs  -> system2 (N samples per input) -> curation -> distill set -> train -> evaluate -> report
+    inputs -> samples (each teacher, N per input) -> curation -> distill set -> train -> evaluate
+                                          (one set, train and evaluation per curriculum stage)
+           -> the same for each baseline -> System 1 / System 2 evaluation -> report
 
 A finished stage is skipped on a rerun; an interrupted one starts again but its LM calls come
 from the completion cache, so no completion is generated twice.
@@ -9,25 +11,30 @@ from the completion cache, so no completion is generated twice.
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from s2distill.config import ModelConfig, Recipe, RecipeError
-from s2distill.curation import self_consistency
-from s2distill.distill import answer_only_pairs
+from s2distill.compress import compression_program, rewritten_rationales
+from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
+from s2distill.curation import (
+    dual_criteria, no_filter, output_key, perturbation_consistency, selection_program, self_consistency, usc_filter,
+)
+from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
 from s2distill.evaluate import score_traces
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
-from s2distill.report import machine_info, render_markdown
+from s2distill.methods.direct import direct
+from s2distill.progress import ProgressBar
+from s2distill.report import curation_summary, machine_info, render_markdown
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
 from s2distill.tasks import Task, build_task
-from s2distill.types import Example, Trace
+from s2distill.types import Example, Trace, Verdict
+from s2distill.variants import SYSTEM1_SOURCE, Variant, plan_variants
 
 SYSTEMS = ("system1", "system2", "distilled")
 
@@ -41,8 +48,14 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+        self.variants = plan_variants(recipe)
+        if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
+            raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
+                              "perturbation; use self_consistency, usc or none")
         self.cache_path = Path(recipe.cache) if recipe.cache else self.out / "cache.sqlite"
         self._lms: dict[str, CachedLM] = {}
+        self._samples_memo: dict[tuple[str, bool], list[Trace]] = {}
+        self._released_stats: list = []  # LM statistics of students freed after their evaluation
         self.timings: dict[str, float] = {}
 
     # -- the run ---------------------------------------------------------------------------------
@@ -52,15 +65,17 @@ class Pipeline:
         self._claim_folder()
         self.timings = read_json(self.out / "timings.json") if (self.out / "timings.json").exists() else {}
         try:
-            examples = self._stage("inputs", self._inputs)
-            traces = self._stage("system2", lambda: self._system2(examples))
-            verdicts = self._stage("curation", lambda: self._curate(traces))
-            pairs = self._stage("distill", lambda: self._distill(examples, verdicts))
-            if "distilled" in self.recipe.evaluate.systems:
-                self._stage("train", lambda: self._train(pairs))
-            for system in self.recipe.evaluate.systems:
-                self._stage(f"eval_{system}", lambda s=system: self._evaluate(s))
-            return self._report(verdicts, invocation_seconds=time.perf_counter() - started)
+            examples = self._stage("inputs", "inputs/train.jsonl", self._inputs, _load_examples)
+            summaries, rows = [], []
+            if "system1" in self.recipe.evaluate.systems:
+                rows.append(self._evaluate_system("system1", self.recipe.student))
+            if "system2" in self.recipe.evaluate.systems:
+                rows += [self._evaluate_system("system2", teacher) for teacher in self.recipe.teachers]
+            for variant in self.variants:
+                verdicts = self._curation(variant, examples)
+                summaries.append(curation_summary(variant, verdicts, self._variant_traces(variant, examples), self.recipe))
+                rows += self._distill(variant, examples, verdicts)
+            return self._report(rows, summaries, invocation_seconds=time.perf_counter() - started)
         finally:
             for lm in self._lms.values():
                 lm.close()
@@ -77,12 +92,11 @@ class Pipeline:
             )
         saved.write_text(current)
 
-    def _stage(self, name: str, compute: Callable[[], Any]) -> Any:
-        """Load the stage's artifact if it exists; otherwise compute it and time it."""
-        loader = _LOADERS.get(name)
-        artifact = self.out / _ARTIFACTS[name]
-        if artifact.exists():
-            return loader(artifact) if loader else None
+    def _stage(self, name: str, artifact: str | Path, compute: Callable[[], Any], load: Callable[[Path], Any] | None = None) -> Any:
+        """Load the stage's artifact if it exists; otherwise compute it (it writes the artifact) and time it."""
+        path = self.out / artifact
+        if path.exists():
+            return load(path) if load else None
         self.console.print(f"[bold]▶ {name}[/bold]")
         start = time.perf_counter()
         result = compute()
@@ -90,84 +104,218 @@ class Pipeline:
         write_json(self.out / "timings.json", self.timings)
         return result
 
-    # -- stages ----------------------------------------------------------------------------------
+    # -- inputs and samples ----------------------------------------------------------------------
     def _inputs(self) -> list[Example]:
         examples = self.task.unlabeled("train")  # no labels: generation and curation never see one
-        write_jsonl(self.out / _ARTIFACTS["inputs"], ({"id": e.id, "inputs": e.inputs} for e in examples))
+        write_jsonl(self.out / "inputs" / "train.jsonl", ({"id": e.id, "inputs": e.inputs} for e in examples))
         return examples
 
-    def _system2(self, examples: list[Example]) -> list[Trace]:
-        teacher = self.recipe.teacher
-        program = self._program(teacher.method)
-        with self._progress(f"System 2 ({teacher.method.name}) × {teacher.samples} samples", len(examples) * teacher.samples) as advance:
+    def _source(self, name: str) -> TeacherConfig:
+        """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher."""
+        if name != SYSTEM1_SOURCE:
+            return self.recipe.teacher(name)
+        first, student = self.recipe.teachers[0], self.recipe.student
+        return TeacherConfig(name=SYSTEM1_SOURCE, model=student.model, method=student.method, samples=first.samples,
+                             temperature=first.temperature, top_p=first.top_p, seed=first.seed)
+
+    def _samples(self, name: str, examples: list[Example], *, perturbed: bool = False) -> list[Trace]:
+        """N sampled runs of a source's program per input (on the perturbed inputs if asked)."""
+        key = (name, perturbed)
+        if key not in self._samples_memo:
+            artifact = f"samples/{name}{'.perturbed' if perturbed else ''}.jsonl"
+            label = f"samples:{name}{':perturbed' if perturbed else ''}"
+            self._samples_memo[key] = self._stage(label, artifact, lambda: self._sample(name, examples, perturbed, artifact),
+                                                  _load_traces)
+        return self._samples_memo[key]
+
+    def _sample(self, name: str, examples: list[Example], perturbed: bool, artifact: str) -> list[Trace]:
+        source = self._source(name)
+        inputs = [self.task.perturb(e) for e in examples] if perturbed else examples
+        label = f"{name} ({source.method.name}{', perturbed inputs' if perturbed else ''}) × {source.samples} samples"
+        with self._progress(label, len(inputs) * source.samples) as advance:
             traces = run_program(
-                program, examples, self._lm(teacher.model), samples=teacher.samples,
-                temperature=teacher.temperature, top_p=teacher.top_p, seed=teacher.seed,
+                self._program(source.method), inputs, self._lm(source.model), samples=source.samples,
+                temperature=source.temperature, top_p=source.top_p, seed=source.seed,
                 workers=self.recipe.workers, on_trace=lambda _: advance(),
             )
-        write_jsonl(self.out / _ARTIFACTS["system2"], (t.to_dict() for t in traces))
+        for trace in traces:
+            trace.meta["teacher"] = name
+        write_jsonl(self.out / artifact, (t.to_dict() for t in traces))
         return traces
 
-    def _curate(self, traces: list[Trace]) -> list[dict]:
-        grouped: dict[str, list[Trace]] = defaultdict(list)
-        for trace in traces:
-            grouped[trace.example_id].append(trace)
-        verdicts = self_consistency(grouped, min_fraction=self.recipe.curation.min_fraction, normalize=self.task.normalize)
-        rows = [v.__dict__ for v in verdicts]
-        write_jsonl(self.out / _ARTIFACTS["curation"], rows)
-        kept = sum(v.kept for v in verdicts)
-        self.console.print(f"  curation kept {kept} of {len(verdicts)} inputs")
+    def _variant_traces(self, variant: Variant, examples: list[Example], *, perturbed: bool = False) -> list[Trace]:
+        traces = [t for name in variant.sources for t in self._samples(name, examples, perturbed=perturbed)]
+        return [t for t in traces if t.sample == 0] if variant.first_sample_only else traces
+
+    # -- curation --------------------------------------------------------------------------------
+    def _curation(self, variant: Variant, examples: list[Example]) -> list[Verdict]:
+        artifact = "curation/verdicts.jsonl" if variant.name == "distilled" else f"curation/{variant.name}.jsonl"
+        traces = self._variant_traces(variant, examples)  # outside the stage: sampling is a stage of its own
+        perturbed = self._variant_traces(variant, examples, perturbed=True) if variant.filter == "perturbation" else []
+        return self._stage(f"curation:{variant.name}", artifact,
+                           lambda: self._curate(variant, examples, traces, perturbed, artifact),
+                           lambda p: [Verdict(**row) for row in read_jsonl(p)])
+
+    def _curate(self, variant: Variant, examples: list[Example], traces: list[Trace], perturbed: list[Trace],
+                artifact: str) -> list[Verdict]:
+        cfg, normalize = self.recipe.curation, self.task.normalize
+        grouped = _by_input(examples, traces)
+        if variant.filter == "self_consistency":
+            verdicts = self_consistency(grouped, min_fraction=cfg.min_fraction, normalize=normalize)
+        elif variant.filter == "perturbation":
+            verdicts = perturbation_consistency(grouped, _by_input(examples, perturbed), map_back=self.task.map_back,
+                                                normalize=normalize, min_fraction=cfg.min_fraction)
+        elif variant.filter == "usc":
+            verdicts = usc_filter(grouped, self._usc_choices(grouped, examples), normalize=normalize)
+        elif variant.filter == "dual_criteria":
+            from s2distill.embed import load_embedder
+
+            verdicts = dual_criteria(grouped, embed=load_embedder(cfg.embedder), threshold=cfg.threshold)
+        else:
+            verdicts = no_filter(grouped)
+        write_jsonl(self.out / artifact, (v.__dict__ for v in verdicts))
+        self.console.print(f"  {variant.name}: {variant.filter} kept {sum(v.kept for v in verdicts)} of {len(verdicts)} inputs")
+        return verdicts
+
+    def _usc_choices(self, grouped: dict[str, list[Trace]], examples: list[Example]) -> dict[str, str | None]:
+        """Universal self-consistency: the judge teacher's model names each input's most consistent output."""
+        judge = self.recipe.teacher(self.recipe.curation.judge)
+        program = selection_program(self.task, grouped, prompt_format=judge.method.prompt_format)
+        with self._progress(f"USC selection ({judge.name})", len(examples)) as advance:
+            traces = run_program(program, examples, self._lm(judge.model), temperature=0.0, workers=self.recipe.workers,
+                                 on_trace=lambda _: advance())
+        return {t.example_id: t.answer for t in traces}
+
+    # -- distillation, training and evaluation of each stage -------------------------------------
+    def _distill(self, variant: Variant, examples: list[Example], verdicts: list[Verdict]) -> list[dict]:
+        """Every stage of one variant: its set, its training (from the previous stage's weights), its score."""
+        traces = {output_key(t): t for t in self._variant_traces(variant, examples)}
+        rows, previous, previous_multiline = [], None, False
+        for k, fmt in enumerate(variant.stages, 1):
+            base = f"{variant.name}/stage{k}-{fmt}"
+            rewritten = None
+            if fmt == "compressed_reasoning":
+                rewrites = self._stage(f"compress:{base}", f"distill/{base}.rewrites.jsonl",
+                                       lambda: self._compress(base, examples, verdicts, traces, previous, previous_multiline),
+                                       read_jsonl)
+                rewritten = rewritten_rationales(rewrites)
+            pairs = self._stage(f"distill:{base}", f"distill/{base}.jsonl",
+                                lambda: self._distill_set(base, fmt, examples, verdicts, traces, rewritten), read_jsonl)
+            stage = f"{k}/{len(variant.stages)} {fmt}" if len(variant.stages) > 1 else fmt
+            if not pairs:  # reported, not fatal: the other variants and the samples are worth keeping
+                self.console.print(f"  [yellow]{variant.name}: no training pairs (curation kept no input); not trained[/yellow]")
+                rows.append(self._untrained_row(variant.name, stage))
+                break
+            weights = self.out / "student" / variant.name / f"stage{k}" / "weights"
+            self._stage(f"train:{base}", weights, lambda: self._train(pairs, weights.parent, fmt, previous))
+            multiline = answers_on_several_lines(pairs)
+            artifact = f"{variant.name}-stage{k}"
+            rows.append(self._stage(
+                f"eval:{base}", f"eval/{artifact}.json",
+                lambda: self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs)),
+                read_json,
+            ))
+            previous, previous_multiline = weights, multiline
         return rows
 
-    def _distill(self, examples: list[Example], verdicts: list[dict]) -> list[dict]:
-        from s2distill.types import Verdict
-
-        pairs = answer_only_pairs(
-            self.task, examples, [Verdict(**v) for v in verdicts], shots=self.recipe.student.method.shots
-        )
-        write_jsonl(self.out / _ARTIFACTS["distill"], pairs)
+    def _distill_set(self, base: str, fmt: str, examples, verdicts, traces, rewritten) -> list[dict]:
+        pairs = distill_pairs(fmt, self.task, examples, verdicts, traces, shots=self.recipe.student.method.shots,
+                              max_per_input=self.recipe.distill.max_per_input, rewritten=rewritten)
+        write_jsonl(self.out / "distill" / f"{base}.jsonl", pairs)
         return pairs
 
-    def _train(self, pairs: list[dict]) -> None:
+    def _compress(self, base: str, examples, verdicts, traces, previous: Path, previous_multiline: bool) -> list[dict]:
+        """HaRD stage 2: the student of the previous stage answers the kept inputs, then the refiner
+        teacher rewrites each kept rationale after reading that answer."""
+        kept = kept_traces(verdicts, traces)
+        cap = self.recipe.distill.max_per_input
+        kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
+        inputs = [e for e in examples if e.id in kept]
+        student = self._lm(self.recipe.student.model, adapter=previous)
+        with self._progress("previous stage's student on the kept inputs", len(inputs)) as advance:
+            answered = run_program(self._student_program(previous_multiline), inputs, student, temperature=0.0,
+                                   workers=self.recipe.workers, on_trace=lambda _: advance())
+        self._release(student)
+        outputs = {t.example_id: t.calls[-1].output if t.calls else "" for t in answered}
+        refiner = self.recipe.teacher(self.recipe.distill.refiner)
+        program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format)
+        with self._progress(f"{refiner.name} rewrites its rationales", len(inputs)) as advance:
+            refined = run_program(program, inputs, self._lm(refiner.model), temperature=0.0, workers=self.recipe.workers,
+                                  on_trace=lambda _: advance())
+        rows = [{"id": t.example_id, "student": outputs[t.example_id], "rewrites": t.meta["rewrites"]} for t in refined]
+        write_jsonl(self.out / "distill" / f"{base}.rewrites.jsonl", rows)
+        accepted = sum(r["accepted"] for row in rows for r in row["rewrites"])
+        total = sum(len(row["rewrites"]) for row in rows)
+        self.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)")
+        return rows
+
+    def _train(self, pairs: list[dict], out_dir: Path, fmt: str, previous: Path | None) -> None:
         from s2distill.train import train_student
 
         student = self.recipe.student.model
         if student.backend in ("fake", "openai"):
             raise RecipeError(f"student.model: the {student.backend} backend cannot be fine-tuned; use embedded, hf or tiny")
-        self.console.print(f"  fine-tuning ({self.recipe.train.mode}) on {len(pairs)} answer-only pairs")
-        train_student(pairs, model_dir(student), self.out / "student", self.recipe.train)
-
-    def _evaluate(self, system: str) -> None:
-        recipe = self.recipe
-        labeled = self.task.labeled("test")  # the one place labels are read
-        if system == "system2":
-            side, adapter = recipe.teacher, None
+        mode = self.recipe.train.mode
+        self.console.print(f"  fine-tuning ({mode}) on {len(pairs)} {fmt} pairs" + (" from the previous stage" if previous else ""))
+        if mode == "full":
+            train_student(pairs, previous or model_dir(student), out_dir, self.recipe.train)
         else:
-            side, adapter = recipe.student, (self.out / "student" / "weights" if system == "distilled" else None)
-        lm = self._lm(side.model, adapter=adapter)
-        program = self._program(side.method)
-        examples = [item.example for item in labeled]
-        with self._progress(f"evaluate {system} ({side.method.name})", len(examples)) as advance:
-            traces = run_program(program, examples, lm, temperature=0.0, workers=recipe.workers, on_trace=lambda _: advance())
-        score, records = score_traces(self.task, labeled, traces, system=system, method=side.method.name)
-        write_jsonl(self.out / "eval" / f"{system}.jsonl", records)
-        write_json(self.out / _ARTIFACTS[f"eval_{system}"], {**score.row(), "model": _describe(side.model, adapter)})
-        self.console.print(f"  {system}: {100 * score.score:.1f}% exact match, {score.tokens_per_example:.1f} tokens/example")
+            train_student(pairs, model_dir(student), out_dir, self.recipe.train, init_adapter=previous)
 
-    def _report(self, verdicts: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
-        rows = [read_json(self.out / _ARTIFACTS[f"eval_{s}"]) for s in SYSTEMS if s in self.recipe.evaluate.systems]
-        stats = [lm.stats for lm in self._lms.values()]
+    def _student_program(self, multiline: bool):
+        """How a distilled student is asked: its System 1 prompt; several lines when it was taught to reason."""
+        method = self.recipe.student.method
+        if not multiline:
+            return self._program(method)
+        return direct(self.task, shots=method.shots, max_tokens=self.recipe.distill.reasoning_max_tokens, multiline=True)
+
+    def _evaluate_student(self, system: str, stage: str, weights: Path, multiline: bool, *, artifact: str,
+                          train_pairs: int) -> dict:
+        student = self.recipe.student
+        lm = self._lm(student.model, adapter=weights)
+        extra = {"stage": stage, "model": _describe(student.model, weights), "train_pairs": train_pairs}
+        row = self._evaluate(system, self._student_program(multiline), lm, student.method.name, artifact=artifact, extra=extra)
+        self._release(lm)
+        return row
+
+    def _untrained_row(self, system: str, stage: str) -> dict:
+        student = self.recipe.student
+        return {"system": system, "stage": stage, "method": student.method.name, "task": self.task.name,
+                "metric": self.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
+                "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
+
+    def _evaluate_system(self, system: str, side) -> dict:
+        """System 1 (the student's method, untrained) or one teacher's System 2, greedy on the test split."""
+        name = "system1" if system == "system1" else f"system2-{side.name}"
+        extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model)}
+        return self._stage(f"eval:{name}", f"eval/{name}.json", lambda: self._evaluate(
+            system, self._program(side.method), self._lm(side.model), side.method.name, artifact=name, extra=extra,
+        ), read_json)
+
+    def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict) -> dict:
+        """Score a program greedily on the labelled test split; write eval/ARTIFACT.jsonl (per example) and .json."""
+        labeled = self.task.labeled("test")  # the one place labels are read
+        examples = [item.example for item in labeled]
+        with self._progress(f"evaluate {artifact} ({method})", len(examples)) as advance:
+            traces = run_program(program, examples, lm, temperature=0.0, workers=self.recipe.workers, on_trace=lambda _: advance())
+        score, records = score_traces(self.task, labeled, traces, system=system, method=method)
+        write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
+        row = {**score.row(), **extra}
+        write_json(self.out / "eval" / f"{artifact}.json", row)
+        self.console.print(f"  {artifact}: {100 * score.score:.1f}% {score.metric}, {score.tokens_per_example:.1f} tokens/example")
+        return row
+
+    # -- the report ------------------------------------------------------------------------------
+    def _report(self, rows: list[dict], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
+        stats = [lm.stats for lm in self._lms.values()] + self._released_stats
+        teachers = ", ".join(f"{t.name}: {t.method.name} on {_describe(t.model)}" for t in self.recipe.teachers)
         report = {
             "name": self.recipe.name,
             "task": self.task.name,
-            "teacher": f"{self.recipe.teacher.method.name} on {_describe(self.recipe.teacher.model)}",
+            "teachers": teachers,
             "student": _describe(self.recipe.student.model),
             "rows": rows,
-            "curation": {
-                "inputs": len(verdicts), "kept": sum(v["kept"] for v in verdicts),
-                "filter": self.recipe.curation.filter, "min_fraction": self.recipe.curation.min_fraction,
-                "samples": self.recipe.teacher.samples,
-            },
+            "curation": summaries,
             "lm": {"calls": sum(s.generated for s in stats), "cached": sum(s.cached for s in stats), "faults": self._faults()},
             "timings": self.timings,
             "invocation_seconds": round(invocation_seconds, 1),
@@ -188,37 +336,36 @@ class Pipeline:
     def _program(self, method):
         return build_program(self.task, method.name, method.factory_options())
 
-    def _lm(self, config: ModelConfig, *, adapter: Path | None = None) -> LM:
+    def _lm(self, config: ModelConfig, *, adapter: Path | None = None) -> CachedLM:
         """One cached LM per distinct model (teacher and student share it when they are the same)."""
         key = config.model_dump_json() + f"|{adapter}"
         if key not in self._lms:
             self._lms[key] = CachedLM(build_lm(config, adapter=adapter), self.cache_path)
         return self._lms[key]
 
-    def _progress(self, label: str, total: int):
-        return _ProgressBar(label, total, self.console, enabled=self.show_progress)
+    def _release(self, lm: CachedLM) -> None:
+        """Free a trained student's weights once evaluated (a curriculum loads one per stage)."""
+        for key, held in list(self._lms.items()):
+            if held is lm:
+                self._released_stats.append(lm.stats)
+                del self._lms[key]
+                lm.close()
+
+    def _progress(self, label: str, total: int) -> ProgressBar:
+        return ProgressBar(label, total, self.console, enabled=self.show_progress)
 
 
-class _ProgressBar:
-    """A rich progress bar for one stage; `advance()` counts a finished program run."""
-
-    def __init__(self, label: str, total: int, console: Console, *, enabled: bool):
-        self.progress = Progress(
-            TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=console, disable=not enabled,
-        )
-        self.task_id = self.progress.add_task(label, total=total)
-
-    def __enter__(self):
-        self.progress.start()
-        return lambda: self.progress.advance(self.task_id)
-
-    def __exit__(self, *exc):
-        self.progress.stop()
+def _by_input(examples: Sequence[Example], traces: Sequence[Trace]) -> dict[str, list[Trace]]:
+    """Traces grouped by input, in the inputs' order (every input present, even with no trace)."""
+    grouped: dict[str, list[Trace]] = {e.id: [] for e in examples}
+    for trace in traces:
+        grouped[trace.example_id].append(trace)
+    return grouped
 
 
 def _describe(config: ModelConfig, adapter: Path | None = None) -> str:
-    name = {"embedded": "gemma3-270m (embedded)", "tiny": "tiny test model", "fake": "fake LM"}.get(config.backend) or str(config.path)
+    names = {"embedded": "gemma3-270m (embedded)", "tiny": "tiny test model", "fake": "fake LM"}
+    name = names.get(config.backend) or (f"{config.model} at {config.base_url}" if config.backend == "openai" else str(config.path))
     return name + (" + distilled weights" if adapter else "")
 
 
@@ -226,17 +373,5 @@ def _load_examples(path: Path) -> list[Example]:
     return [Example(row["id"], row["inputs"]) for row in read_jsonl(path)]
 
 
-_ARTIFACTS = {
-    "inputs": "inputs/train.jsonl",
-    "system2": "system2/train.jsonl",
-    "curation": "curation/verdicts.jsonl",
-    "distill": "distill/train.jsonl",
-    "train": "student/weights",
-    **{f"eval_{s}": f"eval/{s}.json" for s in SYSTEMS},
-}
-_LOADERS: dict[str, Callable[[Path], Any]] = {
-    "inputs": _load_examples,
-    "system2": lambda p: [Trace.from_dict(row) for row in read_jsonl(p)],
-    "curation": read_jsonl,
-    "distill": read_jsonl,
-}
+def _load_traces(path: Path) -> list[Trace]:
+    return [Trace.from_dict(row) for row in read_jsonl(path)]

@@ -1,9 +1,11 @@
-"""The report: System 1, System 2 and distilled System 1 side by side, score and tokens."""
+"""The report: System 1, each teacher's System 2 and every distilled student side by side, score and
+tokens, with what curation kept per teacher."""
 
 from __future__ import annotations
 
 import os
 import platform
+from collections import Counter
 from typing import Any
 
 
@@ -24,27 +26,68 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """report.json as a page a person reads: the table first, then how it was obtained."""
-    lines = [f"# s2distill report: {report['name']}", ""]
-    lines += [
-        f"Task **{report['task']}**, test split n={report['rows'][0]['n'] if report['rows'] else 0}. "
-        f"Teacher: `{report['teacher']}`; student: `{report['student']}`.",
-        "",
-        "| system | method | model | " + (report["rows"][0]["metric"] if report["rows"] else "score") + " | n | unparseable | generated tokens / example |",
-        "|---|---|---|---:|---:|---:|---:|",
+def curation_summary(variant, verdicts, traces, recipe) -> dict[str, Any]:
+    """What a variant's filter kept: inputs overall, and outputs per teacher (source)."""
+    kept = Counter(ref["teacher"] for v in verdicts if v.kept for ref in v.meta.get("kept", []))
+    outputs, parsed = Counter(), Counter()
+    for trace in traces:
+        name = trace.meta.get("teacher", "")
+        outputs[name] += 1
+        parsed[name] += trace.answer is not None
+    settings = {"min_fraction": recipe.curation.min_fraction} if variant.filter in ("self_consistency", "perturbation") else {}
+    if variant.filter == "dual_criteria":
+        settings = {"threshold": recipe.curation.threshold, "embedder": recipe.curation.embedder}
+    return {
+        "variant": variant.name, "filter": variant.filter, **settings,
+        "first_sample_only": variant.first_sample_only,
+        "inputs": len(verdicts), "kept": sum(v.kept for v in verdicts),
+        "per_teacher": {name: {"outputs": outputs[name], "parseable": parsed[name], "kept": kept[name]} for name in variant.sources},
+    }
+
+
+def _table(rows: list[dict]) -> list[str]:
+    metric = rows[0]["metric"] if rows else "score"
+    lines = [
+        f"| system | teacher / stage | method | model | {metric} | n | unparseable | generated tokens / example |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
-    for row in report["rows"]:
+    for row in rows:
+        detail = row.get("teacher") or row.get("stage") or ""
+        if row["score"] is None:
+            lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | 0 | | |")
+            continue
         lines.append(
-            f"| {row['system']} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {row['n']} "
+            f"| {row['system']} | {detail} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {row['n']} "
             f"| {row['unparseable']} | {row['tokens_per_example']:.1f} |"
         )
-    cur = report["curation"]
+    return lines
+
+
+def _curation_lines(summaries: list[dict]) -> list[str]:
+    lines = ["## Curation", "", "| variant | filter | inputs kept | teacher | outputs | parseable | outputs kept |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for cur in summaries:
+        settings = ", ".join(f"{k} {v}" for k, v in cur.items() if k in ("min_fraction", "threshold", "embedder"))
+        scope = "first sample" if cur["first_sample_only"] else "all samples"
+        for i, (name, counts) in enumerate(cur["per_teacher"].items()):
+            head = (f"| {cur['variant']} | {cur['filter']} ({scope}{', ' + settings if settings else ''}) "
+                    f"| {cur['kept']} of {cur['inputs']} ") if i == 0 else "| | | "
+            lines.append(head + f"| {name} | {counts['outputs']} | {counts['parseable']} | {counts['kept']} |")
+    lines += ["", "Per-input verdicts, with the reason and the kept outputs: `curation/*.jsonl`."]
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """report.json as a page a person reads: the table first, then how it was obtained."""
+    rows = report["rows"]
+    lines = [f"# s2distill report: {report['name']}", ""]
     lines += [
+        f"Task **{report['task']}**, test split n={rows[0]['n'] if rows else 0}. "
+        f"Teachers: `{report['teachers']}`; student: `{report['student']}`.",
         "",
-        f"**Curation** ({cur['filter']}, {cur['samples']} samples per input, keep when the top answer's share > "
-        f"{cur['min_fraction']:g}): kept **{cur['kept']} of {cur['inputs']}** unlabeled inputs. "
-        "Per-input verdicts: `curation/verdicts.jsonl`.",
+        *_table(rows),
+        "",
+        *_curation_lines(report["curation"]),
         "",
         f"**LM calls this invocation**: {report['lm']['calls']} completions generated, {report['lm']['cached']} served from the cache"
         + (
@@ -60,7 +103,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "**Machine**: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
         "",
         "Tokens are completion tokens the model generated per test example, summed over every call a "
-        "method makes; prompt tokens are not counted. Scores are exact match against the labels, which "
-        "only evaluation reads.",
+        "method makes; prompt tokens are not counted. Scores are against the labels, which only "
+        "evaluation reads. Distilled rows are the student after each training stage.",
     ]
     return "\n".join(lines) + "\n"

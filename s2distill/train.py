@@ -53,8 +53,11 @@ def _answer_only_trainer_class():
     return AnswerOnlySFTTrainer
 
 
-def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config):
-    """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels."""
+def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
+    """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels.
+
+    `init_adapter` continues training a LoRA adapter from an earlier curriculum stage (for full
+    fine-tuning, pass the earlier stage's weights as `model_path` instead)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,7 +68,11 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     peft_config = None
-    if config.mode == "lora":
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    elif config.mode == "lora":
         from peft import LoraConfig
 
         peft_config = LoraConfig(
@@ -95,11 +102,11 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     return trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
 
 
-def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config) -> Path:
+def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
     """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`."""
     if not pairs:
-        raise ValueError("curation kept no inputs: there is nothing to train on (see curation/verdicts.jsonl)")
-    trainer = build_trainer(pairs, model_path, output_dir, config)
+        raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
+    trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)
     checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     weights = output_dir / "weights"

@@ -45,7 +45,7 @@ def test_missing_recipe_file(tmp_path):
 
 def test_overrides_reach_nested_fields_with_yaml_types(recipes_dir):
     recipe = load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples=6", "train.learning_rate=1e-4", "task.test_size=3"])
-    assert recipe.teacher.samples == 6 and recipe.train.learning_rate == 1e-4 and recipe.task.test_size == 3
+    assert recipe.teachers[0].samples == 6 and recipe.train.learning_rate == 1e-4 and recipe.task.test_size == 3
     with pytest.raises(RecipeError, match="teacher.samples"):
         load_recipe(recipes_dir / "smoke.yaml", ["teacher.samples=-1"])
     with pytest.raises(RecipeError, match="not key=value"):

@@ -69,8 +69,8 @@ def test_perturbation_with_a_custom_map_back_for_shuffled_options():
 
 # -- dual-criteria rejection sampling -----------------------------------------------------------
 
-def teacher_output(answer, confidence, rationale="r", sample=0):
-    return Trace("x", "twt", answer, sample=sample, meta={"confidence": confidence, "rationale": rationale})
+def teacher_output(teacher, answer, confidence, rationale="r", sample=0):
+    return Trace("x", "twt", answer, sample=sample, meta={"teacher": teacher, "confidence": confidence, "rationale": rationale})
 
 
 VECTORS = {"north": [1.0, 0.0], "north-ish": [0.9, 0.1], "east": [0.0, 1.0], "north-east": [0.7, 0.7]}
@@ -85,12 +85,12 @@ def fake_embed(texts):
 def test_quality_keeps_a_confidence_exactly_at_the_threshold_and_drops_unparseable():
     from s2distill.curation import dual_criteria
 
-    outputs = {"x": [("t1", teacher_output("ab", 0.95)), ("t2", teacher_output("ab", 0.9499)),
-                     ("t3", teacher_output(None, 0.99)), ("t4", teacher_output("ab", None))]}
+    outputs = {"x": [teacher_output("t1", "ab", 0.95), teacher_output("t2", "ab", 0.9499),
+                     teacher_output("t3", None, 0.99), teacher_output("t4", "ab", None)]}
     [v] = dual_criteria(outputs, embed=fake_embed)
     assert v.kept and [k["teacher"] for k in v.meta["kept"]] == ["t1"]
     assert v.reason == "1 of 4 outputs with confidence >= 0.95"
-    [none] = dual_criteria({"y": [("t1", teacher_output("ab", 0.5))]}, embed=fake_embed)
+    [none] = dual_criteria({"y": [teacher_output("t1", "ab", 0.5)]}, embed=fake_embed)
     assert not none.kept and none.reason.startswith("no output with confidence >= 0.95")
 
 
@@ -98,8 +98,8 @@ def test_diversity_keeps_the_min_similarity_pair_of_three_or_more():
     from s2distill.curation import dual_criteria, most_diverse_pair
     import numpy as np
 
-    outputs = {"x": [("t1", teacher_output("ab", 0.97, "north")), ("t2", teacher_output("ab", 0.99, "north-ish")),
-                     ("t3", teacher_output("ab", 0.96, "east")), ("t4", teacher_output("ab", 0.98, "north-east"))]}
+    outputs = {"x": [teacher_output("t1", "ab", 0.97, "north"), teacher_output("t2", "ab", 0.99, "north-ish"),
+                     teacher_output("t3", "ab", 0.96, "east"), teacher_output("t4", "ab", 0.98, "north-east")]}
     [v] = dual_criteria(outputs, embed=fake_embed)
     assert [k["teacher"] for k in v.meta["kept"]] == ["t1", "t3"]  # north vs east: cosine 0
     assert "cosine 0.00" in v.reason

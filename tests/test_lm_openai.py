@@ -92,6 +92,6 @@ def test_a_recipe_with_a_server_teacher_runs_end_to_end_and_keeps_the_key_secret
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     assert report["rows"][1]["system"] == "system2" and report["rows"][1]["score"] == 1.0
-    assert report["curation"]["kept"] == 8
+    assert report["curation"][0]["kept"] == 8
     assert report["lm"]["faults"] == {"429": 1, "500": 1, "malformed": 1}
     assert "server faults retried" in (tmp_path / "report.md").read_text()

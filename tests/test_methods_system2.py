@@ -125,7 +125,7 @@ def test_a_users_own_program_is_named_module_function(tmp_path, monkeypatch):
 
 def test_method_options_are_checked_against_the_method():
     ok = validate_recipe({"task": {"name": "coin_flip"}, "teacher": {"method": {"name": "rar", "options": {"steps": 1}}}})
-    assert ok.teacher.method.factory_options()["steps"] == 1
+    assert ok.teachers[0].method.factory_options()["steps"] == 1
     with pytest.raises(RecipeError, match="has no option 'stepz'"):
         validate_recipe({"task": {"name": "coin_flip"}, "teacher": {"method": {"name": "rar", "options": {"stepz": 1}}}})
     with pytest.raises(RecipeError, match="only the fewshot prompt format"):

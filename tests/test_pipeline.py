@@ -37,13 +37,18 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
         dropped = inputs[v["example_id"]][0][0] in "ABCDEFGH"
         assert v["kept"] is not dropped, v
         assert v["reason"]
-    assert saved["curation"] == {**saved["curation"], "inputs": 24, "kept": sum(v["kept"] for v in verdicts)}
-    assert 0 < saved["curation"]["kept"] < 24
-    pairs = read_jsonl(tmp_path / "distill" / "train.jsonl")
-    assert len(pairs) == saved["curation"]["kept"]
+    [curation] = saved["curation"]
+    assert curation == {**curation, "variant": "distilled", "inputs": 24, "kept": sum(v["kept"] for v in verdicts)}
+    assert 0 < curation["kept"] < 24
+    # Kept outputs are the samples that gave the majority answer, counted per teacher.
+    kept_outputs = [ref for v in verdicts if v["kept"] for ref in v["meta"]["kept"]]
+    assert all(ref["teacher"] == "pal" and ref["answer"] == v["answer"] for v in verdicts if v["kept"] for ref in v["meta"]["kept"])
+    assert curation["per_teacher"] == {"pal": {"outputs": 96, "parseable": 88, "kept": len(kept_outputs)}}
+    pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
+    assert len(pairs) == curation["kept"]  # one answer-only pair per kept input, however many samples agreed
     assert all(p["prompt"].endswith("A:") and p["completion"].endswith("\n") for p in pairs)
     assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 and saved["lm"]["cached"] == 0
-    assert "| distilled | direct |" in (tmp_path / "report.md").read_text()
+    assert "| distilled | answer_only | direct |" in (tmp_path / "report.md").read_text()
     # Generation never saw a label: the unlabeled inputs file holds ids and inputs only.
     assert all(set(row) == {"id", "inputs"} for row in read_jsonl(tmp_path / "inputs" / "train.jsonl"))
 
@@ -64,13 +69,15 @@ def test_a_run_killed_during_generation_resumes_without_redoing_work(smoke, tmp_
     monkeypatch.setattr(pipeline_module, "build_lm", crashing_teacher)
     with pytest.raises(RuntimeError, match="simulated failure"):
         Pipeline(smoke, tmp_path, progress=False).run()
-    assert not (tmp_path / "system2" / "train.jsonl").exists()
+    assert (tmp_path / "eval" / "system2-pal.json").exists()  # evaluated before sampling: that stage is done
+    assert not (tmp_path / "samples" / "pal.jsonl").exists()
     monkeypatch.setattr(pipeline_module, "build_lm", real_build)
 
     report = Pipeline(smoke, tmp_path, progress=False).run()
     # The crashed run finished some batches of programs; those completions come from the cache.
     assert report["lm"]["cached"] >= 8
-    assert report["lm"]["calls"] + report["lm"]["cached"] == 24 * 4 + 8 * 3
+    # Every teacher sample, then the distilled student's evaluation; System 1 and 2 were not redone.
+    assert report["lm"]["calls"] + report["lm"]["cached"] == 24 * 4 + 8
     assert report["rows"][1]["score"] == 1.0
 
 

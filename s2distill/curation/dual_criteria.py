@@ -17,6 +17,7 @@ from itertools import combinations
 
 import numpy as np
 
+from s2distill.curation.outputs import output_refs, teacher_of
 from s2distill.types import Trace, Verdict
 
 Embed = Callable[[list[str]], "np.ndarray"]
@@ -35,17 +36,17 @@ def most_diverse_pair(vectors: np.ndarray) -> tuple[int, int, float]:
 
 
 def dual_criteria(
-    outputs_by_input: dict[str, Sequence[tuple[str, Trace]]],
+    outputs_by_input: dict[str, Sequence[Trace]],
     *,
     embed: Embed,
     threshold: float = 0.95,
 ) -> list[Verdict]:
-    """`outputs_by_input[id]` lists (teacher name, trace) pairs whose `meta` holds `confidence`
-    and `rationale` (as the `twt` method records them)."""
+    """`outputs_by_input[id]` lists every teacher's traces for the input; their `meta` holds
+    `teacher`, `confidence` and `rationale` (as the `twt` method and the pipeline record them)."""
     verdicts = []
     for example_id, outputs in outputs_by_input.items():
         passing = [
-            (teacher, t) for teacher, t in outputs
+            t for t in outputs
             if t.answer is not None and t.meta.get("confidence") is not None and t.meta["confidence"] >= threshold
         ]
         if not passing:
@@ -55,9 +56,9 @@ def dual_criteria(
         reason = f"{len(passing)} of {len(outputs)} outputs with confidence >= {threshold:g}"
         kept = passing
         if len(passing) >= 3:
-            i, j, similarity = most_diverse_pair(np.asarray(embed([t.meta.get("rationale", "") for _, t in passing])))
+            i, j, similarity = most_diverse_pair(np.asarray(embed([t.meta.get("rationale", "") for t in passing])))
             kept = [passing[i], passing[j]]
-            reason += f"; most diverse pair {kept[0][0]}#{kept[0][1].sample} and {kept[1][0]}#{kept[1][1].sample}, cosine {similarity:.2f}"
-        meta = {"kept": [{"teacher": name, "sample": t.sample, "answer": t.answer} for name, t in kept]}
-        verdicts.append(Verdict(example_id, True, reason, kept[0][1].answer, "dual_criteria", meta))
+            names = " and ".join(f"{teacher_of(t)}#{t.sample}" for t in kept)
+            reason += f"; most diverse pair {names}, cosine {similarity:.2f}"
+        verdicts.append(Verdict(example_id, True, reason, kept[0].answer, "dual_criteria", {"kept": output_refs(kept)}))
     return verdicts

@@ -6,16 +6,21 @@ only if the two agree. Position-biased verdicts are exactly what this drops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from s2distill.types import Verdict
+from s2distill.curation.self_consistency import self_consistency
+from s2distill.types import Trace, Verdict
 
 SWAP_JUDGED_PAIR = {"A": "B", "B": "A", "C": "C"}
 
 
 def map_back_swapped_verdict(answer: str | None) -> str | None:
-    """The verdict on the swapped pair, expressed for the original order ([[A]] ↔ [[B]])."""
-    return SWAP_JUDGED_PAIR.get(answer) if answer is not None else None
+    """The verdict on the swapped pair, expressed for the original order ([[A]] ↔ [[B]]), in the
+    case it came in (answers may arrive normalised to lower case)."""
+    if answer is None or answer.upper() not in SWAP_JUDGED_PAIR:
+        return None
+    swapped = SWAP_JUDGED_PAIR[answer.upper()]
+    return swapped if answer.isupper() else swapped.lower()
 
 
 def perturbation_agreement(
@@ -38,4 +43,39 @@ def perturbation_agreement(
         else:
             reason = f"{name} disagreed: {answer!r} vs {other!r} (mapped back from {perturbed.get(example_id)!r})"
             verdicts.append(Verdict(example_id, False, reason, None, name))
+    return verdicts
+
+
+def perturbation_consistency(
+    original: dict[str, Sequence[Trace]],
+    perturbed: dict[str, Sequence[Trace]],
+    *,
+    map_back: Callable[[str | None], str | None] = map_back_swapped_verdict,
+    normalize: Callable[[str], str] = str,
+    min_fraction: float = 0.5,
+    name: str = "perturbation",
+) -> list[Verdict]:
+    """Sampled System 2 on both sides: each side's answer is its self-consistent majority (with one
+    sample per side, that sample's answer), and the input is kept when the two agree after mapping
+    back. The kept outputs are the original side's samples that gave the agreed answer."""
+    sides = [
+        {v.example_id: v for v in self_consistency(side, min_fraction=min_fraction, normalize=normalize)}
+        for side in (original, perturbed)
+    ]
+    verdicts = []
+    for example_id in original:
+        first, second = sides[0][example_id], sides[1].get(example_id)
+        if not first.kept or second is None or not second.kept:
+            side, verdict = ("original", first) if not first.kept else ("perturbed", second)
+            reason = verdict.reason if verdict is not None else "not run"
+            verdicts.append(Verdict(example_id, False, f"{side} input: {reason}", None, name))
+            continue
+        [agreement] = perturbation_agreement(
+            {example_id: first.answer}, {example_id: second.answer},
+            map_back=lambda a: normalize(back) if (back := map_back(a)) is not None else None, name=name,
+        )
+        meta = {"original_votes": first.meta["votes"], "perturbed_votes": second.meta["votes"]}
+        if agreement.kept:
+            meta["kept"] = first.meta["kept"]
+        verdicts.append(Verdict(example_id, agreement.kept, agreement.reason, agreement.answer, name, meta))
     return verdicts

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from s2distill.curation.outputs import output_refs
 from s2distill.types import Trace, Verdict
 
 
@@ -23,7 +24,8 @@ def self_consistency(
     """One verdict per input: kept with the majority answer, or dropped with the reason.
 
     Kept when the top answer's share of all samples is strictly above `min_fraction` (0.5 is the
-    strict majority of the papers) and no other answer ties it.
+    strict majority of the papers) and no other answer ties it. The kept outputs (`meta["kept"]`)
+    are the samples that gave the top answer; samples of several teachers may be pooled.
     """
     verdicts = []
     for example_id, traces in traces_by_input.items():
@@ -40,6 +42,7 @@ def self_consistency(
             reason = f"tie: {answer!r} and {ranked[1][0]!r} both {share}"
             verdicts.append(Verdict(example_id, False, reason, None, "self_consistency", meta))
         elif count / total > min_fraction:
+            meta["kept"] = output_refs(t for t in traces if t.answer is not None and normalize(t.answer) == answer)
             verdicts.append(Verdict(example_id, True, f"top answer {answer!r} {share}", answer, "self_consistency", meta))
         else:
             reason = f"no majority: top answer {answer!r} {share} <= {min_fraction:g}"

@@ -140,6 +140,7 @@ def bsm(
                      stop=("\n\n",) if shown else ("\n\n\n",)).text
         verdict = parse_verdict(judged)
         error = None if verdict else f"no [[A]]/[[B]]/[[C]] verdict in: {judged[-80:]!r}"
+        meta["final_response"] = judged.strip()  # the merged judgement: what "Distill System 2" keeps
         return Trace(example.id, "bsm", verdict, calls, error=error, meta=meta)
 
     return program

@@ -8,6 +8,8 @@ as the distillation paper needs to build answer-only targets.
 
 from __future__ import annotations
 
+import re
+
 from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
@@ -19,6 +21,11 @@ ZERO_SHOT = (
     "{question}\nLet's think step by step. Then give your final answer on a last line of its own, "
     'in the form "Final answer: <answer>".'
 )
+
+
+def strip_final_answer(text: str) -> str:
+    """The reasoning without its closing "The answer is X." / "Final answer: X" sentence."""
+    return re.sub(r"\s*(?:So,?\s*)?(?:the answer is|final answer:)[^\n]*\s*$", "", text.strip(), flags=re.IGNORECASE).strip()
 
 
 def cot(task: Task, *, shots: int = 4, max_tokens: int = 128, prompt_format: PromptFormat = "fewshot"):
@@ -39,6 +46,7 @@ def cot(task: Task, *, shots: int = 4, max_tokens: int = 128, prompt_format: Pro
         return Trace(
             example.id, "cot", answer, calls,
             error=None if answer is not None else f"no final answer in: {reply[-80:]!r}",
+            meta={"rationale": strip_final_answer(reply)},
         )
 
     return program

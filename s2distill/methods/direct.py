@@ -12,6 +12,9 @@ from s2distill.types import Call, Example, Request, Trace
 SHOT = "Q: {question}\nA: {answer}\n\n"
 QUERY = "Q: {question}\nA:"
 STOP = ("\n",)
+# A student trained to reason before answering (full or compressed reasoning) writes several
+# lines; it stops where a new exemplar would begin.
+MULTILINE_STOP = ("\n\n", "\nQ:")
 
 
 def direct_prompt(task: Task, example: Example, *, shots: int) -> str:
@@ -25,12 +28,16 @@ def direct_completion(answer: str) -> str:
     return f" {answer}\n"
 
 
-def direct(task: Task, *, shots: int = 4, max_tokens: int = 16):
-    """Build the System 1 program for `task`."""
+def direct(task: Task, *, shots: int = 4, max_tokens: int = 16, multiline: bool = False):
+    """Build the System 1 program for `task`.
+
+    `multiline` is for students distilled on reasoning: the answer is read from a closing
+    "The answer is X." line when there is one (else from the first line)."""
+    stop = MULTILINE_STOP if multiline else STOP
 
     def program(example: Example, lm) -> Trace:
         prompt = direct_prompt(task, example, shots=shots)
-        [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=STOP)])[0]
+        [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=stop)])[0]
         answer = task.parse_answer(completion.text)
         return Trace(
             example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer")],

@@ -76,3 +76,17 @@ TWT = {
         "- the answer is in the form the question asks for: 1.0\nscore: 0.97",
     },
 }
+
+# TwT stage 2: one rewrite of a long rationale into the student's shorter style, for pretrained
+# refiners (the `fewshot` format). A program rationale, because program-aided teachers are the
+# ones that work on the embedded model.
+REFINE = (
+    {
+        "question": 'Take the last letters of the words in "Maria Chen" and concatenate them.',
+        "rationale": 'words = ["Maria", "Chen"]\nletters = []\nfor word in words:\n    letters.append(word[-1])\n'
+        'answer = "".join(letters)\nprint(answer)',
+        "answer": "an",
+        "student": 'words = ["Maria", "Chen"]\nprint("".join(w[-1] for w in words))\nThe answer is an.',
+        "rewritten": 'print("".join(w[-1] for w in ["Maria", "Chen"]))',
+    },
+)

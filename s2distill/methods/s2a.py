@@ -69,7 +69,7 @@ def s2a(task: Task, *, max_tokens: int = 256, answer_tokens: int = 64, prompt_fo
         answer = task.parse_answer(reply.text)
         return Trace(
             example.id, "s2a", answer, calls, error=None if answer is not None else f"unparseable answer: {reply.text[:80]!r}",
-            meta={"context": context, "question": question, "labels_missing": not labelled},
+            meta={"context": context, "question": question, "labels_missing": not labelled, "final_response": reply.text.strip()},
         )
 
     return program

@@ -121,7 +121,14 @@ def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptF
 
 def refine_rationale(lm, *, question: str, rationale: str, answer: str, student: str, calls: list[Call],
                      prompt_format: PromptFormat = "chat", max_tokens: int = 256) -> str:
-    """The teacher's rationale rewritten to the student's style and length (TwT's stage 2)."""
+    """The teacher's rationale rewritten to the student's style and length (TwT's stage 2).
+
+    In the `fewshot` format a worked rewrite (`exemplars.REFINE`) comes first, and the rewrite
+    ends at the first blank line."""
     text = REFINE.format(question=question, rationale=rationale, answer=answer, student=student)
+    if prompt_format == "fewshot":
+        text = "".join(REFINE.format(**{k: e[k] for k in ("question", "rationale", "answer", "student")})
+                       + "\n" + e["rewritten"] + "\n\n\n" for e in exemplars.REFINE) + text + "\n"
+    stop = ("\n\n",) if prompt_format == "fewshot" else ("\n\nQuestion:",)
     return ask(lm, text, calls=calls, name="refine", prompt_format=prompt_format, max_tokens=max_tokens,
-               stop=("\n\nQuestion:",)).text.strip()
+               stop=stop).text.strip()

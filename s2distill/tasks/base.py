@@ -57,6 +57,16 @@ class Task:
         """Exact match after normalisation; an unparseable answer scores 0."""
         return float(answer is not None and self.normalize(answer) == self.normalize(target))
 
+    def perturb(self, example: Example) -> Example | None:
+        """A copy of `example` changed in a way that must not change its answer (the two judged
+        responses swapped, options shuffled, people renamed), for the perturbation filter; None
+        when the task has no such change."""
+        return None
+
+    def map_back(self, answer: str | None) -> str | None:
+        """The answer on the perturbed input, expressed for the original (identity by default)."""
+        return answer
+
     metric: ClassVar[str] = "exact_match"
     # What a Rephrase-and-Respond prompt adds for this task (the RaR authors' per-task line).
     rar_spec: ClassVar[str] = ""

@@ -70,6 +70,9 @@ _SHOT_FLIPS = (
 )
 
 
+_STAND_INS = ("Alex", "Sam", "Robin", "Jordan", "Casey", "Taylor")
+
+
 class CoinFlip(Task):
     name = "coin_flip"
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
@@ -111,6 +114,11 @@ class CoinFlip(Task):
 
     def question(self, example: Example) -> str:
         return _question([(name, bool(flipped)) for name, flipped in example.inputs["flips"]])
+
+    def perturb(self, example: Example) -> Example:
+        """The same flips by other people: who flips the coin cannot change whether it is heads up."""
+        flips = [(_STAND_INS[i % len(_STAND_INS)], bool(flipped)) for i, (_, flipped) in enumerate(example.inputs["flips"])]
+        return Example(example.id, {**example.inputs, "flips": flips})
 
     def parse_answer(self, text: str) -> str | None:
         words = re.findall(r"\b(yes|no)\b", text.lower())

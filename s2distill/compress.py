@@ -1,0 +1,61 @@
+"""HaRD stage 2 (TwT): the teacher rewrites each kept rationale after reading the student's own
+output from stage 1, so the stage-2 targets are shorter and closer to what the student writes.
+
+A rewrite is accepted when it is non-empty, shorter than the original, and does not state an
+answer other than the kept one; otherwise the original rationale is kept and the reason recorded
+(`distill/<variant>/compressed.jsonl`), so a weak refiner can slow the curriculum but never
+corrupt its answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from s2distill.curation import output_key
+from s2distill.distill import rationale_of
+from s2distill.methods.calls import PromptFormat
+from s2distill.methods.twt import refine_rationale
+from s2distill.tasks import Task
+from s2distill.types import Call, Example, Trace
+
+
+def judge_rewrite(task: Task, original: str, rewritten: str, answer: str) -> tuple[bool, str]:
+    """Whether a rewrite may replace the original rationale, and why."""
+    if not rewritten.strip():
+        return False, "empty rewrite"
+    if len(rewritten) >= len(original):
+        return False, f"not shorter ({len(rewritten)} >= {len(original)} characters)"
+    stated = re.search(r"answer is\s*(.+?)\.?\s*$", rewritten, re.IGNORECASE | re.MULTILINE)
+    if stated and task.normalize(stated.group(1)) != task.normalize(answer):
+        return False, f"states another answer: {stated.group(1)!r}"
+    return True, f"{len(original)} -> {len(rewritten)} characters"
+
+
+def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student_outputs: Mapping[str, str], *,
+                        prompt_format: PromptFormat, max_tokens: int = 160):
+    """A program that rewrites every kept rationale of one input; `meta["rewrites"]` holds them."""
+
+    def program(example: Example, lm) -> Trace:
+        calls: list[Call] = []
+        rewrites = []
+        for trace in kept[example.id]:
+            original = rationale_of(trace)
+            rewritten = refine_rationale(lm, question=task.question(example), rationale=original, answer=trace.answer,
+                                         student=student_outputs.get(example.id, "").strip(), calls=calls,
+                                         prompt_format=prompt_format, max_tokens=max_tokens)
+            rewritten = re.sub(r"\n\s*\n+", "\n", rewritten)
+            accepted, reason = judge_rewrite(task, original, rewritten, trace.answer)
+            rewrites.append({"teacher": trace.meta.get("teacher", ""), "sample": trace.sample, "original": original,
+                             "rewritten": rewritten, "accepted": accepted, "reason": reason})
+        return Trace(example.id, "refine", None, calls, meta={"rewrites": rewrites})
+
+    return program
+
+
+def rewritten_rationales(rows: Sequence[dict]) -> dict[tuple[str, str, int], str]:
+    """(input, teacher, sample) -> the rationale stage 2 trains on: the rewrite if accepted, else the original."""
+    return {
+        output_key({"example_id": row["id"], **r}): r["rewritten"] if r["accepted"] else r["original"]
+        for row in rows for r in row["rewrites"]
+    }

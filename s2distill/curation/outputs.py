@@ -1,0 +1,28 @@
+"""How a verdict names the outputs it keeps: which teacher, which sample, what answer.
+
+Every System 2 trace carries its teacher's name in `meta["teacher"]` (the pipeline sets it), so a
+filter can pool several teachers' outputs for one input and still say whose outputs it kept; the
+report counts them per teacher and the distillation sets read the kept traces back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from s2distill.types import Trace
+
+
+def teacher_of(trace: Trace) -> str:
+    return trace.meta.get("teacher", "")
+
+
+def output_refs(traces: Iterable[Trace]) -> list[dict]:
+    """The `meta["kept"]` entries of a verdict for these traces."""
+    return [{"teacher": teacher_of(t), "sample": t.sample, "answer": t.answer} for t in traces]
+
+
+def output_key(trace_or_ref) -> tuple[str, str, int]:
+    """(input id, teacher, sample): one output of one teacher on one input."""
+    if isinstance(trace_or_ref, Trace):
+        return trace_or_ref.example_id, teacher_of(trace_or_ref), trace_or_ref.sample
+    return trace_or_ref["example_id"], trace_or_ref["teacher"], trace_or_ref["sample"]

@@ -1,0 +1,43 @@
+"""The distillations one run trains: the recipe's own, and the baselines the seeds compare with.
+
+Each variant names where its outputs come from (teachers, or the student's own System 1
+samples), the filter over them, and its training stages:
+
+- `distilled`: the recipe's teachers, filter and stages (one stage, or the HaRD curriculum).
+- `distill_system1`: the same filter over the student's own System 1 samples, answer only
+  (the System 2 distillation paper's "Distill System 1").
+- `standard_kd`: each teacher's first sample, no filter, full reasoning (TwT's Standard KD).
+- `no_filter`: the recipe's stages on each teacher's first sample, without the filter (the
+  paper's ablation: what the filter is worth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SYSTEM1_SOURCE = "system1"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    sources: tuple[str, ...]  # teacher names, or SYSTEM1_SOURCE
+    filter: str
+    first_sample_only: bool
+    stages: tuple[str, ...]
+
+
+def plan_variants(recipe) -> list[Variant]:
+    teachers = tuple(t.name for t in recipe.teachers)
+    stages = tuple(recipe.distill.stages)
+    variants = []
+    if "distilled" in recipe.evaluate.systems:
+        variants.append(Variant("distilled", teachers, recipe.curation.filter, False, stages))
+    for name in recipe.baselines:
+        if name == "distill_system1":
+            variants.append(Variant(name, (SYSTEM1_SOURCE,), recipe.curation.filter, False, ("answer_only",)))
+        elif name == "standard_kd":
+            variants.append(Variant(name, teachers, "none", True, ("full_reasoning",)))
+        elif name == "no_filter":
+            variants.append(Variant(name, teachers, "none", True, stages))
+    return variants

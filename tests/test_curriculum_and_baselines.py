@@ -1,0 +1,105 @@
+"""HaRD's three stages and the baselines, end to end on the fake teacher and the tiny student."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from s2distill.config import validate_recipe
+from s2distill.pipeline import Pipeline
+from s2distill.runfolder import read_jsonl
+
+# The refiner (the fake teacher) rewrites the question's program into one shorter line.
+REFINE_RULE = {
+    "pattern": r'"(\w+) (\w+)" and concatenate them\.\nYour reasoning:',
+    "responses": ['print("".join(w[-1] for w in ["\\1", "\\2"]))\n\n'],
+}
+
+
+@pytest.fixture
+def smoke_data(recipes_dir):
+    data = yaml.safe_load((recipes_dir / "smoke.yaml").read_text())
+    data["teacher"]["model"]["rules"].append(REFINE_RULE)
+    return data
+
+
+def test_the_hard_curriculum_trains_three_stages_each_from_the_last_and_reports_each(smoke_data, tmp_path):
+    smoke_data["distill"] = {"stages": ["full_reasoning", "compressed_reasoning", "answer_only"], "reasoning_max_tokens": 24}
+    recipe = validate_recipe(smoke_data)
+    report = Pipeline(recipe, tmp_path, progress=False).run()
+
+    distilled = [r for r in report["rows"] if r["system"] == "distilled"]
+    assert [r["stage"] for r in distilled] == ["1/3 full_reasoning", "2/3 compressed_reasoning", "3/3 answer_only"]
+    assert all(r["n"] == 8 and r["train_pairs"] > 0 for r in distilled)
+    folder = tmp_path / "distill" / "distilled"
+    full = read_jsonl(folder / "stage1-full_reasoning.jsonl")
+    compressed = read_jsonl(folder / "stage2-compressed_reasoning.jsonl")
+    answer = read_jsonl(folder / "stage3-answer_only.jsonl")
+    # Stage 1: the teacher's program, then its answer; several distinct kept programs per input.
+    assert all(p["completion"].startswith(' words = ["') and "\nThe answer is " in p["completion"] for p in full)
+    assert len(full) > len(answer) == report["curation"][0]["kept"]
+    # Stage 2: the refiner's accepted one-line rewrites, same answers, shorter.
+    rewrites = read_jsonl(folder / "stage2-compressed_reasoning.rewrites.jsonl")
+    assert rewrites and all(r["accepted"] for row in rewrites for r in row["rewrites"])
+    assert all(p["completion"].startswith(' print("".join(w[-1] for w in [') for p in compressed)
+    mean = lambda pairs: sum(len(p["completion"]) for p in pairs) / len(pairs)  # noqa: E731
+    assert mean(answer) < mean(compressed) < mean(full)
+    # The refiner read the stage-1 student's own output for each input.
+    assert all("student" in row for row in rewrites)
+    # Each stage continued from the previous stage's adapter: its saved config names the same base,
+    # and its weights moved away from where the previous stage left them.
+    import torch
+    from safetensors.torch import load_file
+
+    weights = [load_file(tmp_path / "student" / "distilled" / f"stage{k}" / "weights" / "adapter_model.safetensors") for k in (1, 2, 3)]
+    assert weights[0].keys() == weights[1].keys() == weights[2].keys()
+    lora_b = [key for key in weights[0] if "lora_B" in key]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in lora_b)
+    assert "| distilled | 2/3 compressed_reasoning | direct |" in (tmp_path / "report.md").read_text()
+
+
+def test_continued_training_starts_from_the_previous_adapter(smoke_data, tmp_path):
+    """The trainer of stage k+1 holds stage k's adapter weights before its first step."""
+    from safetensors.torch import load_file
+
+    from s2distill.lm import model_dir
+    from s2distill.train import build_trainer, train_student
+
+    recipe = validate_recipe(smoke_data)
+    pairs = [{"prompt": "Q: ab cd\nA:", "completion": " bd\n"}] * 4
+    first = train_student(pairs, model_dir(recipe.student.model), tmp_path / "one", recipe.train)
+    trainer = build_trainer(pairs, model_dir(recipe.student.model), tmp_path / "two", recipe.train, init_adapter=first)
+    saved = load_file(first / "adapter_model.safetensors")
+    params = dict(trainer.model.named_parameters())
+    for key, value in saved.items():
+        name = next(n for n in params if n.endswith(key.removesuffix(".weight") + ".default.weight"))
+        assert params[name].requires_grad and (params[name].detach() == value).all(), name
+
+
+def test_baselines_each_get_a_row_and_their_own_curation(smoke_data, tmp_path):
+    smoke_data["baselines"] = ["distill_system1", "standard_kd", "no_filter"]
+    recipe = validate_recipe(smoke_data)
+    report = Pipeline(recipe, tmp_path, progress=False).run()
+    systems = [r["system"] for r in report["rows"]]
+    assert systems == ["system1", "system2", "distilled", "distill_system1", "standard_kd", "no_filter"]
+    curation = {c["variant"]: c for c in report["curation"]}
+    # Distill System 1: the student's own System 1 samples, under the same filter.
+    assert curation["distill_system1"]["filter"] == "self_consistency"
+    assert set(curation["distill_system1"]["per_teacher"]) == {"system1"}
+    assert len(read_jsonl(tmp_path / "samples" / "system1.jsonl")) == 24 * 4
+    # The untrained tiny student's samples never parse: the baseline is reported, not trained.
+    row = report["rows"][3]
+    assert curation["distill_system1"]["kept"] == 0
+    assert row["score"] is None and row["note"] == "not trained: curation kept no input"
+    assert "| distill_system1 | answer_only | direct | tiny test model | — (not trained" in (tmp_path / "report.md").read_text()
+    # Standard KD and no filter: each teacher's first sample, every parseable one kept.
+    for name in ("standard_kd", "no_filter"):
+        assert curation[name]["filter"] == "none" and curation[name]["first_sample_only"]
+        assert curation[name]["per_teacher"]["pal"]["outputs"] == 24
+    assert curation["no_filter"]["kept"] > curation["distilled"]["kept"]
+    kd = read_jsonl(tmp_path / "distill" / "standard_kd" / "stage1-full_reasoning.jsonl")
+    assert len(kd) == curation["standard_kd"]["kept"] and all("The answer is" in p["completion"] for p in kd)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["rows"] == report["rows"]
