@@ -22,7 +22,13 @@ from rich.console import Console
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
 from s2distill.curation import (
-    dual_criteria, no_filter, output_key, perturbation_consistency, selection_program, self_consistency, usc_filter,
+    dual_criteria,
+    no_filter,
+    output_key,
+    perturbation_consistency,
+    selection_program,
+    self_consistency,
+    usc_filter,
 )
 from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
 from s2distill.evaluate import score_traces

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from s2distill.config import RecipeError, load_recipe
+from s2distill.config import RecipeError, apply_override, load_recipe
 
 
 def test_every_shipped_recipe_loads_and_says_how_to_run_it(recipes_dir):
@@ -58,3 +58,31 @@ def test_data_dir_is_used_by_the_tasks(recipes_dir, tmp_path):
 
     recipe = load_recipe(recipes_dir / "smoke.yaml", [f"data_dir={data_dir()}"])
     assert Pipeline(recipe, tmp_path).task.data_root == data_dir()
+
+
+def test_several_teachers_get_unique_names_and_references_are_checked():
+    from s2distill.config import validate_recipe
+
+    base = {"task": {"name": "last_letters"}}
+    recipe = validate_recipe({**base, "teachers": [{"method": {"name": "pal"}}, {"method": {"name": "pal"}}, {"name": "mine"}]})
+    assert [t.name for t in recipe.teachers] == ["pal", "pal-2", "mine"]
+    with pytest.raises(RecipeError, match="either teacher .* or teachers"):
+        validate_recipe({**base, "teacher": {}, "teachers": [{}]})
+    with pytest.raises(RecipeError, match="teacher name 'pal' is used twice"):
+        validate_recipe({**base, "teachers": [{"name": "pal"}, {"name": "pal"}]})
+    with pytest.raises(RecipeError, match="distill.refiner: no teacher named 'nobody'"):
+        validate_recipe({**base, "distill": {"refiner": "nobody"}})
+    with pytest.raises(RecipeError, match="distill.stages: .*cannot be the first stage"):
+        validate_recipe({**base, "distill": {"stages": ["compressed_reasoning", "answer_only"]}})
+    with pytest.raises(RecipeError, match="curation.filter: Input should be"):
+        validate_recipe({**base, "curation": {"filter": "vibes"}})
+    with pytest.raises(RecipeError, match="distill_system1 needs a filter"):
+        validate_recipe({**base, "curation": {"filter": "dual_criteria"}, "baselines": ["distill_system1"]})
+
+
+def test_overrides_reach_list_items_and_say_when_an_index_is_wrong(recipes_dir):
+    data = {"task": {"name": "last_letters"}, "teachers": [{"samples": 2}, {"samples": 3}]}
+    apply_override(data, "teachers.1.samples=5")
+    assert data["teachers"][1]["samples"] == 5
+    with pytest.raises(RecipeError, match="'7' is not an index of a list of 2"):
+        apply_override(data, "teachers.7.samples=5")

@@ -95,8 +95,9 @@ def test_quality_keeps_a_confidence_exactly_at_the_threshold_and_drops_unparseab
 
 
 def test_diversity_keeps_the_min_similarity_pair_of_three_or_more():
-    from s2distill.curation import dual_criteria, most_diverse_pair
     import numpy as np
+
+    from s2distill.curation import dual_criteria, most_diverse_pair
 
     outputs = {"x": [teacher_output("t1", "ab", 0.97, "north"), teacher_output("t2", "ab", 0.99, "north-ish"),
                      teacher_output("t3", "ab", 0.96, "east"), teacher_output("t4", "ab", 0.98, "north-east")]}

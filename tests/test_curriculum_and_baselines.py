@@ -44,7 +44,7 @@ def test_the_hard_curriculum_trains_three_stages_each_from_the_last_and_reports_
     rewrites = read_jsonl(folder / "stage2-compressed_reasoning.rewrites.jsonl")
     assert rewrites and all(r["accepted"] for row in rewrites for r in row["rewrites"])
     assert all(p["completion"].startswith(' print("".join(w[-1] for w in [') for p in compressed)
-    mean = lambda pairs: sum(len(p["completion"]) for p in pairs) / len(pairs)  # noqa: E731
+    mean = lambda pairs: sum(len(p["completion"]) for p in pairs) / len(pairs)
     assert mean(answer) < mean(compressed) < mean(full)
     # The refiner read the stage-1 student's own output for each input.
     assert all("student" in row for row in rewrites)

@@ -56,7 +56,6 @@ def test_a_failing_backend_raises_instead_of_hanging():
 
 def test_an_interrupted_run_stops_queued_programs():
     import threading
-
     import time
 
     calls = []

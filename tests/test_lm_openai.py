@@ -10,6 +10,7 @@ import pytest
 from s2distill.config import validate_recipe
 from s2distill.lm.openai_api import BackendError, OpenAICompatibleLM
 from s2distill.pipeline import Pipeline
+from s2distill.runfolder import read_jsonl
 from s2distill.types import Request
 from tests.openai_test_server import FaultyOpenAIServer
 
@@ -95,3 +96,42 @@ def test_a_recipe_with_a_server_teacher_runs_end_to_end_and_keeps_the_key_secret
     assert report["curation"][0]["kept"] == 8
     assert report["lm"]["faults"] == {"429": 1, "500": 1, "malformed": 1}
     assert "server faults retried" in (tmp_path / "report.md").read_text()
+
+
+def sloppy_pal_teacher(prompt, seed):
+    """Right on even seeds (sample 0, and greedy), first letters instead of last on odd ones (sample 1)."""
+    words = re.findall(r'"(\w+) (\w+)" and concatenate them\.\n?$', prompt)[-1]
+    pick = "w[0]" if (seed or 0) % 2 else "w[-1]"  # greedy requests carry no seed
+    return f'words = ["{words[0]}", "{words[1]}"]\nprint("".join({pick} for w in words))\n\n'
+
+
+def test_two_server_teachers_under_faults_report_what_each_had_kept(tmp_path):
+    """Two teachers on two faulty servers, their samples pooled by self-consistency: the good
+    teacher's 2 samples and the sloppy one's sample 0 agree (3 of 4), so every input is kept with
+    all of the good teacher's outputs and half of the sloppy one's."""
+    def teacher(name, server):
+        return {"name": name, "samples": 2, "method": {"name": "pal", "shots": 2},
+                "model": {"backend": "openai", "base_url": server.url, "model": name, "timeout": 2.0, "max_retries": 6}}
+
+    with FaultyOpenAIServer(pal_teacher, plan=["timeout", "429", "malformed"], stall_seconds=3.0) as good, \
+            FaultyOpenAIServer(sloppy_pal_teacher, plan=["500", "503", "drop"]) as sloppy:
+        recipe = validate_recipe({
+            "task": {"name": "last_letters", "train_size": 8, "test_size": 4},
+            "teachers": [teacher("good", good), teacher("sloppy", sloppy)],
+            "student": {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}},
+            "train": {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4},
+        })
+        report = Pipeline(recipe, tmp_path, progress=False).run()
+    assert [(r["system"], r.get("teacher")) for r in report["rows"]] == [
+        ("system1", None), ("system2", "good"), ("system2", "sloppy"), ("distilled", None)]
+    [curation] = report["curation"]
+    assert curation["kept"] == 8
+    assert curation["per_teacher"] == {"good": {"outputs": 16, "parseable": 16, "kept": 16},
+                                       "sloppy": {"outputs": 16, "parseable": 16, "kept": 8}}
+    faults = report["lm"]["faults"]
+    assert faults.pop("timeout") >= 1  # the injected one (a busy machine may add a slow request)
+    assert faults == {"429": 1, "malformed": 1, "500": 1, "503": 1, "connection": 1}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| | | sloppy | 16 | 16 | 8 |" in markdown
+    # Nothing lost: every sample of both teachers is in the run folder.
+    assert len(read_jsonl(tmp_path / "samples" / "good.jsonl")) == len(read_jsonl(tmp_path / "samples" / "sloppy.jsonl")) == 16

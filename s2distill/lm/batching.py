@@ -22,7 +22,7 @@ class RunCancelled(RuntimeError):
 
 
 class _Waiting:
-    __slots__ = ("requests", "result", "error")
+    __slots__ = ("error", "requests", "result")
 
     def __init__(self, requests: Sequence[Request]):
         self.requests = list(requests)

@@ -59,4 +59,4 @@ def build_program(task, name: str, options: dict) -> Program:
     return factory(task, **options)
 
 
-__all__ = ["METHODS", "Program", "build_program", "factory_options", "method_parameters", "direct_completion", "direct_prompt", "run_program"]
+__all__ = ["METHODS", "Program", "build_program", "direct_completion", "direct_prompt", "factory_options", "method_parameters", "run_program"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from s2distill.paths import data_dir
 
 
-@lru_cache(maxsize=None)
+@cache
 def _expected_hashes(root: Path) -> dict[str, str]:
     sums = root / "SHA256SUMS"
     if not sums.exists():
@@ -20,7 +20,7 @@ def _expected_hashes(root: Path) -> dict[str, str]:
     return {name.strip().lstrip("*"): digest for digest, name in pairs}
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_file(relative: str, root: Path | None = None) -> Path:
     """Return the path of a data file, verified against SHA256SUMS; raise with the reason if not."""
     root = root or data_dir()
