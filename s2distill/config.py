@@ -170,6 +170,8 @@ class EvaluateConfig(_Strict):
     systems: list[Literal["system1", "system2", "distilled"]] = Field(
         default_factory=lambda: ["system1", "system2", "distilled"]
     )
+    system2_samples: int = Field(1, ge=1, description="k > 1: System 2 answers by majority over k samples at the "
+                                 "teacher's temperature (maj@k), its tokens the total of all k")
 
 
 class Recipe(_Strict):

@@ -6,11 +6,29 @@ Evaluation is the only place labels are read. Tokens per example sum every call 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from s2distill.tasks import Task
 from s2distill.types import Labeled, Trace
+
+
+def majority_traces(traces: Sequence[Trace], normalize: Callable[[str], str]) -> list[Trace]:
+    """maj@k: one trace per input whose answer is the most frequent of its k samples (the first
+    to reach that count on a tie) and whose calls are all k samples' calls, so its tokens are the
+    total of all k (the System 2 distillation paper's Table 3)."""
+    grouped: dict[str, list[Trace]] = {}
+    for trace in traces:
+        grouped.setdefault(trace.example_id, []).append(trace)
+    out = []
+    for example_id, samples in grouped.items():
+        votes = Counter(normalize(t.answer) for t in samples if t.answer is not None)
+        answer = max(votes, key=lambda a: (votes[a], -list(votes).index(a))) if votes else None
+        calls = [call for t in samples for call in t.calls]
+        error = None if answer is not None else f"no parseable answer in {len(samples)} samples"
+        out.append(Trace(example_id, samples[0].method, answer, calls, error=error, meta={"votes": dict(votes), "k": len(samples)}))
+    return out
 
 
 @dataclass(frozen=True)
@@ -23,12 +41,13 @@ class Score:
     n: int
     tokens_per_example: float
     unparseable: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the task's extra columns
 
     def row(self) -> dict:
         return {
             "system": self.system, "method": self.method, "task": self.task, "metric": self.metric,
             "score": self.score, "n": self.n, "tokens_per_example": self.tokens_per_example,
-            "unparseable": self.unparseable,
+            "unparseable": self.unparseable, "metrics": self.metrics,
         }
 
 
@@ -49,5 +68,6 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
         score=sum(r["correct"] for r in records) / n if n else 0.0, n=n,
         tokens_per_example=sum(r["completion_tokens"] for r in records) / n if n else 0.0,
         unparseable=sum(r["answer"] is None for r in records),
+        metrics=task.metrics(records, {item.example.id: item.example for item in labeled}),
     )
     return score, records

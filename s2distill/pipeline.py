@@ -31,10 +31,11 @@ from s2distill.curation import (
     usc_filter,
 )
 from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
-from s2distill.evaluate import score_traces
+from s2distill.evaluate import majority_traces, score_traces
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
 from s2distill.methods.direct import direct
+from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.report import curation_summary, machine_info, render_markdown
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
@@ -291,19 +292,31 @@ class Pipeline:
                 "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
 
     def _evaluate_system(self, system: str, side) -> dict:
-        """System 1 (the student's method, untrained) or one teacher's System 2, greedy on the test split."""
+        """System 1 (the student's method, untrained) or one teacher's System 2 on the test split:
+        greedy, or for System 2 the majority of `evaluate.system2_samples` samples (maj@k)."""
         name = "system1" if system == "system1" else f"system2-{side.name}"
+        k = self.recipe.evaluate.system2_samples if system == "system2" else 1
         extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model)}
+        if k > 1:
+            extra["majority_of"] = k
         return self._stage(f"eval:{name}", f"eval/{name}.json", lambda: self._evaluate(
             system, self._program(side.method), self._lm(side.model), side.method.name, artifact=name, extra=extra,
+            sampling=side if k > 1 else None, samples=k,
         ), read_json)
 
-    def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict) -> dict:
-        """Score a program greedily on the labelled test split; write eval/ARTIFACT.jsonl (per example) and .json."""
+    def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict,
+                  sampling: TeacherConfig | None = None, samples: int = 1) -> dict:
+        """Score a program on the labelled test split (greedy, or maj@k with `sampling`'s settings);
+        write eval/ARTIFACT.jsonl (per example) and .json."""
         labeled = self.task.labeled("test")  # the one place labels are read
         examples = [item.example for item in labeled]
-        with self._progress(f"evaluate {artifact} ({method})", len(examples)) as advance:
-            traces = run_program(program, examples, lm, temperature=0.0, workers=self.recipe.workers, on_trace=lambda _: advance())
+        settings = {"temperature": 0.0}
+        if sampling is not None:
+            settings = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed, "samples": samples}
+        with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
+            traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(), **settings)
+        if sampling is not None:
+            traces = majority_traces(traces, self.task.normalize)
         score, records = score_traces(self.task, labeled, traces, system=system, method=method)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
         row = {**score.row(), **extra}
@@ -327,6 +340,7 @@ class Pipeline:
             "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
         }
+        report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)
         (self.out / "report.md").write_text(render_markdown(report))
         return report

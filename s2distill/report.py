@@ -47,20 +47,32 @@ def curation_summary(variant, verdicts, traces, recipe) -> dict[str, Any]:
 
 def _table(rows: list[dict]) -> list[str]:
     metric = rows[0]["metric"] if rows else "score"
+    extra = list(dict.fromkeys(k for row in rows for k in (row.get("metrics") or {})))  # the task's own columns
     lines = [
-        f"| system | teacher / stage | method | model | {metric} | n | unparseable | generated tokens / example |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        f"| system | teacher / stage | method | model | {metric} | " + "".join(f"{k} | " for k in extra)
+        + "n | unparseable | generated tokens / example |",
+        "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|",
     ]
     for row in rows:
         detail = row.get("teacher") or row.get("stage") or ""
+        if row.get("majority_of"):
+            detail += f" maj@{row['majority_of']}"
         if row["score"] is None:
-            lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | 0 | | |")
+            lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | "
+                         + "| " * len(extra) + "0 | | |")
             continue
+        values = "".join(f"{_metric_cell(k, (row.get('metrics') or {}).get(k))} | " for k in extra)
         lines.append(
-            f"| {row['system']} | {detail} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {row['n']} "
+            f"| {row['system']} | {detail} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {values}{row['n']} "
             f"| {row['unparseable']} | {row['tokens_per_example']:.1f} |"
         )
     return lines
+
+
+def _metric_cell(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f}" if name == "pairs" else f"{100 * value:.1f}%"
 
 
 def _curation_lines(summaries: list[dict]) -> list[str]:
@@ -88,6 +100,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_table(rows),
         "",
         *_curation_lines(report["curation"]),
+        "",
+        ("![score against tokens per example](report.png)" if report.get("plot") else
+         "(No plot: matplotlib is not installed; `pip install -e '.[plot]'`.)"),
         "",
         f"**LM calls this invocation**: {report['lm']['calls']} completions generated, {report['lm']['cached']} served from the cache"
         + (

@@ -50,14 +50,15 @@ def perturbation_consistency(
     original: dict[str, Sequence[Trace]],
     perturbed: dict[str, Sequence[Trace]],
     *,
-    map_back: Callable[[str | None], str | None] = map_back_swapped_verdict,
+    map_back: Callable[[str, str | None], str | None] = lambda _id, answer: map_back_swapped_verdict(answer),
     normalize: Callable[[str], str] = str,
     min_fraction: float = 0.5,
     name: str = "perturbation",
 ) -> list[Verdict]:
     """Sampled System 2 on both sides: each side's answer is its self-consistent majority (with one
     sample per side, that sample's answer), and the input is kept when the two agree after mapping
-    back. The kept outputs are the original side's samples that gave the agreed answer."""
+    back (`map_back(input id, answer)`: a shuffle differs per input). The kept outputs are the
+    original side's samples that gave the agreed answer."""
     sides = [
         {v.example_id: v for v in self_consistency(side, min_fraction=min_fraction, normalize=normalize)}
         for side in (original, perturbed)
@@ -72,7 +73,7 @@ def perturbation_consistency(
             continue
         [agreement] = perturbation_agreement(
             {example_id: first.answer}, {example_id: second.answer},
-            map_back=lambda a: normalize(back) if (back := map_back(a)) is not None else None, name=name,
+            map_back=lambda a: normalize(back) if (back := map_back(example_id, a)) is not None else None, name=name,
         )
         meta = {"original_votes": first.meta["votes"], "perturbed_votes": second.meta["votes"]}
         if agreement.kept:

@@ -28,12 +28,13 @@ def direct_completion(answer: str) -> str:
     return f" {answer}\n"
 
 
-def direct(task: Task, *, shots: int = 4, max_tokens: int = 16, multiline: bool = False):
+def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multiline: bool = False):
     """Build the System 1 program for `task`.
 
     `multiline` is for students distilled on reasoning: the answer is read from a closing
     "The answer is X." line when there is one (else from the first line)."""
-    stop = MULTILINE_STOP if multiline else STOP
+    stop = MULTILINE_STOP if multiline or task.multiline_answers else STOP
+    max_tokens = max_tokens or (256 if task.multiline_answers else 16)
 
     def program(example: Example, lm) -> Trace:
         prompt = direct_prompt(task, example, shots=shots)

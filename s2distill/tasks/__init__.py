@@ -6,10 +6,18 @@ from pathlib import Path
 
 from s2distill.tasks.base import Shot, Task
 from s2distill.tasks.coin_flip import CoinFlip, CoinFlipConfig
+from s2distill.tasks.commonsenseqa import CommonsenseQA, CommonsenseQAConfig
+from s2distill.tasks.gsm8k import GSM8K, GSM8KConfig
+from s2distill.tasks.judging import Judging, JudgingConfig
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
+from s2distill.tasks.mbpp import MBPP, MBPPConfig
+from s2distill.tasks.triviaqa import TriviaQA, TriviaQAConfig
 
-TASKS: dict[str, type[Task]] = {LastLetters.name: LastLetters, CoinFlip.name: CoinFlip}
-TaskConfig = LastLettersConfig | CoinFlipConfig
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (LastLetters, CoinFlip, GSM8K, CommonsenseQA, MBPP, TriviaQA, Judging)
+}
+TaskConfig = (LastLettersConfig | CoinFlipConfig | GSM8KConfig | CommonsenseQAConfig | MBPPConfig | TriviaQAConfig
+              | JudgingConfig)
 
 
 def build_task(config: TaskConfig, *, data_root: Path | None = None) -> Task:

@@ -63,11 +63,19 @@ class Task:
         when the task has no such change."""
         return None
 
-    def map_back(self, answer: str | None) -> str | None:
-        """The answer on the perturbed input, expressed for the original (identity by default)."""
+    def map_back(self, example_id: str, answer: str | None) -> str | None:
+        """The answer on input `example_id`'s perturbed copy, expressed for the original (identity
+        by default; a letter mapped through the shuffle for multiple choice)."""
         return answer
 
+    def metrics(self, records: list[dict], examples: dict[str, Example]) -> dict[str, float]:
+        """The seed paper's extra columns for this task, from the per-example evaluation records
+        (biased/unbiased accuracy, position inconsistency, ...); none by default."""
+        return {}
+
     metric: ClassVar[str] = "exact_match"
+    # Whether a direct answer spans lines (code): System 1 then stops at a blank line, not a newline.
+    multiline_answers: ClassVar[bool] = False
     # What a Rephrase-and-Respond prompt adds for this task (the RaR authors' per-task line).
     rar_spec: ClassVar[str] = ""
     # Which TwT teacher prompt suits the task: math, multiple_choice, code or general.

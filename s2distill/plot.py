@@ -1,0 +1,40 @@
+"""The report's picture: score against generated tokens per example, one point per system.
+
+Where a distilled student sits relative to System 1 (cheap, weak) and System 2 (strong, costly)
+is the whole point of distillation; this puts it on one page. Needs matplotlib (`s2distill[plot]`);
+without it the report says so and carries on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def plot_score_vs_tokens(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path | None:
+    """Write the scatter to `path` (PNG); return it, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    points = [r for r in rows if r.get("score") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green"}
+    for row in points:
+        label = row["system"] + (f" ({row.get('teacher') or row.get('stage')})" if row.get("teacher") or row.get("stage") else "")
+        x, y = max(row["tokens_per_example"], 0.1), 100 * row["score"]
+        ax.scatter(x, y, s=60, color=colours.get(row["system"], "tab:gray"), zorder=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("generated tokens per example (log scale, all calls)")
+    ax.set_ylabel(f"{points[0]['metric'] if points else 'score'} (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,118 @@
+"""Pairwise judging of assistant responses (Branch-Solve-Merge's task), on the OASST sample.
+
+Pairs are first-turn English replies to the same prompt with human ranks: for ranks i < j the
+rank-i reply is preferred. Trees are split, not pairs: the first `test_trees` trees give the test
+pairs, each judged in both orders (response A/B swapped), the rest the unlabeled training pool
+(one order; the perturbation filter judges the swapped copy itself). Reported: agreement with the
+human preference over both orders, and the share of pairs whose two verdicts are
+position-inconsistent (they do not name the same response). MT-bench's human judgments are not
+available offline, so MT-bench judging is not scored here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from itertools import combinations
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from s2distill.curation.perturbation import map_back_swapped_verdict
+from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.data import read_lines
+from s2distill.types import Example, Labeled
+
+PAIR = "[User Question]\n{question}\n\n[Assistant A]\n{response_a}\n\n[Assistant B]\n{response_b}\n\nWhich assistant answered better? Reply A, B, or C for a tie."
+_SHOTS = (
+    ("How many legs does a spider have?", "A spider has eight legs.", "Spiders have six legs, like all insects.", "A"),
+    ("Give me a synonym for 'happy'.", "Sad.", "'Joyful' is a common synonym for 'happy'.", "B"),
+)
+
+
+class JudgingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["judging"] = "judging"
+    train_size: int = Field(256, ge=1)
+    test_trees: int = Field(20, ge=1, le=99, description="trees whose pairs form the test split")
+    test_size: int | None = Field(None, ge=1, description="test pairs at most (each judged in both orders)")
+    max_chars: int = Field(1500, ge=100, description="responses longer than this are cut (the model's context is small)")
+
+
+class Judging(Task):
+    name = "judging"
+    metric = "agreement"
+    shots = tuple(Shot(PAIR.format(question=q, response_a=a, response_b=b), "", "", v) for q, a, b, v in _SHOTS)
+    twt_family = "multiple_choice"
+
+    def __init__(self, config: JudgingConfig | None = None, *, data_root: Path | None = None):
+        self.config = config or JudgingConfig()
+        self.data_root = data_root
+
+    @cached_property
+    def _pairs_by_tree(self) -> list[list[tuple[str, str, str]]]:
+        """Per tree: (question, preferred reply, other reply) for every pair of ranked English replies."""
+        out = []
+        for line in read_lines("oasst_sample/en_100_tree.jsonl", self.data_root):
+            if not line.strip():
+                continue
+            prompt = json.loads(line)["prompt"]
+            replies = sorted((r for r in prompt.get("replies", []) if r.get("rank") is not None and r.get("lang", "en") == "en"),
+                             key=lambda r: r["rank"])
+            out.append([(prompt["text"], better["text"], worse["text"]) for better, worse in combinations(replies, 2)])
+        return out
+
+    def _cut(self, text: str) -> str:
+        return text if len(text) <= self.config.max_chars else text[: self.config.max_chars].rstrip() + " …"
+
+    def _example(self, example_id: str, question: str, a: str, b: str, pair: str, order: str) -> Example:
+        return Example(example_id, {"question": question, "response_a": self._cut(a), "response_b": self._cut(b),
+                                    "pair": pair, "order": order})
+
+    def labeled(self, split: str) -> list[Labeled]:
+        n = self.config.test_trees
+        if split == "train":
+            pairs = [(f"t{t + n}-p{p}", *pair) for t, tree in enumerate(self._pairs_by_tree[n:]) for p, pair in enumerate(tree)]
+            # Alternate which side the preferred reply is on, so the pool has no position pattern.
+            return [Labeled(self._example(f"train-{pid}", q, *((good, bad) if i % 2 == 0 else (bad, good)), pid, "ab"),
+                            "A" if i % 2 == 0 else "B")
+                    for i, (pid, q, good, bad) in enumerate(pairs[: self.config.train_size])]
+        pairs = [(f"t{t}-p{p}", *pair) for t, tree in enumerate(self._pairs_by_tree[:n]) for p, pair in enumerate(tree)]
+        out = []
+        for pid, q, good, bad in pairs[: self.config.test_size]:
+            out.append(Labeled(self._example(f"test-{pid}-ab", q, good, bad, pid, "ab"), "A"))
+            out.append(Labeled(self._example(f"test-{pid}-ba", q, bad, good, pid, "ba"), "B"))
+        return out
+
+    def question(self, example: Example) -> str:
+        return PAIR.format(**{k: example.inputs[k] for k in ("question", "response_a", "response_b")})
+
+    def normalize(self, answer: str) -> str:
+        return answer.strip().strip("[]().* ").upper()
+
+    def parse_answer(self, text: str) -> str | None:
+        """'[[A]]' (the MT-bench judge format) anywhere, else a lone A/B/C ('B', 'Assistant B', 'The answer is B')."""
+        bracketed = re.findall(r"\[\[([ABC])\]\]", text)
+        if bracketed:
+            return bracketed[-1]
+        lone = re.search(r"^\s*(?:Assistant\s+|The answer is\s+)?\(?([ABC])(?=\)|\.|,|:|\s*$|\s+is\b)", text, re.IGNORECASE)
+        return lone.group(1).upper() if lone else None
+
+    def perturb(self, example: Example) -> Example:
+        inputs = example.inputs
+        return Example(example.id, {**inputs, "response_a": inputs["response_b"], "response_b": inputs["response_a"]})
+
+    def map_back(self, example_id: str, answer: str | None) -> str | None:
+        return map_back_swapped_verdict(answer)
+
+    def metrics(self, records: list[dict], examples: dict[str, Example]) -> dict[str, float]:
+        """Position inconsistency: pairs whose two verdicts, mapped to the same order, differ."""
+        by_pair: dict[str, dict[str, str | None]] = {}
+        for record in records:
+            inputs = examples[record["id"]].inputs
+            by_pair.setdefault(inputs["pair"], {})[inputs["order"]] = record["answer"]
+        both = [v for v in by_pair.values() if len(v) == 2]
+        inconsistent = [v for v in both if v["ab"] is None or map_back_swapped_verdict(v["ba"]) != v["ab"]]
+        return {"position_inconsistent": len(inconsistent) / len(both) if both else 0.0, "pairs": float(len(both))}
