@@ -286,7 +286,25 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
     for override in overrides or []:
         apply_override(data, override)
+    apply_size(data, overrides or [])
     return validate_recipe(data, source=str(path))
+
+
+def apply_size(data: dict[str, Any], overrides: list[str]) -> None:
+    """`size=small` picks a named set of overrides from the recipe's own `sizes:` section (e.g. a
+    configuration that fits a CPU); the command line's overrides still win over it."""
+    sizes = data.pop("sizes", None) or {}
+    size = data.pop("size", None)
+    if size is None:
+        return
+    if size not in sizes:
+        known = ", ".join(sorted(sizes)) or "none"
+        raise RecipeError(f"size {size!r} is not defined by this recipe's sizes section (defined: {known})")
+    for key, value in sizes[size].items():
+        apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+    for override in overrides:
+        if not override.strip().startswith("size="):
+            apply_override(data, override)
 
 
 def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:

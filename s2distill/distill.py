@@ -37,23 +37,24 @@ def rationale_of(trace: Trace) -> str:
     return re.sub(r"\n\s*\n+", "\n", text.strip())
 
 
-def reasoning_completion(rationale: str, answer: str) -> str:
-    return f" {rationale}\nThe answer is {answer}.\n"
+def reasoning_completion(rationale: str, answer: str, *, code: bool = False) -> str:
+    """Rationale, then the answer: "The answer is X." or, for code, the code itself."""
+    return f" {rationale}\n{answer}\n" if code else f" {rationale}\nThe answer is {answer}.\n"
 
 
-def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None) -> str:
-    """The training completion of one kept output in set `fmt`."""
+def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code: bool = False) -> str:
+    """The training completion of one kept output in set `fmt` (`code`: the answer is a program)."""
     if fmt == "label_only":
         return direct_completion(trace.answer)
     if fmt == "answer_only":
         final = trace.meta.get("final_response")
         return direct_completion(re.sub(r"\n\s*\n+", "\n", final) if final else trace.answer)
     if fmt == "full_reasoning":
-        return reasoning_completion(rationale_of(trace), trace.answer)
+        return reasoning_completion(rationale_of(trace), trace.answer, code=code)
     if fmt == "compressed_reasoning":
         if rewritten is None:
             raise ValueError(f"no rewritten rationale for output {output_key(trace)}")
-        return reasoning_completion(rewritten, trace.answer)
+        return reasoning_completion(rewritten, trace.answer, code=code)
     raise ValueError(f"unknown distillation set {fmt!r}")
 
 
@@ -83,7 +84,8 @@ def distill_pairs(
         prompt = direct_prompt(task, by_id[example_id], shots=shots)
         seen: set[str] = set()
         for trace in kept:
-            completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)))
+            completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)),
+                                        code=task.multiline_answers)
             if completion in seen:
                 continue
             seen.add(completion)

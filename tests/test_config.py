@@ -86,3 +86,17 @@ def test_overrides_reach_list_items_and_say_when_an_index_is_wrong(recipes_dir):
     assert data["teachers"][1]["samples"] == 5
     with pytest.raises(RecipeError, match="'7' is not an index of a list of 2"):
         apply_override(data, "teachers.7.samples=5")
+
+
+def test_size_small_applies_the_recipes_own_overrides_and_the_command_line_still_wins(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "task: {name: last_letters, train_size: 512}\nteacher: {samples: 8}\n"
+        "sizes:\n  small: {task.train_size: 16, teacher.samples: 2, distill.stages: [answer_only]}\n"
+    )
+    assert load_recipe(path).task.train_size == 512
+    small = load_recipe(path, ["size=small"])
+    assert small.task.train_size == 16 and small.teachers[0].samples == 2
+    assert load_recipe(path, ["size=small", "teacher.samples=3"]).teachers[0].samples == 3
+    with pytest.raises(RecipeError, match="size 'tiny' is not defined by this recipe's sizes section \\(defined: small\\)"):
+        load_recipe(path, ["size=tiny"])

@@ -108,3 +108,23 @@ def test_diversity_keeps_the_min_similarity_pair_of_three_or_more():
     [kept_both] = dual_criteria(two, embed=lambda texts: (_ for _ in ()).throw(AssertionError("not needed")))
     assert len(kept_both.meta["kept"]) == 2
     assert most_diverse_pair(np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))[:2] == (0, 1)  # ties: first pair
+
+
+def test_perturbation_consistency_votes_on_each_side_and_maps_back_per_input():
+    from s2distill.curation import perturbation_consistency
+
+    def side(answers):
+        return [Trace("q", "bsm", a, sample=k, meta={"teacher": "bsm"}) for k, a in enumerate(answers)]
+
+    original = {"q": side(["A", "A", "B"])}
+    # Swapped: the same preference reads "B"; two of three samples say so.
+    [kept] = perturbation_consistency(original, {"q": side(["B", "B", "A"])})
+    assert kept.kept and kept.answer == "A" and [k["sample"] for k in kept.meta["kept"]] == [0, 1]
+    [biased] = perturbation_consistency(original, {"q": side(["A", "A", "A"])})  # position bias: always "A"
+    assert not biased.kept and "disagreed" in biased.reason
+    [tied] = perturbation_consistency({"q": side(["A", "B"])}, {"q": side(["B", "B"])})
+    assert not tied.kept and tied.reason.startswith("original input: tie")
+    # A per-input map (a shuffle): original option C is shown as A on the copy of input q.
+    [shuffled] = perturbation_consistency({"q": side(["C", "C"])}, {"q": side(["A", "A"])},
+                                          map_back=lambda example_id, a: {"A": "C"}.get(a))
+    assert shuffled.kept
