@@ -18,17 +18,24 @@ def plot_score_vs_tokens(rows: list[dict[str, Any]], path: Path, *, title: str) 
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return None
     points = [r for r in rows if r.get("score") is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green"}
+    seen: dict[tuple[float, float], int] = {}
     for row in points:
         label = row["system"] + (f" ({row.get('teacher') or row.get('stage')})" if row.get("teacher") or row.get("stage") else "")
         x, y = max(row["tokens_per_example"], 0.1), 100 * row["score"]
         ax.scatter(x, y, s=60, color=colours.get(row["system"], "tab:gray"), zorder=3)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        stacked = seen.setdefault((round(x, 1), round(y, 1)), 0)  # labels of coinciding points go one under another
+        seen[(round(x, 1), round(y, 1))] += 1
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4 - 11 * stacked), fontsize=8)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("generated tokens per example (log scale, all calls)")
     ax.set_ylabel(f"{points[0]['metric'] if points else 'score'} (%)")
     ax.set_ylim(-5, 105)

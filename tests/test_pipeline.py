@@ -49,6 +49,8 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
     assert all(p["prompt"].endswith("A:") and p["completion"].endswith("\n") for p in pairs)
     assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 and saved["lm"]["cached"] == 0
     assert "| distilled | answer_only | direct |" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and saved["plot"]
+    assert "![score against tokens per example](report.png)" in (tmp_path / "report.md").read_text()
     # Generation never saw a label: the unlabeled inputs file holds ids and inputs only.
     assert all(set(row) == {"id", "inputs"} for row in read_jsonl(tmp_path / "inputs" / "train.jsonl"))
 
@@ -99,3 +101,16 @@ def test_cli_runs_a_recipe_and_reports_bad_ones(recipes_dir, tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
     listed = runner.invoke(app, ["methods"])
     assert listed.exit_code == 0 and "pal" in listed.output and "direct" in listed.output
+
+
+def test_system2_by_majority_of_k_samples_is_charged_the_tokens_of_all_k(recipes_dir, tmp_path):
+    greedy = Pipeline(load_recipe(recipes_dir / "smoke.yaml", ["evaluate.systems=[system2]"]), tmp_path / "greedy", progress=False).run()
+    voted = Pipeline(load_recipe(recipes_dir / "smoke.yaml", ["evaluate.systems=[system2]", "evaluate.system2_samples=4"]),
+                     tmp_path / "voted", progress=False).run()
+    [one], [four] = greedy["rows"], voted["rows"]
+    assert four["majority_of"] == 4 and "maj@4" in (tmp_path / "voted" / "report.md").read_text()
+    assert four["tokens_per_example"] > 3 * one["tokens_per_example"]  # four sampled programs per example
+    # The fake's samples: 3 of 4 right for most inputs, a 2-2 tie (first answer kept) for A-H words.
+    assert four["score"] >= 0.5 and four["n"] == 8
+    records = read_jsonl(tmp_path / "voted" / "eval" / "system2-pal.jsonl")
+    assert all(r["calls"] == 4 for r in records)
