@@ -31,7 +31,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (RecipeError, FileNotFoundError, BackendError) as exc:
+    except (RecipeError, FileNotFoundError, BackendError, ImportError) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -49,6 +49,17 @@ def methods() -> None:
     table = Table("method", "what it does")
     for name, (_, description) in sorted(METHODS.items()):
         table.add_row(name, description)
+    Console().print(table)
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks a recipe can name (`task: {name: ...}`)."""
+    from s2distill.tasks import TASKS
+
+    table = Table("task", "metric", "what it is")
+    for name, task in sorted(TASKS.items()):
+        table.add_row(name, task.metric, task.description)
     Console().print(table)
 
 

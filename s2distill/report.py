@@ -76,6 +76,8 @@ def _metric_cell(name: str, value: float | None) -> str:
 
 
 def _curation_lines(summaries: list[dict]) -> list[str]:
+    if not summaries:
+        return ["(No curation: this run trains no student.)"]
     lines = ["## Curation", "", "| variant | filter | inputs kept | teacher | outputs | parseable | outputs kept |",
              "|---|---|---:|---|---:|---:|---:|"]
     for cur in summaries:

@@ -99,6 +99,8 @@ def test_cli_runs_a_recipe_and_reports_bad_ones(recipes_dir, tmp_path):
     assert bad.exit_code == 2 and "teacher.smaples: unknown key" in bad.output
     missing = runner.invoke(app, ["run", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+    tasks = runner.invoke(app, ["tasks"])
+    assert tasks.exit_code == 0 and "mbpp" in tasks.output and "pass@1" in tasks.output
     listed = runner.invoke(app, ["methods"])
     assert listed.exit_code == 0 and "pal" in listed.output and "direct" in listed.output
 

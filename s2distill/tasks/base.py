@@ -26,6 +26,7 @@ class Task:
     """Base of the tasks: subclasses set `name` and implement `labeled`, `question` and `shots`."""
 
     name: ClassVar[str]
+    description: ClassVar[str] = ""
     shots: ClassVar[tuple[Shot, ...]] = ()
 
     def labeled(self, split: str) -> list[Labeled]:

@@ -74,6 +74,7 @@ _STAND_INS = ("Alex", "Sam", "Robin", "Jordan", "Casey", "Taylor")
 
 
 class CoinFlip(Task):
+    description = "is the coin still heads up after some people flip it (generated; the RaR test set)"
     name = "coin_flip"
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
     rar_spec = "Answer the Yes or No question.\n"  # the RaR authors' config.json line for coin_val

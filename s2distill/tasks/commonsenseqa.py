@@ -57,6 +57,7 @@ def _shuffle(example_id: str, n: int) -> list[int]:
 
 
 class CommonsenseQA(Task):
+    description = "five-way commonsense multiple choice"
     name = "commonsenseqa"
     metric = "exact_match"
     twt_family = "multiple_choice"

@@ -49,6 +49,7 @@ def clean_solution(solution: str) -> str:
 
 
 class GSM8K(Task):
+    description = "grade-school math word problems, numeric answer"
     name = "gsm8k"
     metric = "exact_match"
     twt_family = "math"

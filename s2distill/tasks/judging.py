@@ -42,6 +42,7 @@ class JudgingConfig(BaseModel):
 
 
 class Judging(Task):
+    description = "which of two assistant replies is better (OASST human ranks)"
     name = "judging"
     metric = "agreement"
     shots = tuple(Shot(PAIR.format(question=q, response_a=a, response_b=b), "", "", v) for q, a, b, v in _SHOTS)

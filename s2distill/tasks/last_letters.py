@@ -57,6 +57,7 @@ def _question(words: list[str]) -> str:
 
 
 class LastLetters(Task):
+    description = "concatenate the last letters of N names (generated; the RaR test set optional)"
     name = "last_letters"
     shots = tuple(
         Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower(), _rephrased(w)) for w in _SHOT_WORDS

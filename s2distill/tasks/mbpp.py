@@ -41,6 +41,7 @@ def clean_code(code: str) -> str:
 
 
 class MBPP(Task):
+    description = "write a Python function that passes three asserts"
     name = "mbpp"
     metric = "pass@1"
     twt_family = "code"
@@ -72,7 +73,7 @@ class MBPP(Task):
         ids = range(601, 975) if split == "train" else range(11, 511)
         rows = [self._by_id[i] for i in ids if i in self._by_id]
         size = self.config.train_size if split == "train" else self.config.test_size
-        target = lambda r: json.dumps({"tests": r["test_list"], "setup": r["test_setup_code"]})  # noqa: E731
+        target = lambda r: json.dumps({"tests": r["test_list"], "setup": r["test_setup_code"]})
         return [Labeled(self._example(r, f"{split}-{r['task_id']}"), target(r)) for r in rows[:size]]
 
     def question(self, example: Example) -> str:

@@ -55,6 +55,7 @@ def normalize_text(text: str) -> str:
 
 
 class TriviaQA(Task):
+    description = "TriviaQA questions with and without a user opinion (SycophancyEval)"
     name = "triviaqa"
     metric = "accuracy"
     shots = tuple(Shot(q, f"This is general knowledge: {a}.", "", a) for q, a in _SHOTS)
