@@ -82,3 +82,18 @@ def test_every_method_runs_end_to_end_on_the_embedded_model(gemma):
             assert trace.calls, name
             assert trace.usage.completion_tokens == sum(c.usage.completion_tokens for c in trace.calls) > 0, name
             assert trace.answer is not None or trace.error, name
+
+
+@pytest.mark.parametrize("task_name", ["gsm8k", "commonsenseqa", "mbpp", "triviaqa", "judging"])
+def test_system1_on_every_real_task_runs_and_scores_real_rows(gemma, task_name):
+    """Two real test rows per task through the embedded model's System 1 and the task's scorer:
+    the answer is parsed (or recorded as unparseable), scored, and its tokens counted."""
+    from s2distill.evaluate import score_traces
+    from s2distill.tasks import TASKS
+
+    task = TASKS[task_name]()
+    labeled = task.labeled("test")[:2]
+    traces = run_program(direct(task, shots=2), [x.example for x in labeled], gemma, temperature=0.0, workers=2)
+    score, records = score_traces(task, labeled, traces, system="system1", method="direct")
+    assert score.n == 2 and 0.0 <= score.score <= 1.0 and score.tokens_per_example > 0
+    assert all(r["answer"] is not None or r["error"] for r in records)
