@@ -52,6 +52,30 @@ def methods() -> None:
     Console().print(table)
 
 
+@app.command("mt-bench-answers")
+def mt_bench_answers(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write")],
+    model: Annotated[list[str] | None, typer.Argument(help="model key=value, e.g. backend=openai base_url=... model=...")] = None,
+    temperature: Annotated[float, typer.Option(help="sampling temperature of the two answers")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="tokens per answer at most")] = 256,
+) -> None:
+    """Answer MT-bench's 80 first-turn questions twice (the pairs `judging` with source mt_bench reads)."""
+    from pydantic import ValidationError
+
+    from s2distill.config import ModelConfig, apply_override
+    from s2distill.mt_bench import generate_answers
+
+    fields: dict = {"backend": "embedded", "dtype": "bfloat16"}
+    try:
+        for item in model or []:
+            apply_override(fields, item)
+        count = generate_answers(ModelConfig(**fields), out, temperature=temperature, max_tokens=max_tokens)
+    except (RecipeError, ValidationError, FileNotFoundError, BackendError, ImportError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"[green]done[/green]: two answers to each of {count} questions in {out}")
+
+
 @app.command()
 def tasks() -> None:
     """List the tasks a recipe can name (`task: {name: ...}`)."""

@@ -63,11 +63,13 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
             "calls": len(trace.calls), "error": trace.error, "output": trace.calls[-1].output if trace.calls else None,
         })
     n = len(records)
+    examples = {item.example.id: item.example for item in labeled}
+    headline = task.headline(records, examples)
     score = Score(
         system=system, method=method, task=task.name, metric=task.metric,
-        score=sum(r["correct"] for r in records) / n if n else 0.0, n=n,
+        score=headline if headline is not None else sum(r["correct"] for r in records) / n if n else 0.0, n=n,
         tokens_per_example=sum(r["completion_tokens"] for r in records) / n if n else 0.0,
         unparseable=sum(r["answer"] is None for r in records),
-        metrics=task.metrics(records, {item.example.id: item.example for item in labeled}),
+        metrics=task.metrics(records, examples),
     )
     return score, records

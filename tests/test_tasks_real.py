@@ -113,3 +113,30 @@ def test_every_real_task_keeps_train_and_test_apart_and_has_exemplars(task_class
     assert all(isinstance(t, str) and t for t in targets)
     if task_class in (MBPP, TriviaQA):
         assert all(json.loads(t) for t in targets)
+
+
+def test_mt_bench_pairs_come_from_generated_answers_and_score_position_consistency(tmp_path):
+    from typer.testing import CliRunner
+
+    from s2distill.cli import app
+    from s2distill.evaluate import score_traces
+    from s2distill.types import Trace
+
+    out = tmp_path / "answers.jsonl"
+    rules = '[{pattern: "Answer:$", responses: ["First answer.", "Second answer."]}]'
+    result = CliRunner().invoke(app, ["mt-bench-answers", str(out), "backend=fake", f"rules={rules}"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 80 and rows[0]["answer_a"] == "First answer." and rows[0]["answer_b"] == "Second answer."
+
+    with pytest.raises(ValueError, match="source mt_bench needs answers"):
+        JudgingConfig(source="mt_bench")
+    task = Judging(JudgingConfig(source="mt_bench", answers=str(out), test_size=4))
+    test = task.labeled("test")
+    assert len(test) == 8 and task.metric == "position_consistency" and all(x.target == "" for x in test)
+    assert test[0].example.inputs["response_a"] == test[1].example.inputs["response_b"] == "First answer."
+    # A judge that always says "A" is consistent on no pair; one that follows the first answer, on all.
+    always_a = [Trace(x.example.id, "direct", "A") for x in test]
+    follows = [Trace(x.example.id, "direct", "A" if x.example.inputs["order"] == "ab" else "B") for x in test]
+    assert score_traces(task, test, always_a, system="s", method="m")[0].score == 0.0
+    assert score_traces(task, test, follows, system="s", method="m")[0].score == 1.0

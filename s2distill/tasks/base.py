@@ -74,6 +74,11 @@ class Task:
         (biased/unbiased accuracy, position inconsistency, ...); none by default."""
         return {}
 
+    def headline(self, records: list[dict], examples: dict[str, Example]) -> float | None:
+        """The headline score when it is not the mean of per-example scores (a pair-level measure
+        where no labels exist); None: the mean."""
+        return None
+
     metric: ClassVar[str] = "exact_match"
     # Whether a direct answer spans lines (code): System 1 then stops at a blank line, not a newline.
     multiline_answers: ClassVar[bool] = False

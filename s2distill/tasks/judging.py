@@ -5,8 +5,12 @@ rank-i reply is preferred. Trees are split, not pairs: the first `test_trees` tr
 pairs, each judged in both orders (response A/B swapped), the rest the unlabeled training pool
 (one order; the perturbation filter judges the swapped copy itself). Reported: agreement with the
 human preference over both orders, and the share of pairs whose two verdicts are
-position-inconsistent (they do not name the same response). MT-bench's human judgments are not
-available offline, so MT-bench judging is not scored here.
+position-inconsistent (they do not name the same response).
+
+`source: mt_bench` tests out of domain instead: MT-bench's 80 first-turn questions, each with two
+answers from `answers` (a file `s2distill mt-bench-answers` writes), judged in both orders.
+MT-bench's human judgments are not available offline, so there the score is position consistency
+alone (the share of pairs whose two verdicts agree), not agreement with people.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from s2distill.curation.perturbation import map_back_swapped_verdict
 from s2distill.tasks.base import Shot, Task
@@ -39,6 +43,16 @@ class JudgingConfig(BaseModel):
     test_trees: int = Field(20, ge=1, le=99, description="trees whose pairs form the test split")
     test_size: int | None = Field(None, ge=1, description="test pairs at most (each judged in both orders)")
     max_chars: int = Field(1500, ge=100, description="responses longer than this are cut (the model's context is small)")
+    source: Literal["oasst", "mt_bench"] = Field("oasst", description="the test pairs: OASST's ranked replies, or "
+                                                 "MT-bench questions with two model answers each (no human labels)")
+    answers: str | None = Field(None, description="mt_bench: the JSONL of answer pairs (s2distill mt-bench-answers)")
+
+    @model_validator(mode="after")
+    def _answers_for_mt_bench(self) -> JudgingConfig:
+        if self.source == "mt_bench" and not (self.answers and Path(self.answers).expanduser().exists()):
+            raise ValueError("source mt_bench needs answers: a JSONL file of answer pairs; write one with "
+                             "`s2distill mt-bench-answers FILE`")
+        return self
 
 
 class Judging(Task):
@@ -51,6 +65,8 @@ class Judging(Task):
     def __init__(self, config: JudgingConfig | None = None, *, data_root: Path | None = None):
         self.config = config or JudgingConfig()
         self.data_root = data_root
+        if self.config.source == "mt_bench":
+            self.metric = "position_consistency"  # no human labels: consistency is what can be measured
 
     @cached_property
     def _pairs_by_tree(self) -> list[list[tuple[str, str, str]]]:
@@ -80,12 +96,31 @@ class Judging(Task):
             return [Labeled(self._example(f"train-{pid}", q, *((good, bad) if i % 2 == 0 else (bad, good)), pid, "ab"),
                             "A" if i % 2 == 0 else "B")
                     for i, (pid, q, good, bad) in enumerate(pairs[: self.config.train_size])]
+        if self.config.source == "mt_bench":
+            return self._mt_bench_pairs()
         pairs = [(f"t{t}-p{p}", *pair) for t, tree in enumerate(self._pairs_by_tree[:n]) for p, pair in enumerate(tree)]
         out = []
         for pid, q, good, bad in pairs[: self.config.test_size]:
             out.append(Labeled(self._example(f"test-{pid}-ab", q, good, bad, pid, "ab"), "A"))
             out.append(Labeled(self._example(f"test-{pid}-ba", q, bad, good, pid, "ba"), "B"))
         return out
+
+    def _mt_bench_pairs(self) -> list[Labeled]:
+        """Each MT-bench question's two answers in both orders; the target is unknown (empty)."""
+        rows = [json.loads(line) for line in Path(self.config.answers).expanduser().read_text().splitlines() if line.strip()]
+        out = []
+        for row in rows[: self.config.test_size]:
+            pid = f"mt{row['question_id']}"
+            a, b = row["answer_a"], row["answer_b"]
+            out.append(Labeled(self._example(f"test-{pid}-ab", row["question"], a, b, pid, "ab"), ""))
+            out.append(Labeled(self._example(f"test-{pid}-ba", row["question"], b, a, pid, "ba"), ""))
+        return out
+
+    def headline(self, records: list[dict], examples: dict[str, Example]) -> float | None:
+        """On MT-bench (no human labels) the score is the share of position-consistent pairs."""
+        if self.config.source != "mt_bench":
+            return None
+        return 1.0 - self.metrics(records, examples)["position_inconsistent"]
 
     def question(self, example: Example) -> str:
         return PAIR.format(**{k: example.inputs[k] for k in ("question", "response_a", "response_b")})
