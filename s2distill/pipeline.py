@@ -99,8 +99,9 @@ class Pipeline:
             )
         saved.write_text(current)
 
-    def _stage(self, name: str, artifact: str | Path, compute: Callable[[], Any], load: Callable[[Path], Any] | None = None) -> Any:
-        """Load the stage's artifact if it exists; otherwise compute it (it writes the artifact) and time it."""
+    def _stage(self, name: str, artifact: str, compute: Callable[[], Any], load: Callable[[Path], Any] | None = None) -> Any:
+        """Load the stage's artifact (a path relative to the run folder) if it exists; otherwise
+        compute it (it writes the artifact) and time it."""
         path = self.out / artifact
         if path.exists():
             return load(path) if load else None
@@ -213,8 +214,9 @@ class Pipeline:
                 self.console.print(f"  [yellow]{variant.name}: no training pairs (curation kept no input); not trained[/yellow]")
                 rows.append(self._untrained_row(variant.name, stage))
                 break
-            weights = self.out / "student" / variant.name / f"stage{k}" / "weights"
-            self._stage(f"train:{base}", weights, lambda: self._train(pairs, weights.parent, fmt, previous))
+            weights_artifact = f"student/{variant.name}/stage{k}/weights"  # relative to the run folder, like every artifact
+            weights = self.out / weights_artifact
+            self._stage(f"train:{base}", weights_artifact, lambda: self._train(pairs, weights.parent, fmt, previous))
             multiline = answers_on_several_lines(pairs)
             artifact = f"{variant.name}-stage{k}"
             rows.append(self._stage(

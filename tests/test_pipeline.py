@@ -116,3 +116,17 @@ def test_system2_by_majority_of_k_samples_is_charged_the_tokens_of_all_k(recipes
     assert four["score"] >= 0.5 and four["n"] == 8
     records = read_jsonl(tmp_path / "voted" / "eval" / "system2-pal.jsonl")
     assert all(r["calls"] == 4 for r in records)
+
+
+def test_a_rerun_in_a_relative_folder_redoes_no_stage(recipes_dir, tmp_path, monkeypatch):
+    """Artifacts are found again when --out is relative (as `runs/NAME` is): training is not redone."""
+    import s2distill.train as train_module
+    from s2distill.paths import data_dir
+
+    monkeypatch.setenv("S2DISTILL_DATA", str(data_dir()))  # found from the project folder, before leaving it
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(recipes_dir / "smoke.yaml")
+    Pipeline(recipe, "runs/smoke", progress=False).run()
+    monkeypatch.setattr(train_module, "train_student", lambda *a, **k: pytest.fail("training was redone"))
+    again = Pipeline(recipe, "runs/smoke", progress=False).run()
+    assert again["lm"] == {"calls": 0, "cached": 0, "faults": {}}
