@@ -12,14 +12,14 @@ import json
 from pathlib import Path
 
 from s2distill.lm import build_lm
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Request
 
 PROMPT = "Question: {question}\nAnswer:"
 
 
 def mt_bench_questions(data_root: Path | None = None) -> list[dict]:
-    return [json.loads(line) for line in read_lines("mt_bench/question.jsonl", data_root) if line.strip()]
+    return read_jsonl("mt_bench/question.jsonl", data_root)
 
 
 def generate_answers(model_config, out: Path, *, temperature: float = 0.7, max_tokens: int = 256, seed: int = 0,

@@ -9,7 +9,6 @@ chosen letter back.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from functools import cached_property
@@ -19,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 LETTERS = "ABCDE"
@@ -38,10 +37,6 @@ class CommonsenseQAConfig(BaseModel):
     name: Literal["commonsenseqa"] = "commonsenseqa"
     train_size: int = Field(256, ge=1)
     test_size: int = Field(100, ge=1, le=1221)
-
-
-def _rows(relative: str, root: Path | None) -> list[dict]:
-    return [json.loads(line) for line in read_lines(relative, root) if line.strip()]
 
 
 def _example(row: dict, example_id: str) -> Example:
@@ -69,7 +64,7 @@ class CommonsenseQA(Task):
 
     @cached_property
     def _train(self) -> list[dict]:
-        return _rows("commonsenseqa/train_rand_split.jsonl", self.data_root)
+        return read_jsonl("commonsenseqa/train_rand_split.jsonl", self.data_root)
 
     @cached_property
     def shots(self) -> tuple[Shot, ...]:  # type: ignore[override]
@@ -82,7 +77,7 @@ class CommonsenseQA(Task):
             rows = self._train[_SHOT_COUNT:][: self.config.train_size]
             offset = _SHOT_COUNT
         else:
-            rows, offset = _rows("commonsenseqa/dev_rand_split.jsonl", self.data_root)[: self.config.test_size], 0
+            rows, offset = read_jsonl("commonsenseqa/dev_rand_split.jsonl", self.data_root)[: self.config.test_size], 0
         return [Labeled(_example(r, f"{split}-{i + offset}"), r["answerKey"]) for i, r in enumerate(rows)]
 
     def question(self, example: Example) -> str:

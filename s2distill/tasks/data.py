@@ -43,6 +43,11 @@ def read_lines(relative: str, root: Path | None = None) -> list[str]:
     return data_file(relative, root).read_text(encoding="utf-8", errors="replace").splitlines()
 
 
+def read_jsonl(relative: str, root: Path | None = None) -> list[dict]:
+    """The rows of a JSON-lines data file (blank lines skipped)."""
+    return [json.loads(line) for line in read_lines(relative, root) if line.strip()]
+
+
 def name_pools(root: Path | None, *, reserved: set[str], seed: int) -> tuple[list[str], list[str]]:
     """The first names of wordlists/propernames minus `reserved` (case-insensitive), shuffled with
     a fixed `seed` and cut into two disjoint halves: the training pool and the test pool.

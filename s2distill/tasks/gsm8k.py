@@ -9,7 +9,6 @@ distillation paper's Table 3) is `evaluate.system2_samples: k`.
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 _SHOT_PROGRAMS = (
@@ -60,7 +59,7 @@ class GSM8K(Task):
         self.data_root = data_root
 
     def _rows(self, split: str) -> list[dict]:
-        return [json.loads(line) for line in read_lines(f"gsm8k/{split}.jsonl", self.data_root) if line.strip()]
+        return read_jsonl(f"gsm8k/{split}.jsonl", self.data_root)
 
     @cached_property
     def shots(self) -> tuple[Shot, ...]:  # type: ignore[override]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from s2distill.curation.perturbation import map_back_swapped_verdict
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 PAIR = "[User Question]\n{question}\n\n[Assistant A]\n{response_a}\n\n[Assistant B]\n{response_b}\n\nWhich assistant answered better? Reply A, B, or C for a tie."
@@ -72,10 +72,8 @@ class Judging(Task):
     def _pairs_by_tree(self) -> list[list[tuple[str, str, str]]]:
         """Per tree: (question, preferred reply, other reply) for every pair of ranked English replies."""
         out = []
-        for line in read_lines("oasst_sample/en_100_tree.jsonl", self.data_root):
-            if not line.strip():
-                continue
-            prompt = json.loads(line)["prompt"]
+        for tree in read_jsonl("oasst_sample/en_100_tree.jsonl", self.data_root):
+            prompt = tree["prompt"]
             replies = sorted((r for r in prompt.get("replies", []) if r.get("rank") is not None and r.get("lang", "en") == "en"),
                              key=lambda r: r["rank"])
             out.append([(prompt["text"], better["text"], worse["text"]) for better, worse in combinations(replies, 2)])

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.sandbox import run_python
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 _SHOT_IDS = (2, 3, 4)
@@ -53,8 +53,7 @@ class MBPP(Task):
 
     @cached_property
     def _by_id(self) -> dict[int, dict]:
-        rows = (json.loads(line) for line in read_lines("mbpp/mbpp.jsonl", self.data_root) if line.strip())
-        return {row["task_id"]: row for row in rows}
+        return {row["task_id"]: row for row in read_jsonl("mbpp/mbpp.jsonl", self.data_root)}
 
     @cached_property
     def shots(self) -> tuple[Shot, ...]:  # type: ignore[override]

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from s2distill.tasks.base import Shot, Task
-from s2distill.tasks.data import read_lines
+from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 TEMPLATES = {
@@ -69,9 +69,8 @@ class TriviaQA(Task):
     def _questions(self) -> list[list[dict]]:
         """The TriviaQA rows grouped by question, in file order (four templates each)."""
         groups: dict[str, list[dict]] = {}
-        for line in read_lines("sycophancy_eval/answer.jsonl", self.data_root):
-            row = json.loads(line) if line.strip() else None
-            if row and row["base"]["dataset"] == "trivia_qa":
+        for row in read_jsonl("sycophancy_eval/answer.jsonl", self.data_root):
+            if row["base"]["dataset"] == "trivia_qa":
                 groups.setdefault(row["base"]["question"], []).append(row)
         return list(groups.values())
 
