@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from s2distill.curation import output_key
-from s2distill.distill import rationale_of
+from s2distill.distill import fold_blank_lines, rationale_of
 from s2distill.methods.calls import PromptFormat
 from s2distill.methods.twt import refine_rationale
 from s2distill.tasks import Task
@@ -44,7 +44,7 @@ def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student
             rewritten = refine_rationale(lm, question=task.question(example), rationale=original, answer=trace.answer,
                                          student=student_outputs.get(example.id, "").strip(), calls=calls,
                                          prompt_format=prompt_format, max_tokens=max_tokens)
-            rewritten = re.sub(r"\n\s*\n+", "\n", rewritten)
+            rewritten = fold_blank_lines(rewritten)
             accepted, reason = judge_rewrite(task, original, rewritten, trace.answer)
             rewrites.append({"teacher": trace.meta.get("teacher", ""), "sample": trace.sample, "original": original,
                              "rewritten": rewritten, "accepted": accepted, "reason": reason})

@@ -30,11 +30,16 @@ from s2distill.types import Example, Trace, Verdict
 REASONING_FORMATS = ("full_reasoning", "compressed_reasoning")
 
 
+def fold_blank_lines(text: str) -> str:
+    """Blank lines folded away: a student's multi-line answer ends at its first blank line
+    (`direct`'s MULTILINE_STOP), so no training target may contain one."""
+    return re.sub(r"\n\s*\n+", "\n", text.strip())
+
+
 def rationale_of(trace: Trace) -> str:
     """The reasoning a trace holds: `meta["rationale"]` when its method records one, else its last
-    call's text. Blank lines are folded so the student's reasoning ends at its first blank line."""
-    text = trace.meta.get("rationale") or (trace.calls[-1].output if trace.calls else "")
-    return re.sub(r"\n\s*\n+", "\n", text.strip())
+    call's text, with blank lines folded."""
+    return fold_blank_lines(trace.meta.get("rationale") or (trace.calls[-1].output if trace.calls else ""))
 
 
 def reasoning_completion(rationale: str, answer: str, *, code: bool = False) -> str:
@@ -48,7 +53,7 @@ def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code
         return direct_completion(trace.answer)
     if fmt == "answer_only":
         final = trace.meta.get("final_response")
-        return direct_completion(re.sub(r"\n\s*\n+", "\n", final) if final else trace.answer)
+        return direct_completion(fold_blank_lines(final) if final else trace.answer)
     if fmt == "full_reasoning":
         return reasoning_completion(rationale_of(trace), trace.answer, code=code)
     if fmt == "compressed_reasoning":
