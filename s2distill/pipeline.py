@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 
 from s2distill.compress import compression_program, rewritten_rationales
-from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
+from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig
 from s2distill.curation import (
     dual_criteria,
     no_filter,
@@ -32,6 +32,7 @@ from s2distill.curation import (
 )
 from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
 from s2distill.evaluate import majority_traces, score_traces
+from s2distill.hardware import resolve_dtype
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
 from s2distill.methods.direct import direct
@@ -54,7 +55,12 @@ class Pipeline:
         self.out = Path(out)
         self.console = console or Console(stderr=True)
         self.show_progress = progress
-        self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+        data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+        self.task: Task = build_task(recipe.task, data_root=data_root)
+        # The test splits: the recipe's own, then each `evaluate.transfer` split (label, task).
+        self.test_sets: list[tuple[str, Task]] = [("", self.task)] + [
+            (label, build_task(config, data_root=data_root)) for label, config in recipe.transfer_tasks()
+        ]
         self.variants = plan_variants(recipe)
         if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
@@ -75,9 +81,14 @@ class Pipeline:
             examples = self._stage("inputs", "inputs/train.jsonl", self._inputs, _load_examples)
             summaries, rows = [], []
             if "system1" in self.recipe.evaluate.systems:
-                rows.append(self._evaluate_system("system1", self.recipe.student))
+                student = self.recipe.student
+                rows += self._evaluate_system("system1", student)
+                for method in self.recipe.evaluate.system1_prompts:  # baselines the distilled student must beat
+                    rows += self._evaluate_system("system1", StudentConfig(model=student.model, method=method),
+                                                  name=f"system1-{method.name}-{method.shots}shot")
             if "system2" in self.recipe.evaluate.systems:
-                rows += [self._evaluate_system("system2", teacher) for teacher in self.recipe.teachers]
+                for teacher in self.recipe.teachers:
+                    rows += self._evaluate_system("system2", teacher)
             for variant in self.variants:
                 verdicts = self._curation(variant, examples)
                 summaries.append(curation_summary(variant, verdicts, self._variant_traces(variant, examples), self.recipe))
@@ -218,12 +229,8 @@ class Pipeline:
             weights = self.out / weights_artifact
             self._stage(f"train:{base}", weights_artifact, lambda: self._train(pairs, weights.parent, fmt, previous))
             multiline = answers_on_several_lines(pairs)
-            artifact = f"{variant.name}-stage{k}"
-            rows.append(self._stage(
-                f"eval:{base}", f"eval/{artifact}.json",
-                lambda: self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs)),
-                read_json,
-            ))
+            rows += self._evaluate_student(variant.name, stage, weights, multiline, artifact=f"{variant.name}-stage{k}",
+                                           train_pairs=len(pairs))
             previous, previous_multiline = weights, multiline
         return rows
 
@@ -271,21 +278,33 @@ class Pipeline:
         else:
             train_student(pairs, model_dir(student), out_dir, self.recipe.train, init_adapter=previous)
 
-    def _student_program(self, multiline: bool):
+    def _student_program(self, multiline: bool, task: Task | None = None):
         """How a distilled student is asked: its System 1 prompt; several lines when it was taught to reason."""
-        method = self.recipe.student.method
+        method, task = self.recipe.student.method, task or self.task
         if not multiline:
-            return self._program(method)
-        return direct(self.task, shots=method.shots, max_tokens=self.recipe.distill.reasoning_max_tokens, multiline=True)
+            return self._program(method, task)
+        return direct(task, shots=method.shots, max_tokens=self.recipe.distill.reasoning_max_tokens, multiline=True)
 
     def _evaluate_student(self, system: str, stage: str, weights: Path, multiline: bool, *, artifact: str,
-                          train_pairs: int) -> dict:
+                          train_pairs: int) -> list[dict]:
+        """A trained student on every test split (each split's evaluation a stage of its own)."""
         student = self.recipe.student
-        lm = self._lm(student.model, adapter=weights)
-        extra = {"stage": stage, "model": _describe(student.model, weights), "train_pairs": train_pairs}
-        row = self._evaluate(system, self._student_program(multiline), lm, student.method.name, artifact=artifact, extra=extra)
-        self._release(lm)
-        return row
+        extra = {"stage": stage, "model": _describe(student.model, weights), "train_pairs": train_pairs,
+                 "shots": student.method.shots}
+        rows, lm = [], None
+        for label, task in self.test_sets:
+            name = artifact + (f"@{label}" if label else "")
+
+            def evaluate(task=task, label=label, name=name):
+                nonlocal lm
+                lm = lm or self._lm(student.model, adapter=weights)
+                return self._evaluate(system, self._student_program(multiline, task), lm, student.method.name,
+                                      artifact=name, extra={**extra, **({"test": label} if label else {})}, task=task)
+
+            rows.append(self._stage(f"eval:{name}", f"eval/{name}.json", evaluate, read_json))
+        if lm is not None:
+            self._release(lm)
+        return rows
 
     def _untrained_row(self, system: str, stage: str) -> dict:
         student = self.recipe.student
@@ -293,24 +312,30 @@ class Pipeline:
                 "metric": self.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
                 "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
 
-    def _evaluate_system(self, system: str, side) -> dict:
-        """System 1 (the student's method, untrained) or one teacher's System 2 on the test split:
+    def _evaluate_system(self, system: str, side, *, name: str | None = None) -> list[dict]:
+        """System 1 (a student prompt, untrained) or one teacher's System 2 on every test split:
         greedy, or for System 2 the majority of `evaluate.system2_samples` samples (maj@k)."""
-        name = "system1" if system == "system1" else f"system2-{side.name}"
+        name = name or ("system1" if system == "system1" else f"system2-{side.name}")
         k = self.recipe.evaluate.system2_samples if system == "system2" else 1
-        extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model)}
+        extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model),
+                 "shots": side.method.shots}
         if k > 1:
             extra["majority_of"] = k
-        return self._stage(f"eval:{name}", f"eval/{name}.json", lambda: self._evaluate(
-            system, self._program(side.method), self._lm(side.model), side.method.name, artifact=name, extra=extra,
-            sampling=side if k > 1 else None, samples=k,
-        ), read_json)
+        rows = []
+        for label, task in self.test_sets:
+            artifact = name + (f"@{label}" if label else "")
+            rows.append(self._stage(f"eval:{artifact}", f"eval/{artifact}.json", lambda task=task, label=label, artifact=artifact: self._evaluate(
+                system, self._program(side.method, task), self._lm(side.model), side.method.name, artifact=artifact,
+                extra={**extra, **({"test": label} if label else {})}, sampling=side if k > 1 else None, samples=k, task=task,
+            ), read_json))
+        return rows
 
     def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict,
-                  sampling: TeacherConfig | None = None, samples: int = 1) -> dict:
-        """Score a program on the labelled test split (greedy, or maj@k with `sampling`'s settings);
-        write eval/ARTIFACT.jsonl (per example) and .json."""
-        labeled = self.task.labeled("test")  # the one place labels are read
+                  sampling: TeacherConfig | None = None, samples: int = 1, task: Task | None = None) -> dict:
+        """Score a program on a labelled test split (`task`'s, default the recipe's; greedy, or maj@k
+        with `sampling`'s settings); write eval/ARTIFACT.jsonl (per example) and .json."""
+        task = task or self.task
+        labeled = task.labeled("test")  # the one place labels are read
         examples = [item.example for item in labeled]
         settings = {"temperature": 0.0}
         if sampling is not None:
@@ -318,8 +343,8 @@ class Pipeline:
         with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
             traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(), **settings)
         if sampling is not None:
-            traces = majority_traces(traces, self.task.normalize)
-        score, records = score_traces(self.task, labeled, traces, system=system, method=method)
+            traces = majority_traces(traces, task.normalize)
+        score, records = score_traces(task, labeled, traces, system=system, method=method)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
         row = {**score.row(), **extra}
         write_json(self.out / "eval" / f"{artifact}.json", row)
@@ -355,8 +380,8 @@ class Pipeline:
             total.update(getattr(lm.inner, "faults", {}))
         return dict(total)
 
-    def _program(self, method):
-        return build_program(self.task, method.name, method.factory_options())
+    def _program(self, method, task: Task | None = None):
+        return build_program(task or self.task, method.name, method.factory_options())
 
     def _lm(self, config: ModelConfig, *, adapter: Path | None = None) -> CachedLM:
         """One cached LM per distinct model (teacher and student share it when they are the same)."""
@@ -388,6 +413,8 @@ def _by_input(examples: Sequence[Example], traces: Sequence[Trace]) -> dict[str,
 def _describe(config: ModelConfig, adapter: Path | None = None) -> str:
     names = {"embedded": "gemma3-270m (embedded)", "tiny": "tiny test model", "fake": "fake LM"}
     name = names.get(config.backend) or (f"{config.model} at {config.base_url}" if config.backend == "openai" else str(config.path))
+    if config.backend in ("embedded", "hf", "tiny"):
+        name += f", {resolve_dtype(config.dtype)}"  # what `dtype: auto` chose on this machine
     return name + (" + distilled weights" if adapter else "")
 
 
