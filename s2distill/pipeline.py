@@ -22,11 +22,11 @@ from rich.console import Console
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
 from s2distill.curation import (
+    composition_program,
     dual_criteria,
     no_filter,
     output_key,
     perturbation_consistency,
-    selection_program,
     self_consistency,
     usc_filter,
 )
@@ -169,12 +169,12 @@ class Pipeline:
         cfg, normalize = self.recipe.curation, self.task.normalize
         grouped = _by_input(examples, traces)
         if variant.filter == "self_consistency":
-            verdicts = self_consistency(grouped, min_fraction=cfg.min_fraction, normalize=normalize)
+            verdicts = self_consistency(grouped, min_fraction=cfg.min_fraction, normalize=normalize, vote=cfg.vote)
         elif variant.filter == "perturbation":
             verdicts = perturbation_consistency(grouped, _by_input(examples, perturbed), map_back=self.task.map_back,
-                                                normalize=normalize, min_fraction=cfg.min_fraction)
+                                                normalize=normalize, min_fraction=cfg.min_fraction, vote=cfg.vote)
         elif variant.filter == "usc":
-            verdicts = usc_filter(grouped, self._usc_choices(grouped, examples), normalize=normalize)
+            verdicts = usc_filter(grouped, self._usc_compositions(grouped, examples), normalize=normalize)
         elif variant.filter == "dual_criteria":
             from s2distill.embed import load_embedder
 
@@ -185,14 +185,16 @@ class Pipeline:
         self.console.print(f"  {variant.name}: {variant.filter} kept {sum(v.kept for v in verdicts)} of {len(verdicts)} inputs")
         return verdicts
 
-    def _usc_choices(self, grouped: dict[str, list[Trace]], examples: list[Example]) -> dict[str, str | None]:
-        """Universal self-consistency: the judge teacher's model names each input's most consistent output."""
+    def _usc_compositions(self, grouped: dict[str, list[Trace]], examples: list[Example]) -> dict[str, Trace]:
+        """Universal self-consistency: the judge teacher's model composes each input's final answer
+        from its outputs (Figure 12 of Yu et al. 2024)."""
         judge = self.recipe.teacher(self.recipe.curation.judge)
-        program = selection_program(self.task, grouped, prompt_format=judge.method.prompt_format)
-        with self._progress(f"USC selection ({judge.name})", len(examples)) as advance:
+        program = composition_program(self.task, grouped, prompt_format=judge.method.prompt_format,
+                                      max_chars=self.recipe.curation.usc_max_chars)
+        with self._progress(f"USC composition ({judge.name})", len(examples)) as advance:
             traces = run_program(program, examples, self._lm(judge.model), temperature=0.0, workers=self.recipe.workers,
                                  on_trace=lambda _: advance())
-        return {t.example_id: t.answer for t in traces}
+        return {t.example_id: t for t in traces}
 
     # -- distillation, training and evaluation of each stage -------------------------------------
     def _distill(self, variant: Variant, examples: list[Example], verdicts: list[Verdict]) -> list[dict]:
