@@ -193,7 +193,7 @@ class Recipe(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: list[Literal[BASELINES]] = Field(
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
-        "standard_kd (the teachers' first samples, full reasoning, no filter), no_filter (this recipe without its filter)"
+        "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter)"
     )
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")

@@ -200,13 +200,13 @@ class Pipeline:
     def _distill(self, variant: Variant, examples: list[Example], verdicts: list[Verdict]) -> list[dict]:
         """Every stage of one variant: its set, its training (from the previous stage's weights), its score."""
         traces = {output_key(t): t for t in self._variant_traces(variant, examples)}
-        rows, previous, previous_multiline = [], None, False
+        rows, previous, previous_multiline, rewritten = [], None, False, None
         for k, fmt in enumerate(variant.stages, 1):
             base = f"{variant.name}/stage{k}-{fmt}"
-            rewritten = None
-            if fmt == "compressed_reasoning":
+            if fmt == "compressed_reasoning":  # a second compression (TwT Table 3) rewrites the previous rewrite
                 rewrites = self._stage(f"compress:{base}", f"distill/{base}.rewrites.jsonl",
-                                       lambda: self._compress(base, examples, verdicts, traces, previous, previous_multiline),
+                                       lambda: self._compress(base, examples, verdicts, traces, previous, previous_multiline,
+                                                              rewritten),
                                        read_jsonl)
                 rewritten = rewritten_rationales(rewrites)
             pairs = self._stage(f"distill:{base}", f"distill/{base}.jsonl",
@@ -235,9 +235,11 @@ class Pipeline:
         write_jsonl(self.out / "distill" / f"{base}.jsonl", pairs)
         return pairs
 
-    def _compress(self, base: str, examples, verdicts, traces, previous: Path, previous_multiline: bool) -> list[dict]:
+    def _compress(self, base: str, examples, verdicts, traces, previous: Path, previous_multiline: bool,
+                  earlier: dict | None = None) -> list[dict]:
         """HaRD stage 2: the student of the previous stage answers the kept inputs, then the refiner
-        teacher rewrites each kept rationale after reading that answer."""
+        teacher rewrites each kept rationale after reading that answer; the rationale rewritten is
+        an earlier compression stage's result when there is one (`earlier`), else the original."""
         kept = kept_traces(verdicts, traces)
         cap = self.recipe.distill.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
@@ -249,7 +251,8 @@ class Pipeline:
         self._release(student)
         outputs = {t.example_id: t.calls[-1].output if t.calls else "" for t in answered}
         refiner = self.recipe.teacher(self.recipe.distill.refiner)
-        program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format)
+        program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format,
+                                      rationales=earlier)
         with self._progress(f"{refiner.name} rewrites its rationales", len(inputs)) as advance:
             refined = run_program(program, inputs, self._lm(refiner.model), temperature=0.0, workers=self.recipe.workers,
                                   on_trace=lambda _: advance())
