@@ -82,7 +82,7 @@ def test_rar_figure_5_coin_flip(fmt):
 
 
 def test_rar_samples_each_stage_n_times_when_asked():
-    """"eight for each stage" (Yu et al. 2024, Section 4.1): sample k rephrases as sample k // m."""
+    """"eight for each stage" (Yu et al. 2024, Section 4.2): sample k rephrases as sample k // m."""
     def respond(request, k):
         text = request.messages[-1][1]
         return f"R{k}" if "Based on the information" in text else f"Yes ({text.split()[0]}, {k})"

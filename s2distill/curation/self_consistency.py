@@ -10,7 +10,7 @@ Two votes (`curation.vote`):
   self-consistency, the maj@k vote); `min_fraction` is not used.
 
 What the paper implies: Yu et al. 2024 (Section 3) "accept the response that is the majority vote;
-if there is no majority winner, we discard the example", and for RaR (Section 4.1) "apply a
+if there is no majority winner, we discard the example", and for RaR (Section 4.2) "apply a
 majority vote to determine the final output". "Majority vote" is commonly the plurality vote of
 self-consistency, while "no majority winner" reads most naturally as no answer above half;
 `majority` is that stricter reading, `plurality` the other, and both drop ties.

@@ -1,4 +1,4 @@
-"""Universal self-consistency as curation, the way Yu et al. 2024 use it for S2A (Section 4.2,
+"""Universal self-consistency as curation, the way Yu et al. 2024 use it for S2A (Section 4.3,
 Figure 12): the judge model reads an input's N outputs and composes a final answer consistent with
 the majority; that composed answer is the input's distillation target (`meta["composed"]`, which
 the answer-only set trains on). Nothing has to match exactly, so it suits free-form answers.

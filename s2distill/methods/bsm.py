@@ -8,7 +8,7 @@ solve (Figure 8):  one call per criterion scores both responses 1-5 (Assistant A
 merge (Figure 9):  "llm" (default): the solve outputs, then the figure's instruction to combine the
         points, summarise and give [[A]], [[B]] or [[C]] (tie); the merge call does not see the
         question or the responses again, only the evaluations, as in the figure. "average": no
-        call, the higher total score wins (the paper's Section 3.3 describes averaging too).
+        call, the higher total score wins (Section 4.4 describes the merge as averaging the scores).
 
 So BSM makes 1 + k + 1 calls (1 + k with the averaging merge), k being the number of criteria the
 branch returned. Inputs: `example.inputs` holds "question", "response_a" and "response_b"; the

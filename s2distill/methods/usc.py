@@ -1,5 +1,5 @@
 """Universal self-consistency (Chen et al. 2023, arXiv 2311.17311) as Yu et al. 2024 use it
-("Distilling System 2 into System 1", Section 4.2 and Figure 12): the model reads N sampled answers
+("Distilling System 2 into System 1", Section 4.3 and Figure 12): the model reads N sampled answers
 to a question and *composes* the final answer consistent with the majority of them, after
 "FINAL:". The composed answer is the distillation target (`meta["final_response"]`).
 
