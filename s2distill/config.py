@@ -118,7 +118,7 @@ class StudentConfig(_Strict):
 
 FILTERS = ("self_consistency", "perturbation", "usc", "dual_criteria", "none")
 FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
-BASELINES = ("distill_system1", "standard_kd", "no_filter")
+BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm")
 
 
 class CurationConfig(_Strict):
@@ -193,7 +193,8 @@ class Recipe(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: list[Literal[BASELINES]] = Field(
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
-        "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter)"
+        "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
+        "tinyllm (every teacher's first rationale, no filter, full reasoning)"
     )
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")

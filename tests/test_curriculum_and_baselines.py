@@ -121,3 +121,14 @@ def test_a_second_compression_stage_rewrites_the_previous_rewrite_not_the_origin
                                 rationales={("x", "pal", 0): "the stage-2 rewrite"})(example, lm)
     assert again.meta["rewrites"][0]["original"] == "the stage-2 rewrite"
     assert "Your previous thinking process: the stage-2 rewrite" in again.calls[0].prompt
+
+
+def test_twt_baselines_standard_kd_trains_on_labels_and_tinyllm_on_every_teachers_rationale():
+    from s2distill.variants import plan_variants
+
+    recipe = validate_recipe({"task": {"name": "last_letters"}, "baselines": ["standard_kd", "tinyllm"],
+                              "teachers": [{"name": "a", "method": {"name": "cot"}}, {"name": "b", "method": {"name": "cot"}}]})
+    variants = {v.name: v for v in plan_variants(recipe)}
+    assert variants["standard_kd"].stages == ("label_only",)  # TwT: "the teacher model's generated labels"
+    tiny = variants["tinyllm"]
+    assert tiny.stages == ("full_reasoning",) and tiny.sources == ("a", "b") and tiny.filter == "none" and tiny.first_sample_only
