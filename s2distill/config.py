@@ -177,6 +177,17 @@ class EvaluateConfig(_Strict):
     )
     system2_samples: int = Field(1, ge=1, description="k > 1: System 2 answers by majority over k samples at the "
                                  "teacher's temperature (maj@k), its tokens the total of all k")
+    majority_at: list[int] = Field(default_factory=list, description="extra maj@k rows, one per k, for every "
+                                   "system evaluated (System 1, each System 2, each distilled stage): the majority of k "
+                                   "samples at the first teacher's sampling settings (a teacher's own for its System 2), "
+                                   "tokens of all k charged (Yu et al. 2024, Table 3: k = 1, 5, 10)")
+
+    @field_validator("majority_at")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError(f"every k of majority_at must be >= 1, got {ks}")
+        return sorted(set(ks))
 
 
 class Recipe(_Strict):

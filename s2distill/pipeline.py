@@ -76,8 +76,12 @@ class Pipeline:
             summaries, rows = [], []
             if "system1" in self.recipe.evaluate.systems:
                 rows.append(self._evaluate_system("system1", self.recipe.student))
+                rows += self._majority_rows("system1", "system1", self.recipe.student, lambda: self._lm(self.recipe.student.model))
             if "system2" in self.recipe.evaluate.systems:
-                rows += [self._evaluate_system("system2", teacher) for teacher in self.recipe.teachers]
+                for teacher in self.recipe.teachers:
+                    rows.append(self._evaluate_system("system2", teacher))
+                    rows += self._majority_rows("system2", f"system2-{teacher.name}", teacher, lambda t=teacher: self._lm(t.model),
+                                                extra={"teacher": teacher.name})
             for variant in self.variants:
                 verdicts = self._curation(variant, examples)
                 summaries.append(curation_summary(variant, verdicts, self._variant_traces(variant, examples), self.recipe))
@@ -226,6 +230,10 @@ class Pipeline:
                 lambda: self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs)),
                 read_json,
             ))
+            rows += self._majority_rows(variant.name, artifact, self.recipe.student,
+                                        lambda w=weights: self._lm(self.recipe.student.model, adapter=w),
+                                        program=self._student_program(multiline), release=True,
+                                        extra={"stage": stage, "model": _describe(self.recipe.student.model, weights)})
             previous, previous_multiline = weights, multiline
         return rows
 
@@ -310,6 +318,29 @@ class Pipeline:
             system, self._program(side.method), self._lm(side.model), side.method.name, artifact=name, extra=extra,
             sampling=side if k > 1 else None, samples=k,
         ), read_json)
+
+    def _majority_rows(self, system: str, artifact: str, side, lm: Callable[[], LM], *, program=None,
+                       extra: dict | None = None, release: bool = False) -> list[dict]:
+        """maj@k rows for `evaluate.majority_at` (Yu et al. 2024, Table 3): `side`'s program (or
+        `program`) sampled k times per test input at the sampling settings of `side` when it is a
+        teacher, else of the first teacher. Samples are cached by index, so maj@10 reuses maj@5's."""
+        sampling = side if isinstance(side, TeacherConfig) else self._source(SYSTEM1_SOURCE)
+        program = program or self._program(side.method)
+        rows, held = [], []
+
+        def model() -> LM:
+            held.append(lm())
+            return held[-1]
+
+        for k in self.recipe.evaluate.majority_at:
+            name = f"{artifact}-maj{k}"
+            extra_k = {"model": _describe(side.model), **(extra or {}), "majority_of": k}
+            rows.append(self._stage(f"eval:{name}", f"eval/{name}.json", lambda k=k, name=name, extra_k=extra_k: self._evaluate(
+                system, program, model(), side.method.name, artifact=name, extra=extra_k, sampling=sampling, samples=k,
+            ), read_json))
+        if release and held:
+            self._release(held[-1])
+        return rows
 
     def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict,
                   sampling: TeacherConfig | None = None, samples: int = 1) -> dict:
