@@ -131,11 +131,6 @@ def teacher_prompt(family: str, task: Task, example: Example) -> str:
     return FAMILIES[family][0] + "\n\n" + query
 
 
-def criteria_lines(family: str) -> str:
-    """The family's criteria and weights, one a line (for docs and reports)."""
-    return "\n".join(f"- {name} ({weight:.0%})" for name, weight in FAMILIES[family][1])
-
-
 def parse_teacher_output(text: str) -> tuple[str, str, float | None]:
     """(reasoning, answer text, confidence) from a teacher's reply; confidence None if absent.
 
