@@ -33,14 +33,19 @@ def judge_rewrite(task: Task, original: str, rewritten: str, answer: str) -> tup
 
 
 def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student_outputs: Mapping[str, str], *,
-                        prompt_format: PromptFormat, max_tokens: int = 160):
-    """A program that rewrites every kept rationale of one input; `meta["rewrites"]` holds them."""
+                        prompt_format: PromptFormat, max_tokens: int = 160,
+                        rationales: Mapping[tuple[str, str, int], str] | None = None):
+    """A program that rewrites every kept rationale of one input; `meta["rewrites"]` holds them.
+
+    `rationales` (output key -> rationale) replaces the traces' own: a later compression stage
+    rewrites the previous stage's result, not the original again (TwT Table 3's fourth stage:
+    "the teacher model further compresses the reasoning process based on the student's output")."""
 
     def program(example: Example, lm) -> Trace:
         calls: list[Call] = []
         rewrites = []
         for trace in kept[example.id]:
-            original = rationale_of(trace)
+            original = (rationales or {}).get(output_key(trace)) or rationale_of(trace)
             rewritten = refine_rationale(lm, question=task.question(example), rationale=original, answer=trace.answer,
                                          student=student_outputs.get(example.id, "").strip(), calls=calls,
                                          prompt_format=prompt_format, max_tokens=max_tokens)

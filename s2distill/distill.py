@@ -12,6 +12,10 @@ distilled model is trained on exactly what it is evaluated on. The completion de
 - `compressed_reasoning`: the rationale as the teacher rewrote it after seeing the student's
   stage-1 output (HaRD stage 2), then the answer.
 
+Universal self-consistency composes a final answer of its own (Yu et al. 2024, Figure 12); where
+a verdict carries it (`meta["composed"]`), it is the answer-only target of that input, one pair,
+whatever the kept outputs; label-only takes its parsed answer.
+
 One pair per distinct completion among an input's kept outputs (`max_per_input` caps it): under
 self-consistency every kept output has the same answer, so answer-only sets have one pair per
 input; reasoning sets may hold several rationales for it (TwT keeps two).
@@ -84,9 +88,16 @@ def distill_pairs(
 ) -> list[dict]:
     """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}."""
     by_id = {e.id: e for e in examples}
+    composed = {v.example_id: v for v in verdicts if v.kept and v.meta.get("composed")}
     pairs = []
     for example_id, kept in kept_traces(verdicts, traces).items():
         prompt = direct_prompt(task, by_id[example_id], shots=shots)
+        if example_id in composed and fmt in ("answer_only", "label_only"):
+            verdict = composed[example_id]
+            target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
+            pairs.append({"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
+                          "completion": direct_completion(target)})
+            continue
         seen: set[str] = set()
         for trace in kept:
             completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)),

@@ -22,11 +22,11 @@ from rich.console import Console
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig
 from s2distill.curation import (
+    composition_program,
     dual_criteria,
     no_filter,
     output_key,
     perturbation_consistency,
-    selection_program,
     self_consistency,
     usc_filter,
 )
@@ -83,12 +83,15 @@ class Pipeline:
             if "system1" in self.recipe.evaluate.systems:
                 student = self.recipe.student
                 rows += self._evaluate_system("system1", student)
+                rows += self._majority_rows("system1", "system1", student, lambda: self._lm(student.model))
                 for method in self.recipe.evaluate.system1_prompts:  # baselines the distilled student must beat
                     rows += self._evaluate_system("system1", StudentConfig(model=student.model, method=method),
                                                   name=f"system1-{method.name}-{method.shots}shot")
             if "system2" in self.recipe.evaluate.systems:
                 for teacher in self.recipe.teachers:
                     rows += self._evaluate_system("system2", teacher)
+                    rows += self._majority_rows("system2", f"system2-{teacher.name}", teacher, lambda t=teacher: self._lm(t.model),
+                                                extra={"teacher": teacher.name})
             for variant in self.variants:
                 verdicts = self._curation(variant, examples)
                 summaries.append(curation_summary(variant, verdicts, self._variant_traces(variant, examples), self.recipe))
@@ -180,12 +183,12 @@ class Pipeline:
         cfg, normalize = self.recipe.curation, self.task.normalize
         grouped = _by_input(examples, traces)
         if variant.filter == "self_consistency":
-            verdicts = self_consistency(grouped, min_fraction=cfg.min_fraction, normalize=normalize)
+            verdicts = self_consistency(grouped, min_fraction=cfg.min_fraction, normalize=normalize, vote=cfg.vote)
         elif variant.filter == "perturbation":
             verdicts = perturbation_consistency(grouped, _by_input(examples, perturbed), map_back=self.task.map_back,
-                                                normalize=normalize, min_fraction=cfg.min_fraction)
+                                                normalize=normalize, min_fraction=cfg.min_fraction, vote=cfg.vote)
         elif variant.filter == "usc":
-            verdicts = usc_filter(grouped, self._usc_choices(grouped, examples), normalize=normalize)
+            verdicts = usc_filter(grouped, self._usc_compositions(grouped, examples), normalize=normalize)
         elif variant.filter == "dual_criteria":
             from s2distill.embed import load_embedder
 
@@ -196,26 +199,28 @@ class Pipeline:
         self.console.print(f"  {variant.name}: {variant.filter} kept {sum(v.kept for v in verdicts)} of {len(verdicts)} inputs")
         return verdicts
 
-    def _usc_choices(self, grouped: dict[str, list[Trace]], examples: list[Example]) -> dict[str, str | None]:
-        """Universal self-consistency: the judge teacher's model names each input's most consistent output."""
+    def _usc_compositions(self, grouped: dict[str, list[Trace]], examples: list[Example]) -> dict[str, Trace]:
+        """Universal self-consistency: the judge teacher's model composes each input's final answer
+        from its outputs (Figure 12 of Yu et al. 2024)."""
         judge = self.recipe.teacher(self.recipe.curation.judge)
-        program = selection_program(self.task, grouped, prompt_format=judge.method.prompt_format)
-        with self._progress(f"USC selection ({judge.name})", len(examples)) as advance:
+        program = composition_program(self.task, grouped, prompt_format=judge.method.prompt_format,
+                                      max_chars=self.recipe.curation.usc_max_chars)
+        with self._progress(f"USC composition ({judge.name})", len(examples)) as advance:
             traces = run_program(program, examples, self._lm(judge.model), temperature=0.0, workers=self.recipe.workers,
                                  on_trace=lambda _: advance())
-        return {t.example_id: t.answer for t in traces}
+        return {t.example_id: t for t in traces}
 
     # -- distillation, training and evaluation of each stage -------------------------------------
     def _distill(self, variant: Variant, examples: list[Example], verdicts: list[Verdict]) -> list[dict]:
         """Every stage of one variant: its set, its training (from the previous stage's weights), its score."""
         traces = {output_key(t): t for t in self._variant_traces(variant, examples)}
-        rows, previous, previous_multiline = [], None, False
+        rows, previous, previous_multiline, rewritten = [], None, False, None
         for k, fmt in enumerate(variant.stages, 1):
             base = f"{variant.name}/stage{k}-{fmt}"
-            rewritten = None
-            if fmt == "compressed_reasoning":
+            if fmt == "compressed_reasoning":  # a second compression (TwT Table 3) rewrites the previous rewrite
                 rewrites = self._stage(f"compress:{base}", f"distill/{base}.rewrites.jsonl",
-                                       lambda: self._compress(base, examples, verdicts, traces, previous, previous_multiline),
+                                       lambda: self._compress(base, examples, verdicts, traces, previous, previous_multiline,
+                                                              rewritten),
                                        read_jsonl)
                 rewritten = rewritten_rationales(rewrites)
             pairs = self._stage(f"distill:{base}", f"distill/{base}.jsonl",
@@ -229,8 +234,12 @@ class Pipeline:
             weights = self.out / weights_artifact
             self._stage(f"train:{base}", weights_artifact, lambda: self._train(pairs, weights.parent, fmt, previous))
             multiline = answers_on_several_lines(pairs)
-            rows += self._evaluate_student(variant.name, stage, weights, multiline, artifact=f"{variant.name}-stage{k}",
-                                           train_pairs=len(pairs))
+            artifact = f"{variant.name}-stage{k}"
+            rows += self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs))
+            rows += self._majority_rows(variant.name, artifact, self.recipe.student,
+                                        lambda w=weights: self._lm(self.recipe.student.model, adapter=w),
+                                        program=self._student_program(multiline), release=True,
+                                        extra={"stage": stage, "model": _describe(self.recipe.student.model, weights)})
             previous, previous_multiline = weights, multiline
         return rows
 
@@ -240,9 +249,11 @@ class Pipeline:
         write_jsonl(self.out / "distill" / f"{base}.jsonl", pairs)
         return pairs
 
-    def _compress(self, base: str, examples, verdicts, traces, previous: Path, previous_multiline: bool) -> list[dict]:
+    def _compress(self, base: str, examples, verdicts, traces, previous: Path, previous_multiline: bool,
+                  earlier: dict | None = None) -> list[dict]:
         """HaRD stage 2: the student of the previous stage answers the kept inputs, then the refiner
-        teacher rewrites each kept rationale after reading that answer."""
+        teacher rewrites each kept rationale after reading that answer; the rationale rewritten is
+        an earlier compression stage's result when there is one (`earlier`), else the original."""
         kept = kept_traces(verdicts, traces)
         cap = self.recipe.distill.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
@@ -254,7 +265,8 @@ class Pipeline:
         self._release(student)
         outputs = {t.example_id: t.calls[-1].output if t.calls else "" for t in answered}
         refiner = self.recipe.teacher(self.recipe.distill.refiner)
-        program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format)
+        program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format,
+                                      rationales=earlier)
         with self._progress(f"{refiner.name} rewrites its rationales", len(inputs)) as advance:
             refined = run_program(program, inputs, self._lm(refiner.model), temperature=0.0, workers=self.recipe.workers,
                                   on_trace=lambda _: advance())
@@ -328,6 +340,29 @@ class Pipeline:
                 system, self._program(side.method, task), self._lm(side.model), side.method.name, artifact=artifact,
                 extra={**extra, **({"test": label} if label else {})}, sampling=side if k > 1 else None, samples=k, task=task,
             ), read_json))
+        return rows
+
+    def _majority_rows(self, system: str, artifact: str, side, lm: Callable[[], LM], *, program=None,
+                       extra: dict | None = None, release: bool = False) -> list[dict]:
+        """maj@k rows for `evaluate.majority_at` (Yu et al. 2024, Table 3): `side`'s program (or
+        `program`) sampled k times per test input at the sampling settings of `side` when it is a
+        teacher, else of the first teacher. Samples are cached by index, so maj@10 reuses maj@5's."""
+        sampling = side if isinstance(side, TeacherConfig) else self._source(SYSTEM1_SOURCE)
+        program = program or self._program(side.method)
+        rows, held = [], []
+
+        def model() -> LM:
+            held.append(lm())
+            return held[-1]
+
+        for k in self.recipe.evaluate.majority_at:
+            name = f"{artifact}-maj{k}"
+            extra_k = {"model": _describe(side.model), **(extra or {}), "majority_of": k}
+            rows.append(self._stage(f"eval:{name}", f"eval/{name}.json", lambda k=k, name=name, extra_k=extra_k: self._evaluate(
+                system, program, model(), side.method.name, artifact=name, extra=extra_k, sampling=sampling, samples=k,
+            ), read_json))
+        if release and held:
+            self._release(held[-1])
         return rows
 
     def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict,

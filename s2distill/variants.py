@@ -6,9 +6,15 @@ samples), the filter over them, and its training stages:
 - `distilled`: the recipe's teachers, filter and stages (one stage, or the HaRD curriculum).
 - `distill_system1`: the same filter over the student's own System 1 samples, answer only
   (the System 2 distillation paper's "Distill System 1").
-- `standard_kd`: each teacher's first sample, no filter, full reasoning (TwT's Standard KD).
+- `standard_kd`: each teacher's first sample, no filter, trained on the teacher's label alone (TwT's
+  Standard KD, Section 4.1: "fine-tunes the student model using the teacher model's generated labels
+  as ground-truth"; its Table 1 token counts, 5-10 on CQA and MetaMath, are answer-only).
 - `no_filter`: the recipe's stages on each teacher's first sample, without the filter (the
-  paper's ablation: what the filter is worth).
+  paper's ablation: what the filter is worth; Yu et al.'s "Distill S2A (no USC)", TwT's "w/o DCRS").
+- `tinyllm`: every teacher's first sample, no filter, full reasoning: the rationales of several
+  teachers for one input (TwT Table 1's TinyLLM baseline as TwT describes it, "distills diverse
+  reasoning paths from multiple teacher LLMs into a student model"). An approximation of Tian et
+  al. 2024: without its in-context example generator and teacher-forcing chain of thought.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ def plan_variants(recipe) -> list[Variant]:
         if name == "distill_system1":
             variants.append(Variant(name, (SYSTEM1_SOURCE,), recipe.curation.filter, False, ("answer_only",)))
         elif name == "standard_kd":
-            variants.append(Variant(name, teachers, "none", True, ("full_reasoning",)))
+            variants.append(Variant(name, teachers, "none", True, ("label_only",)))
         elif name == "no_filter":
             variants.append(Variant(name, teachers, "none", True, stages))
+        elif name == "tinyllm":
+            variants.append(Variant(name, teachers, "none", True, ("full_reasoning",)))
     return variants

@@ -30,6 +30,14 @@ def test_ties_are_dropped():
     assert not v.kept and v.reason.startswith("tie")
 
 
+def test_plurality_keeps_the_most_frequent_answer_whatever_its_share_and_still_drops_ties():
+    v = verdict("ab", "ab", "cd", "ef", vote="plurality")
+    assert v.kept and v.answer == "ab" and v.reason == "plurality 'ab' 2/4" and v.meta["vote"] == "plurality"
+    assert [k["sample"] for k in v.meta["kept"]] == [0, 1]
+    assert not verdict("ab", "ab", "cd", "cd", "ef", vote="plurality").kept
+    assert not verdict("ab", "ab", "cd", "ef").kept  # the same samples under the default majority vote
+
+
 def test_unparseable_samples_count_but_do_not_vote():
     assert not verdict("ab", "ab", None, None).kept
     assert verdict("ab", "ab", "ab", None).kept

@@ -13,7 +13,7 @@ from s2distill.runfolder import read_jsonl
 
 # The refiner (the fake teacher) rewrites the question's program into one shorter line.
 REFINE_RULE = {
-    "pattern": r'"(\w+) (\w+)" and concatenate them\.\nYour reasoning:',
+    "pattern": r'"(\w+) (\w+)" and concatenate them\.\nYour previous thinking process:',
     "responses": ['print("".join(w[-1] for w in ["\\1", "\\2"]))\n\n'],
 }
 
@@ -99,7 +99,36 @@ def test_baselines_each_get_a_row_and_their_own_curation(smoke_data, tmp_path):
         assert curation[name]["filter"] == "none" and curation[name]["first_sample_only"]
         assert curation[name]["per_teacher"]["pal"]["outputs"] == 24
     assert curation["no_filter"]["kept"] > curation["distilled"]["kept"]
-    kd = read_jsonl(tmp_path / "distill" / "standard_kd" / "stage1-full_reasoning.jsonl")
-    assert len(kd) == curation["standard_kd"]["kept"] and all("The answer is" in p["completion"] for p in kd)
+    kd = read_jsonl(tmp_path / "distill" / "standard_kd" / "stage1-label_only.jsonl")  # TwT: teacher labels as targets
+    assert len(kd) == curation["standard_kd"]["kept"] and all("\n" not in p["completion"].strip() for p in kd)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["rows"] == report["rows"]
+
+
+def test_a_second_compression_stage_rewrites_the_previous_rewrite_not_the_original():
+    """TwT Table 3's four stages: the teacher "further compresses" what stage 2 trained on."""
+    from s2distill.compress import compression_program
+    from s2distill.lm import FakeLM
+    from s2distill.tasks.last_letters import LastLetters
+    from s2distill.types import Call, Example, Trace, Usage
+
+    trace = Trace("x", "pal", "ab", [Call("p", "a long original program", Usage())], meta={"teacher": "pal"})
+    example = Example("x", {"words": ["Ada", "Bob"]})
+    lm = FakeLM(default="short")
+    first = compression_program(LastLetters(), {"x": [trace]}, {"x": "ab"}, prompt_format="chat")(example, lm)
+    assert first.meta["rewrites"][0]["original"] == "a long original program"
+    again = compression_program(LastLetters(), {"x": [trace]}, {"x": "ab"}, prompt_format="chat",
+                                rationales={("x", "pal", 0): "the stage-2 rewrite"})(example, lm)
+    assert again.meta["rewrites"][0]["original"] == "the stage-2 rewrite"
+    assert "Your previous thinking process: the stage-2 rewrite" in again.calls[0].prompt
+
+
+def test_twt_baselines_standard_kd_trains_on_labels_and_tinyllm_on_every_teachers_rationale():
+    from s2distill.variants import plan_variants
+
+    recipe = validate_recipe({"task": {"name": "last_letters"}, "baselines": ["standard_kd", "tinyllm"],
+                              "teachers": [{"name": "a", "method": {"name": "cot"}}, {"name": "b", "method": {"name": "cot"}}]})
+    variants = {v.name: v for v in plan_variants(recipe)}
+    assert variants["standard_kd"].stages == ("label_only",)  # TwT: "the teacher model's generated labels"
+    tiny = variants["tinyllm"]
+    assert tiny.stages == ("full_reasoning",) and tiny.sources == ("a", "b") and tiny.filter == "none" and tiny.first_sample_only

@@ -16,7 +16,8 @@ TRAIN = {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4}
 def coin_rule(first: bool, second: bool, answer: str) -> dict:
     verb = lambda flips: "flips" if flips else "does not flip"
     question = f"A coin is heads up. Alex {verb(first)} the coin. Sam {verb(second)} the coin. Is the coin still heads up?"
-    return {"pattern": "Q: " + question.replace(".", r"\.").replace("?", r"\?") + r"\nA:$", "responses": [f" The answer is {answer}."]}
+    return {"pattern": "Question: " + question.replace(".", r"\.").replace("?", r"\?") + r"\nSolution:$",
+            "responses": [f" The answer is {answer}."]}
 
 
 def test_perturbation_keeps_only_inputs_whose_answer_survives_renaming_the_people(tmp_path):
@@ -31,7 +32,7 @@ def test_perturbation_keeps_only_inputs_whose_answer_survives_renaming_the_peopl
     })
     report = Pipeline(recipe, tmp_path, progress=False).run()
     perturbed = read_jsonl(tmp_path / "samples" / "cot.perturbed.jsonl")
-    assert len(perturbed) == 32 and all("Alex" in t["calls"][0]["prompt"].rsplit("Q:", 1)[1] for t in perturbed)
+    assert len(perturbed) == 32 and all("Alex" in t["calls"][0]["prompt"].rsplit("Question:", 1)[1] for t in perturbed)
     inputs = {row["id"]: row["inputs"]["flips"] for row in read_jsonl(tmp_path / "inputs" / "train.jsonl")}
     verdicts = read_jsonl(tmp_path / "curation" / "verdicts.jsonl")
     for v in verdicts:
@@ -49,19 +50,23 @@ def test_perturbation_on_a_task_without_one_is_refused_before_any_work(recipes_d
         Pipeline(validate_recipe(data), tmp_path, progress=False)
 
 
-def test_usc_keeps_the_judges_pick_and_the_outputs_that_agree_with_it(recipes_dir, tmp_path):
+def test_usc_composes_the_final_answer_and_trains_on_it(recipes_dir, tmp_path):
+    """Figure 12 of Yu et al. 2024: the judge composes a FINAL answer from the N outputs; that answer
+    is the answer-only target, and the outputs agreeing with it are the kept ones."""
     data = yaml.safe_load((recipes_dir / "smoke.yaml").read_text())
-    # The judge (the same fake) always names response 2 of the parseable ones.
-    data["teacher"]["model"]["rules"].append({"pattern": "The most consistent response is Response$", "responses": [" 2"]})
+    # The judge (the same fake) composes "ab" for every input.
+    data["teacher"]["model"]["rules"].append({"pattern": "\nFINAL:$", "responses": [" ab"]})
     data["curation"] = {"filter": "usc"}
     report = Pipeline(validate_recipe(data), tmp_path, progress=False).run()
     samples = read_jsonl(tmp_path / "samples" / "pal.jsonl")
     verdicts = read_jsonl(tmp_path / "curation" / "verdicts.jsonl")
     for v in verdicts:
         parsed = [t for t in samples if t["example_id"] == v["example_id"] and t["answer"] is not None]
-        assert v["kept"] and v["answer"] == parsed[2]["answer"], v
-        assert [k["sample"] for k in v["meta"]["kept"]] == [t["sample"] for t in parsed if t["answer"] == v["answer"]]
-    # One selection call per input on top of the samples and the evaluations.
+        assert v["kept"] and v["answer"] == "ab" and v["meta"]["composed"] == "ab", v
+        assert [k["sample"] for k in v["meta"]["kept"]] == [t["sample"] for t in parsed if t["answer"] == "ab"]
+    pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
+    assert len(pairs) == 24 and {(p["teacher"], p["completion"]) for p in pairs} == {("usc", " ab\n")}
+    # One composition call per input on top of the samples and the evaluations.
     assert report["lm"]["calls"] == 24 * 4 + 24 + 8 * 3
 
 

@@ -64,3 +64,12 @@ def test_a_transfer_split_that_is_not_a_valid_task_fails_at_load(recipes_dir):
         load_recipe(recipes_dir / "smoke.yaml", ["evaluate.transfer=[{words: 99}]"])
     with pytest.raises(RecipeError, match="evaluate.transfer"):
         load_recipe(recipes_dir / "smoke.yaml", ["evaluate.transfer=[{colour: red}]"])
+
+
+def test_the_student_is_zero_shot_unless_the_recipe_says_otherwise(recipes_dir):
+    from s2distill.config import StudentConfig
+
+    assert StudentConfig().method.shots == 0
+    assert StudentConfig.model_validate({"method": {"name": "direct", "max_tokens": 4}}).method.shots == 0
+    assert StudentConfig.model_validate({"method": {"name": "direct", "shots": 4}}).method.shots == 4
+    assert load_recipe(recipes_dir / "quickstart.yaml").evaluate.system1_prompts[0].shots == 4

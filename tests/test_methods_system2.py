@@ -13,7 +13,7 @@ from s2distill.methods.bsm import bsm
 from s2distill.methods.cot import cot
 from s2distill.methods.rar import rar
 from s2distill.methods.s2a import parse_extraction, s2a
-from s2distill.methods.usc import parse_choice, usc
+from s2distill.methods.usc import parse_final, usc
 from s2distill.tasks.coin_flip import CoinFlip
 from s2distill.tasks.last_letters import LastLetters
 from s2distill.types import Example
@@ -35,7 +35,7 @@ def assert_tokens_add_up(trace):
 def test_rar_two_step_answers_with_the_first_calls_output(prompt_format):
     def respond(request, k):
         last = text_of(request).split("\n\n")[-1]
-        return "REPHRASED: join the final letters of Ada and Bob" if "rephrase and expand it" in last else "So: a, b. The answer is ab."
+        return "REPHRASED: join the final letters of Ada and Bob" if "kindly rephrase the question" in last else "So: a, b. The answer is ab."
 
     trace = rar(LETTERS, steps=2, prompt_format=prompt_format)(WORDS, FakeLM(responder=respond))
     assert [c.name for c in trace.calls] == ["rephrase", "respond"]
@@ -48,7 +48,7 @@ def test_rar_two_step_answers_with_the_first_calls_output(prompt_format):
 def test_rar_one_step_is_one_call_with_the_papers_instruction():
     trace = rar(CoinFlip(), steps=1, prompt_format="chat")(Example("c", {"flips": [["Ada", True]]}), FakeLM(default="Flipped once. The answer is no."))
     [call] = trace.calls
-    assert "Rephrase and expand the question, and respond. Answer the Yes or No question." in call.prompt
+    assert call.prompt.endswith("Is the coin still heads up?\n\nReword and elaborate on the inquiry, then provide an answer.")  # Figure 3
     assert trace.answer == "no"
 
 
@@ -75,31 +75,32 @@ def test_s2a_extraction_parsing_tolerates_missing_labels():
 
 def test_cot_zero_shot_reads_the_final_answer_line():
     trace = cot(LETTERS, shots=0, prompt_format="chat")(WORDS, FakeLM(default="Ada ends in a, Bob in b.\nFinal answer: ab"))
-    assert "Final answer: <answer>" in trace.calls[0].prompt and trace.answer == "ab"
+    assert trace.calls[0].prompt.startswith("Your task is to answer the question below. Give step by step reasoning")  # Figure 10
+    assert trace.calls[0].prompt.endswith('concatenate them.\nSolution:') and trace.answer == "ab"
     assert cot(LETTERS, shots=0)(WORDS, FakeLM(default="I give up.")).answer is None
 
 
-def test_usc_samples_the_base_method_then_selects_one():
-    answers = ["The answer is ab.", "The answer is xy.", "The answer is ab."]
+def test_usc_samples_the_base_method_then_composes_the_final_answer():
+    answers = ["Final answer: ab", "Final answer: xy", "Final answer: ab"]
 
     def respond(request, k):
-        if "most consistent" in text_of(request):
-            assert request.temperature == 0.0  # the selection is greedy
-            return "The most consistent response is Response 2"
+        if "compose the final answer" in text_of(request):
+            assert request.temperature == 0.0  # the composition is greedy
+            return "The majority says ab.\nFINAL: ab"
         return answers[request.first_sample % 3]
 
     [trace] = run_program(usc(LETTERS, samples=3, prompt_format="chat"), [WORDS], FakeLM(responder=respond), temperature=0.0)
-    assert len(trace.calls) == 4 and [c.name for c in trace.calls] == ["reason"] * 3 + ["select"]
-    assert trace.meta["candidates"] == ["ab", "xy", "ab"] and trace.meta["chosen"] == 2 and trace.answer == "ab"
-    assert "Response 1: The answer is xy." in trace.calls[-1].prompt
+    assert [c.name for c in trace.calls] == ["reason"] * 3 + ["compose"]
+    assert trace.meta["candidates"] == ["ab", "xy", "ab"] and trace.answer == "ab" and trace.meta["final_response"] == "ab"
+    assert "3 answers have been provided: \nAnswer 1: Final answer: ab\nAnswer 2: Final answer: xy" in trace.calls[-1].prompt
     assert_tokens_add_up(trace)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("The most consistent response is Response 1.", 1), ("Response 0", 0), ("the most consistent response is response 7", None), ("none", None),
+    ("FINAL: The Seine", "The Seine"), ('reasoning... FINAL: "ab"', "ab"), ("FINAL: x\nFINAL: <y>", "y"), ("none", None), ("FINAL:", None),
 ])
-def test_usc_choice_parsing(text, expected):
-    assert parse_choice(text, 3) == expected
+def test_usc_final_answer_parsing(text, expected):
+    assert parse_final(text) == expected
 
 
 def test_a_users_own_program_is_named_module_function(tmp_path, monkeypatch):
@@ -151,7 +152,7 @@ def test_bsm_makes_one_branch_k_solves_and_one_merge():
     trace = bsm(LETTERS)(PAIR, bsm_fake(plan))
     assert [c.name for c in trace.calls] == ["branch", "solve:Helpfulness", "solve:Accuracy", "solve:Clarity", "merge"]
     assert "Boil it 9 minutes." in trace.calls[1].prompt and "Accuracy: is it correct?" in trace.calls[2].prompt
-    assert "Helpfulness: 5\n2" in trace.calls[-1].prompt  # merge sees every criterion's evaluation
+    assert "1. Helpfulness:\n5\n2" in trace.calls[-1].prompt  # merge sees every criterion's evaluation
     assert trace.answer == "A" and trace.meta["totals"] == [11, 8]
     assert_tokens_add_up(trace)
 
@@ -187,8 +188,7 @@ def test_bsm_criteria_and_score_parsing():
 
 TEACHER_REPLY = (
     "Thinking: Ada ends in a and Bob ends in b, so the letters are a and b.\n"
-    "Answer: ab\n"
-    "Confidence:\n- the answer is correct: 1.0\n- the reasoning is complete: 0.9\n- form: 1.0\n"
+    "The answer is: ab\n"
     "score: 0.97"
 )
 
@@ -198,8 +198,8 @@ def test_twt_teacher_returns_reasoning_answer_and_confidence():
 
     trace = twt_teacher(LETTERS, prompt_format="chat")(WORDS, FakeLM(default=TEACHER_REPLY))
     [call] = trace.calls
-    assert call.prompt.startswith("Answer the following question.") and '"Ada Bob"' in call.prompt
-    assert "(weight 0.5)" in call.prompt and call.prompt.rstrip().endswith("with two decimals>")
+    assert call.prompt.startswith("You are a helpful assistant. Your task is to answer a question.")
+    assert call.prompt.endswith('Question:\nTake the last letters of the words in "Ada Bob" and concatenate them.')
     assert trace.answer == "ab" and trace.meta["confidence"] == 0.97
     assert trace.meta["rationale"].startswith("Ada ends in a")
     assert_tokens_add_up(trace)
@@ -222,35 +222,55 @@ def test_twt_families_and_the_refinement_prompt():
     for family, (_, criteria) in FAMILIES.items():
         assert abs(sum(w for _, w in criteria) - 1.0) < 1e-9, family
     code = twt_teacher(LETTERS, family="code")(WORDS, FakeLM(default=TEACHER_REPLY))
-    assert "```python" in code.calls[0].prompt
+    assert "(2) Code: The Python code implementing the function" in code.calls[0].prompt
     with pytest.raises(ValueError, match="unknown TwT family"):
         twt_teacher(LETTERS, family="poetry")
     calls = []
     short = refine_rationale(FakeLM(default=" a + b = ab"), question="q?", rationale="long reasoning", answer="ab",
                              student="ab", calls=calls)
-    assert short == "a + b = ab" and "Student's response: ab" in calls[0].prompt and "long reasoning" in calls[0].prompt
+    assert short == "a + b = ab" and "The student's thinking process: ab" in calls[0].prompt and "long reasoning" in calls[0].prompt
 
 
 def test_exemplars_parse_as_the_methods_expect():
     """A few-shot exemplar teaches the reply format, so each must parse to what it shows."""
     from s2distill.methods import exemplars
-    from s2distill.methods.bsm import parse_criteria, parse_scores, parse_verdict
-    from s2distill.methods.twt import FAMILIES, parse_teacher_output
+    from s2distill.methods.bsm import parse_criteria, parse_scores
+    from s2distill.methods.twt import parse_teacher_output
 
     for e in exemplars.S2A:
         assert parse_extraction(e["extraction"]) == (e["context"], e["question"], True)
     for e in exemplars.BSM:
         assert [name for name, _ in parse_criteria(e["plan"])] == list(e["scores"])
         assert all(parse_scores(score) for score in e["scores"].values())
-        assert parse_verdict(e["verdict"]) == "A"
     for e in exemplars.USC:
-        assert parse_choice(f"The most consistent response is Response {e['choice']}", len(e["responses"])) == int(e["choice"])
-    for family, e in exemplars.TWT.items():
-        _, answer, confidence = parse_teacher_output(e["reply"])
-        ratings = [float(line.rsplit(":", 1)[1]) for line in e["reply"].splitlines() if line.startswith("- ")]
-        weights = [w for _, w in FAMILIES[family][1]]
-        assert confidence == pytest.approx(sum(r * w for r, w in zip(ratings, weights, strict=True)), abs=0.005), family
-        assert answer
+        assert parse_final(f"FINAL: {e['final']}") == e["final"]
+    for family, shown in exemplars.TWT.items():
+        for e in shown:
+            thinking, answer, confidence = parse_teacher_output(e["reply"])
+            assert thinking and answer and confidence is not None, family
+
+
+def test_exemplars_are_balanced_and_carry_no_hint():
+    """Exemplars show the method's steps only (issue 12): BSM's verdicts favour neither position,
+    TwT's scores sit on both sides of the 0.95 threshold, RaR's show no worked reasoning and coin
+    flip's rephrasing adds no rule about flips."""
+    from s2distill.methods import exemplars
+    from s2distill.methods.bsm import parse_verdict
+    from s2distill.methods.twt import parse_teacher_output
+
+    assert sorted(parse_verdict(e["verdict"]) for e in exemplars.BSM) == ["A", "B"]
+    for family, shown in exemplars.TWT.items():
+        scores = [parse_teacher_output(e["reply"])[2] for e in shown]
+        assert min(scores) < 0.95 <= max(scores), family
+    coin = CoinFlip()
+    assert sorted(s.answer for s in coin.shots) == ["no", "no", "yes", "yes"]
+    for shot in coin.shots:
+        assert "reverse" not in shot.rephrased.lower() and "turns the coin over" not in shot.rephrased
+    seen = []
+    rar(coin, steps=2)(Example("c", {"flips": [["Ada", True]]}), FakeLM(responder=lambda r, k: seen.append(r.prompt) or "x"))
+    for shot in coin.shots:
+        assert f"{shot.rephrased} Answer the Yes or No question.\nThe answer is {shot.answer}.\n\n" in seen[1]
+        assert shot.rationale not in seen[1]
 
 
 def test_fewshot_format_puts_worked_exemplars_before_the_prompt():
@@ -264,7 +284,7 @@ def test_fewshot_format_puts_worked_exemplars_before_the_prompt():
     bsm(LETTERS, prompt_format="fewshot")(PAIR, lm)
     assert "1. Accuracy: Is the city named" in seen[2] and seen[2].rstrip().endswith("Evaluation Plan:")
     twt_teacher(LETTERS, prompt_format="fewshot")(WORDS, lm)
-    assert "Answer: Paris" in seen[-1] and seen[-1].endswith("Thinking:")
+    assert "The answer is: Paris" in seen[-1] and seen[-1].endswith("Thinking:")
     seen.clear()
     chat = FakeLM(responder=lambda r, k: seen.append(r.messages[0][1]) or "")
     s2a(LETTERS, prompt_format="chat", shots=2)(Example("q", {"text": "Is it Mars?"}), chat)

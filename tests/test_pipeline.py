@@ -118,6 +118,19 @@ def test_system2_by_majority_of_k_samples_is_charged_the_tokens_of_all_k(recipes
     assert all(r["calls"] == 4 for r in records)
 
 
+def test_majority_at_gives_maj_k_rows_for_every_system_each_charged_all_k_samples(recipes_dir, tmp_path):
+    """Yu et al. 2024's Table 3: maj@k for System 1, System 2 and the distilled model, several k."""
+    report = Pipeline(load_recipe(recipes_dir / "smoke.yaml", ["evaluate.majority_at=[3, 1]"]), tmp_path, progress=False).run()
+    rows = [(r["system"], r.get("majority_of")) for r in report["rows"]]
+    assert rows == [("system1", None), ("system1", 1), ("system1", 3), ("system2", None), ("system2", 1), ("system2", 3),
+                    ("distilled", None), ("distilled", 1), ("distilled", 3)]
+    by = {(r["system"], r.get("majority_of")): r for r in report["rows"]}
+    assert by[("system2", 3)]["tokens_per_example"] > 2 * by[("system2", 1)]["tokens_per_example"]
+    assert by[("system2", 3)]["teacher"] == "pal" and "distilled weights" in by[("distilled", 3)]["model"]
+    assert all(r["calls"] == 3 for r in read_jsonl(tmp_path / "eval" / "distilled-stage1-maj3.jsonl"))
+    assert "maj@3" in (tmp_path / "report.md").read_text()
+
+
 def test_a_rerun_in_a_relative_folder_redoes_no_stage(recipes_dir, tmp_path, monkeypatch):
     """Artifacts are found again when --out is relative (as `runs/NAME` is): training is not redone."""
     import s2distill.train as train_module

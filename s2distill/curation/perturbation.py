@@ -53,14 +53,15 @@ def perturbation_consistency(
     map_back: Callable[[str, str | None], str | None] = lambda _id, answer: map_back_swapped_verdict(answer),
     normalize: Callable[[str], str] = str,
     min_fraction: float = 0.5,
+    vote: str = "majority",
     name: str = "perturbation",
 ) -> list[Verdict]:
     """Sampled System 2 on both sides: each side's answer is its self-consistent majority (with one
-    sample per side, that sample's answer), and the input is kept when the two agree after mapping
-    back (`map_back(input id, answer)`: a shuffle differs per input). The kept outputs are the
+    sample per side, that sample's answer; `vote` as in `self_consistency`), and the input is kept
+    when the two agree after mapping back (`map_back(input id, answer)`: a shuffle differs per input). The kept outputs are the
     original side's samples that gave the agreed answer."""
     sides = [
-        {v.example_id: v for v in self_consistency(side, min_fraction=min_fraction, normalize=normalize)}
+        {v.example_id: v for v in self_consistency(side, min_fraction=min_fraction, normalize=normalize, vote=vote)}
         for side in (original, perturbed)
     ]
     verdicts = []

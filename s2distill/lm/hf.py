@@ -109,7 +109,8 @@ class HFLM:
         return render_messages(request.messages or ())
 
     def _decode(self, row_requests: list[Request], prompts: list[str], samples: list[int]) -> list[Completion]:
-        """Decode one batch of rows; rows with the same prompt share one prefill."""
+        """Decode one batch of rows: rows with the same prompt share one prefill, and prompts share
+        their common prefix (`_prefill`)."""
         import torch
 
         tokenizer = self._tokenizer

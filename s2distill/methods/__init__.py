@@ -22,13 +22,13 @@ from s2distill.methods.user import load_user_program
 
 METHODS: dict[str, tuple[Callable[..., Program], str]] = {
     "direct": (direct, "System 1: few-shot question -> answer, no reasoning"),
-    "cot": (cot, "System 2: chain-of-thought, few-shot ('The answer is X.') or zero-shot ('Final answer: X')"),
+    "cot": (cot, "System 2: chain-of-thought (Yu et al. Figure 10), ending in 'Final answer: X'; few-shot or zero-shot"),
     "pal": (pal, "System 2: the model writes a Python program (few-shot); running it in the sandbox gives the answer"),
     "rar": (rar, "System 2: Rephrase and Respond, 1-step (steps: 1) or 2-step (rephrase, then answer)"),
     "s2a": (s2a, "System 2: System 2 Attention: extract unbiased context and question, answer from them alone"),
     "bsm": (bsm, "System 2: Branch-Solve-Merge pairwise judging: criteria, a score per criterion, a merged [[A]]/[[B]]/[[C]] verdict"),
     "twt": (twt_teacher, "System 2: TwT teacher: reasoning, answer and a self-reported confidence 'score: 0.xx'"),
-    "usc": (usc, "System 2: universal self-consistency: N samples of a base method, the model picks the most consistent"),
+    "usc": (usc, "System 2: universal self-consistency: N samples of a base method, the model composes the FINAL answer"),
 }
 
 

@@ -1,20 +1,31 @@
-"""Branch-Solve-Merge for pairwise judging (Saha et al. 2023, arXiv 2310.15123).
+"""Branch-Solve-Merge for pairwise judging (Saha et al. 2023, arXiv 2310.15123), with the prompts
+of Yu et al. 2024 ("Distilling System 2 into System 1", appendix A.1), verbatim.
 
-branch: the model proposes an evaluation plan for the question: up to five criteria, one a line.
-solve:  one call per criterion scores both responses 1-5 (Assistant A on the first line, B on the
-        second), judging that criterion alone.
-merge:  "llm" (default): a judge call sees both responses and the per-criterion evaluations and
-        ends in [[A]], [[B]] or [[C]] (tie); "average": no call, the higher total score wins.
+branch (Figure 7): the model proposes an evaluation plan for the question: up to five criteria,
+        one a line.
+solve (Figure 8):  one call per criterion scores both responses 1-5 (Assistant A on the first line,
+        B on the second), judging that criterion alone.
+merge (Figure 9):  "llm" (default): the solve outputs, then the figure's instruction to combine the
+        points, summarise and give [[A]], [[B]] or [[C]] (tie); the merge call does not see the
+        question or the responses again, only the evaluations, as in the figure. "average": no
+        call, the higher total score wins (Section 4.4 describes the merge as averaging the scores).
 
 So BSM makes 1 + k + 1 calls (1 + k with the averaging merge), k being the number of criteria the
 branch returned. Inputs: `example.inputs` holds "question", "response_a" and "response_b"; the
-answer is "A", "B" or "C", or None with the reason when the verdict cannot be parsed.
+answer is "A", "B" or "C", or None with the reason when the verdict cannot be parsed. The merge
+call's reply is the "Distill System 2" target (`meta["final_response"]`, Figure 13, middle); the
+verdict alone is the "label only" target (Figure 13, bottom).
 
-Prompts: branch and solve are the paper's turn-1 prompts (its Figures 4 and 5, typo included).
-The merge prompt's exact text is not in the sources available offline; the paper builds it on the
-MT-bench pairwise judge, so merge is MT-bench's "pair-v2" judge prompt followed by the criterion
-evaluations. In the `fewshot` format, up to `shots` worked exemplars (`exemplars.BSM`) precede
-each call, showing a plan, a two-line score and a verdict.
+Verbatim: the figures' texts as the paper copies print them, typos and typographic apostrophes
+included ("descrition" is in Figure 7 as Saha et al. wrote it; one copy prints it corrected).
+Our reading where the figures name a slot only: {solve_output} is every criterion's solve reply,
+numbered, under its criterion's name; {eval_criterion} is the criterion's line of the plan and
+{criterion_name} its name. The merge instruction says "five points" whatever the number of
+criteria, as in the paper.
+
+Addition for pretrained models (the `fewshot` format): up to `shots` worked exemplars
+(`exemplars.BSM`) before each call, showing a plan, a two-line score and a merged judgement, and
+nothing else. They are balanced: one prefers A, one prefers B, so use an even `shots` (default 2).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
+# Figure 7: branch.
 BRANCH = (
     "We want to evaluate the quality of the responses provided by two AI assistants to the user question "
     "displayed below. Your task is to propose an evaluation plan that can be executed to compare the two "
@@ -33,29 +45,25 @@ BRANCH = (
     "such as helpfulness, relevance, accuracy, etc. In each line, write an evaluation criterion along with a "
     "short descrition of how we should evaluate that criterion.\n\nUser Question: {question}\n\nEvaluation Plan:"
 )
+# Figure 8: solve.
 SOLVE = (
     "You are given a user question and responses provided by two AI assistants. Your task is to evaluate and "
     "score the quality of the responses based on a single evaluation criterion displayed below. Make sure to "
     "evaluate only based on the criterion specified and none other. In the first line, provide a score between "
-    "1 to 5 for Assistant A's response. In the second line, provide a score between 1 to 5 for Assistant B's "
-    "response.\n\n[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{response_a}\n"
-    "[The End of Assistant A's Answer]\n\n[The Start of Assistant B's Answer]\n{response_b}\n"
-    "[The End of Assistant B's Answer]\n\n[Evaluation Criterion]\n{criterion}\n[End of Evaluation Criterion]\n\n"
+    "1 to 5 for Assistant A’s response. In the second line, provide a score between 1 to 5 for Assistant B’s "
+    "response.\n\n[User Question]\n{question}\n[The Start of Assistant A’s Answer]\n{response_a}\n"
+    "[The End of Assistant A’s Answer]\n[The Start of Assistant B’s Answer]\n{response_b}\n"
+    "[The End of Assistant B’s Answer]\n[Evaluation Criterion]\n{criterion}\n[End of Evaluation Criterion] "
     "Evaluation of {criterion_name}:"
 )
-MERGE = (  # MT-bench "pair-v2" judge, then the branch/solve evaluations
-    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants "
-    "to the user question displayed below. You should choose the assistant that follows the user's instructions "
-    "and answers the user's question better. Your evaluation should consider factors such as the helpfulness, "
-    "relevance, accuracy, depth, creativity, and level of detail of their responses. Begin your evaluation by "
-    "comparing the two responses and provide a short explanation. Avoid any position biases and ensure that the "
-    "order in which the responses were presented does not influence your decision. Do not allow the length of "
-    "the responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective "
-    "as possible. After providing your explanation, output your final verdict by strictly following this format: "
-    '"[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.\n\n'
-    "[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{response_a}\n[The End of Assistant A's Answer]\n\n"
-    "[The Start of Assistant B's Answer]\n{response_b}\n[The End of Assistant B's Answer]\n\n"
-    "[Evaluations of the two answers on each criterion]\n{evaluations}\n[End of Evaluations]"
+# Figure 9: merge.
+MERGE = (
+    "{solve_output}\n\nInstruction: You are requested to combine the five points that were previously discussed. "
+    "For each point, provide a concise explanation to clarify its relevance. Also, include the respective score for "
+    "each point to ensure a thorough understanding. Once you’ve done this, please draft a summary paragraph that "
+    "encapsulates an overall evaluation based on these five points. Finally, present your conclusive judgement. "
+    'Use the format "[[A]]" if you determine assistant A to be superior, "[[B]]" if you find assistant B to be '
+    'better, and "[[C]]" in case of a tie.'
 )
 MAX_CRITERIA = 5
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\))\s*")
@@ -87,6 +95,11 @@ def parse_verdict(text: str) -> str | None:
     return found[-1] if found else None
 
 
+def solve_output(evaluations: list[tuple[str, str]]) -> str:
+    """Figure 9's {solve_output}: each criterion's solve reply, numbered, under its name."""
+    return "\n".join(f"{i}. {name}:\n{text.strip()}" for i, (name, text) in enumerate(evaluations, 1))
+
+
 def bsm(
     task: Task,
     *,
@@ -95,7 +108,7 @@ def bsm(
     branch_tokens: int = 256,
     solve_tokens: int = 64,
     merge_tokens: int = 256,
-    shots: int = 1,
+    shots: int = 2,
 ):
     """Build the Branch-Solve-Merge judging program."""
     if merge not in ("llm", "average"):
@@ -108,9 +121,7 @@ def bsm(
         for e in shown for name, line in parse_criteria(e["plan"])[:1]
     )
     merge_prefix = "".join(
-        MERGE.format(question=e["question"], response_a=e["response_a"], response_b=e["response_b"],
-                     evaluations="\n".join(f"{name}: {score}" for name, score in e["scores"].items())) + "\n" + e["verdict"] + "\n\n"
-        for e in shown
+        MERGE.format(solve_output=solve_output(list(e["scores"].items()))) + "\n" + e["verdict"] + "\n\n" for e in shown
     )
     newline = "\n" if shown else ""
 
@@ -130,12 +141,12 @@ def bsm(
             if scores:
                 totals[0] += scores[0]
                 totals[1] += scores[1]
-            evaluations.append(f"{name}: {solved.strip()}")
+            evaluations.append((name, solved))
         meta = {"criteria": [name for name, _ in criteria], "totals": totals}
         if merge == "average":
             verdict = "A" if totals[0] > totals[1] else "B" if totals[1] > totals[0] else "C"
             return Trace(example.id, "bsm", verdict, calls, meta=meta)
-        judged = ask(lm, merge_prefix + MERGE.format(**fields, evaluations="\n".join(evaluations)) + newline, calls=calls,
+        judged = ask(lm, merge_prefix + MERGE.format(solve_output=solve_output(evaluations)) + newline, calls=calls,
                      name="merge", prompt_format=prompt_format, max_tokens=merge_tokens,
                      stop=("\n\n",) if shown else ("\n\n\n",)).text
         verdict = parse_verdict(judged)

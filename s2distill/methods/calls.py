@@ -28,12 +28,17 @@ def ask(
     max_tokens: int,
     stop: tuple[str, ...] = (),
     temperature: float | None = None,
+    first_sample: int = 0,
 ) -> Completion:
-    """Send `text` as a raw prompt (fewshot) or a user message (chat); append the call to `calls`."""
+    """Send `text` as a raw prompt (fewshot) or a user message (chat); append the call to `calls`.
+
+    `first_sample` shifts the sample index the run gives this call (the runner adds its own), so a
+    multi-call method can share one call's output between several of its samples (RaR's N
+    responses per rephrasing)."""
     if prompt_format == "chat":
-        request = Request(messages=(("user", text),), max_tokens=max_tokens, temperature=temperature)
+        request = Request(messages=(("user", text),), max_tokens=max_tokens, temperature=temperature, first_sample=first_sample)
     else:
-        request = Request(prompt=text, max_tokens=max_tokens, stop=stop, temperature=temperature)
+        request = Request(prompt=text, max_tokens=max_tokens, stop=stop, temperature=temperature, first_sample=first_sample)
     [completion] = lm.generate([request])[0]
     calls.append(Call(text, completion.text, completion.usage, name))
     return completion

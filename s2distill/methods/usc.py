@@ -1,14 +1,29 @@
-"""Universal self-consistency (Chen et al. 2023, arXiv 2311.17311): sample N responses, then ask
-the model which one is the most consistent with the others, and answer with that one.
+"""Universal self-consistency (Chen et al. 2023, arXiv 2311.17311) as Yu et al. 2024 use it
+("Distilling System 2 into System 1", Section 4.3 and Figure 12): the model reads N sampled answers
+to a question and *composes* the final answer consistent with the majority of them, after
+"FINAL:". The composed answer is the distillation target (`meta["final_response"]`).
 
-Used as a System 2 method of its own (here) and by curation. The selection prompt is the USC
-paper's. The N responses come from another method (`base`, chain-of-thought by default), each run
-as its own sample; the selection call is greedy.
+The prompt is Figure 12's, verbatim (its text is only in the second copy of the paper), with
+"20 answers" reading "N answers" for the N given (20 in the paper) and its unclosed quote kept.
+Our reading where the figure names a slot only: {answers} lists the answers one a line as
+"Answer i: ...".
+
+Too long for the context (appendix A.2: "we reduce the answer set to 10 or select an answer
+randomly if 10 generated answers are still too long"): when the listing of N answers exceeds
+`max_chars` characters, half of them are used (N = 20 gives the paper's 10); when those still do
+not fit, one answer chosen at random (seeded by the input) is the composed answer and no call is
+made. Characters stand in for tokens, since the judge's tokenizer is not known here; the trace
+records what was done (`meta["used"]`, `meta["fallback"]`).
+
+Used as a System 2 method of its own (`usc`: N samples of a base method, then the composition) and
+by curation (`curation.filter: usc`, over the teachers' outputs). Addition for pretrained models
+(the `fewshot` format): one worked composition (`exemplars.USC`) first, and the reply is primed
+with "FINAL:".
 """
 
 from __future__ import annotations
 
-import re
+import random
 
 from s2distill.lm.base import SampledLM
 from s2distill.methods import exemplars
@@ -16,50 +31,67 @@ from s2distill.methods.calls import PromptFormat, ask
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
-SELECT = (
-    "I have generated the following responses to the question: {question}\n\n{responses}\n\n"
-    "Evaluate these responses.\nSelect the most consistent response based on majority consensus.\n"
-    'Start your answer with "The most consistent response is Response X" (without quotes).'
+# Figure 12 (in the 000_ copy of the paper); "20" is {n}.
+COMPOSE = (
+    "Read the question: {question}. {n} answers have been provided: {answers} Carefully read all answers and compose "
+    "the final answer such that it is consistent with the majority of variants provided. Provide final answer as "
+    '"FINAL: <your final answer>'
 )
-_CHOICE = re.compile(r"most consistent response is Response\s*(\d+)", re.IGNORECASE)
+MAX_CHARS = 12000  # about 3,000 tokens of answers: what fits a 4k context beside the prompt
 
 
-def parse_choice(text: str, n: int) -> int | None:
-    """The index the model chose, or None if it named none (or one out of range)."""
-    match = _CHOICE.search(text) or re.search(r"^\s*Response\s*(\d+)", text, re.IGNORECASE)
-    if not match:
+def listed(answers) -> str:
+    """Figure 12's {answers}: one answer a line, numbered."""
+    return "\n" + "\n".join(f"Answer {i}: {' '.join(text.split())}" for i, text in enumerate(answers, 1)) + "\n"
+
+
+def parse_final(text: str) -> str | None:
+    """The composed answer after the last "FINAL:", or None when there is none."""
+    at = text.upper().rfind("FINAL:")
+    if at < 0:
         return None
-    index = int(match.group(1))
-    return index if 0 <= index < n else None
+    final = text[at + len("FINAL:"):].strip().strip('"').strip("<>").strip()
+    return final or None
 
 
-def _listed(responses) -> str:
-    return "\n\n".join(f"Response {i}: {text.strip()}" for i, text in enumerate(responses))
+def fitting(answers: list[str], question: str, *, max_chars: int, key: str) -> tuple[list[str], str]:
+    """The answers the composition reads and how they were chosen: all N; half of them when all do
+    not fit in `max_chars`; one at random (seeded by `key`) when half do not fit either."""
+    def size(some):
+        return len(COMPOSE.format(question=question, n=len(some), answers=listed(some)))
+
+    if size(answers) <= max_chars:
+        return answers, "all"
+    half = answers[: max(1, len(answers) // 2)]
+    if len(half) > 1 and size(half) <= max_chars:
+        return half, f"the first {len(half)} of {len(answers)} (all do not fit in {max_chars} characters)"
+    pick = random.Random(key).randrange(len(answers))
+    return [answers[pick]], f"answer {pick + 1} of {len(answers)} at random (half do not fit in {max_chars} characters)"
 
 
-def usc_select(task: Task, question: str, responses: list[str], lm, *, calls: list[Call], prompt_format: PromptFormat,
-               max_tokens: int = 24, shots: int = 1) -> int | None:
-    """Ask the model (greedily) which of `responses` is the most consistent; record the call.
-
-    In the `fewshot` format a worked selection (`exemplars.USC`) comes first and the reply is
-    primed with "The most consistent response is Response".
-    """
-    text = SELECT.format(question=question, responses=_listed(responses))
+def usc_compose(task: Task, question: str, answers: list[str], lm, *, calls: list[Call], prompt_format: PromptFormat,
+                key: str, max_tokens: int = 128, max_chars: int = MAX_CHARS, shots: int = 1) -> tuple[str | None, dict]:
+    """Compose the final answer from `answers` (greedily); record the call. Returns the composed
+    text (None when the reply has no "FINAL:") and what was read (`used`, `fallback`)."""
+    used, how = fitting(answers, question, max_chars=max_chars, key=key)
+    meta = {"used": len(used), "of": len(answers), "fallback": how}
+    if len(used) == 1:  # one answer: it is the final answer (the paper's random pick), no call
+        return used[0].strip(), meta
+    text = COMPOSE.format(question=question, n=len(used), answers=listed(used))
     if prompt_format == "fewshot":
-        shown = exemplars.USC[:shots]
         prefix = "".join(
-            SELECT.format(question=e["question"], responses=_listed(e["responses"]))
-            + f"\nThe most consistent response is Response {e['choice']}\n\n"
-            for e in shown
+            COMPOSE.format(question=e["question"], n=len(e["answers"]), answers=listed(e["answers"])) + f"\nFINAL: {e['final']}\n\n"
+            for e in exemplars.USC[:shots]
         )
-        text = prefix + text + "\nThe most consistent response is Response"
-    reply = ask(lm, text, calls=calls, name="select", prompt_format=prompt_format, max_tokens=max_tokens, stop=("\n",), temperature=0.0)
-    chosen = reply.text if prompt_format == "chat" else f"The most consistent response is Response{reply.text}"
-    return parse_choice(chosen, len(responses))
+        text = prefix + text + "\nFINAL:"
+    reply = ask(lm, text, calls=calls, name="compose", prompt_format=prompt_format, max_tokens=max_tokens,
+                stop=("\n",) if prompt_format == "fewshot" else (), temperature=0.0)
+    composed = parse_final(reply.text if prompt_format == "chat" else f"FINAL:{reply.text}")
+    return composed, meta
 
 
 def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float = 0.7, shots: int = 4,
-        prompt_format: PromptFormat = "fewshot", max_tokens: int | None = None):
+        prompt_format: PromptFormat = "fewshot", max_tokens: int | None = None, max_chars: int = MAX_CHARS):
     """Build the USC program over `samples` runs of the `base` method."""
     from s2distill.methods import METHODS, factory_options
 
@@ -73,10 +105,21 @@ def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float =
             for j in range(samples)
         ]
         calls = [call for trace in candidates for call in trace.calls]
-        chosen = usc_select(task, task.question(example), [t.calls[-1].output for t in candidates], lm, calls=calls,
-                            prompt_format=prompt_format, shots=1 if shots else 0)
-        answer = candidates[chosen].answer if chosen is not None else None
-        error = "no response chosen" if chosen is None else candidates[chosen].error
-        return Trace(example.id, "usc", answer, calls, error=error, meta={"chosen": chosen, "candidates": [t.answer for t in candidates]})
+        responses = [final_response(t) for t in candidates if t.answer is not None]
+        if not responses:
+            return Trace(example.id, "usc", None, calls, error="no sample has an answer",
+                         meta={"candidates": [t.answer for t in candidates]})
+        composed, meta = usc_compose(task, task.question(example), responses, lm, calls=calls, prompt_format=prompt_format,
+                                     key=f"{example.id}/{k}", max_chars=max_chars, shots=1 if shots else 0)
+        answer = task.parse_answer(composed) if composed else None
+        error = None if answer is not None else "no FINAL answer composed"
+        return Trace(example.id, "usc", answer, calls, error=error,
+                     meta={**meta, "candidates": [t.answer for t in candidates], "final_response": composed or ""})
 
     return program
+
+
+def final_response(trace: Trace) -> str:
+    """What USC reads of one output: the method's final response (S2A's answer, BSM's judgement),
+    else its last call's text, else its answer."""
+    return trace.meta.get("final_response") or (trace.calls[-1].output if trace.calls else "") or (trace.answer or "")

@@ -82,7 +82,5 @@ class Task:
     metric: ClassVar[str] = "exact_match"
     # Whether a direct answer spans lines (code): System 1 then stops at a blank line, not a newline.
     multiline_answers: ClassVar[bool] = False
-    # What a Rephrase-and-Respond prompt adds for this task (the RaR authors' per-task line).
-    rar_spec: ClassVar[str] = ""
     # Which TwT teacher prompt suits the task: math, multiple_choice, code or general.
     twt_family: ClassVar[str] = "general"

@@ -55,11 +55,11 @@ def _rationale(flips: list[tuple[str, bool]]) -> str:
 
 
 def _rephrased(flips: list[tuple[str, bool]]) -> str:
-    people = " and ".join(name for name, _ in flips)
-    return (
-        f"A coin starts heads up. {people} each either flip it or leave it, as stated. After all of "
-        "them, is the side facing up still heads? Each flip turns the coin over once."
-    )
+    """A step-1 rephrasing as RaR's Figure 5 asks for it: the question reformulated, every detail
+    kept, nothing added (no rule about what a flip does: Table 6's "Flip means reverse." is a
+    prompt variant of its own, not part of RaR)."""
+    steps = ", then ".join(f"{name} {'flips' if flipped else 'does not flip'} it" for name, flipped in flips)
+    return f"A coin starts with heads facing up. {steps[0].upper()}{steps[1:]}. After this, is heads still facing up?"
 
 
 _SHOT_FLIPS = (
@@ -77,7 +77,6 @@ class CoinFlip(Task):
     description = "is the coin still heads up after some people flip it (generated; the RaR test set)"
     name = "coin_flip"
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
-    rar_spec = "Answer the Yes or No question.\n"  # the RaR authors' config.json line for coin_val
 
     def __init__(self, config: CoinFlipConfig | None = None, *, data_root: Path | None = None):
         self.config = config or CoinFlipConfig()

@@ -56,7 +56,6 @@ class CommonsenseQA(Task):
     name = "commonsenseqa"
     metric = "exact_match"
     twt_family = "multiple_choice"
-    rar_spec = "Answer with the letter of the correct option.\n"
 
     def __init__(self, config: CommonsenseQAConfig | None = None, *, data_root: Path | None = None):
         self.config = config or CommonsenseQAConfig()

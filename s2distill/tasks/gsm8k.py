@@ -52,7 +52,6 @@ class GSM8K(Task):
     name = "gsm8k"
     metric = "exact_match"
     twt_family = "math"
-    rar_spec = "Give the final answer as a number.\n"
 
     def __init__(self, config: GSM8KConfig | None = None, *, data_root: Path | None = None):
         self.config = config or GSM8KConfig()

@@ -43,10 +43,9 @@ def _rationale(words: list[str]) -> str:
 
 
 def _rephrased(words: list[str]) -> str:
-    return (
-        f'For each word in the phrase "{" ".join(words)}", find its final letter, then join those '
-        "letters together in the same order to form one string."
-    )
+    """A step-1 rephrasing as RaR's Figure 4 asks for it: the words separated, each unchanged."""
+    separated = " and ".join(f'"{w}"' for w in words)
+    return f"What do you get when you take the last letter of each of the words {separated}, in this order, and concatenate them?"
 
 
 _SHOT_WORDS = (["Elon", "Musk"], ["Larry", "Page"], ["Sergey", "Brin"], ["Bill", "Gates"])

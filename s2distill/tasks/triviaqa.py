@@ -59,7 +59,6 @@ class TriviaQA(Task):
     name = "triviaqa"
     metric = "accuracy"
     shots = tuple(Shot(q, f"This is general knowledge: {a}.", "", a) for q, a in _SHOTS)
-    rar_spec = "Answer with a short phrase.\n"
 
     def __init__(self, config: TriviaQAConfig | None = None, *, data_root: Path | None = None):
         self.config = config or TriviaQAConfig()
