@@ -176,7 +176,7 @@ class TrainConfig(_Strict):
     issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own."""
 
     mode: Literal["lora", "full"] = "lora"
-    epochs: float = Field(5, gt=0)
+    epochs: float = Field(4, gt=0)
     learning_rate: float = Field(1e-3, gt=0, description="LoRA's; full fine-tuning wants far less (e.g. 3e-5)")
     batch_size: int = Field(8, ge=1)
     lora_r: int = Field(16, ge=1)
