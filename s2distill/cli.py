@@ -11,6 +11,7 @@ from rich.table import Table
 
 from s2distill.config import RecipeError, load_recipe
 from s2distill.lm.openai_api import BackendError
+from s2distill.sandbox import SandboxUnavailable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -31,7 +32,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (RecipeError, FileNotFoundError, BackendError, ImportError) as exc:  # ImportError: a missing extra
+    except (RecipeError, FileNotFoundError, BackendError, ImportError, SandboxUnavailable) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from s2distill.methods import METHODS, factory_options, method_parameters
+from s2distill.sandbox import SandboxPolicy
 from s2distill.tasks import TaskConfig
 
 
@@ -174,6 +175,17 @@ class EvaluateConfig(_Strict):
                                  "teacher's temperature (maj@k), its tokens the total of all k")
 
 
+class SandboxConfig(_Strict):
+    """How model-written code (PAL programs, MBPP tests) may run (`s2distill/sandbox.py`)."""
+
+    allow_weak_guard: bool = Field(False, description="where bubblewrap is unavailable, run model-written code "
+                                   "behind the Python audit hook alone (a guard against mistakes, not against "
+                                   "code written to escape); otherwise such code does not run")
+
+    def policy(self) -> SandboxPolicy:
+        return SandboxPolicy(allow_weak_guard=self.allow_weak_guard)
+
+
 class Recipe(_Strict):
     """A whole experiment: task, teacher (System 2), student (System 1), curation, training, evaluation."""
 
@@ -193,6 +205,9 @@ class Recipe(_Strict):
     workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
     cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    max_failures: float = Field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
+                                "for good (a 4xx, e.g. context length) before the run stops, naming them")
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +251,12 @@ class Recipe(_Strict):
         if value is not None and not (Path(value).expanduser() / "SOURCES.md").exists():
             raise ValueError(f"data folder {value!r} does not exist or has no SOURCES.md")
         return value
+
+
+def runs_model_code(recipe: Recipe, task: str) -> bool:
+    """Whether the recipe runs model-written code (PAL programs, MBPP's asserts) in the sandbox."""
+    methods = [t.method for t in recipe.teachers] + [recipe.student.method]
+    return task == "mbpp" or any(m.name == "pal" or "pal" in map(str, m.options.values()) for m in methods)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:

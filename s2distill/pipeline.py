@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 
 from s2distill.compress import compression_program, rewritten_rationales
-from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
+from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig, runs_model_code
 from s2distill.curation import (
     dual_criteria,
     no_filter,
@@ -39,6 +39,7 @@ from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.report import curation_summary, machine_info, render_markdown
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
+from s2distill.sandbox import describe_guard, require_guard
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace, Verdict
 from s2distill.variants import SYSTEM1_SOURCE, Variant, plan_variants
@@ -55,6 +56,7 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.show_progress = progress
         self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+        self.task.sandbox = recipe.sandbox.policy()  # how the model's code may run (PAL, MBPP)
         self.variants = plan_variants(recipe)
         if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
@@ -69,6 +71,8 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         """Run every stage not yet done; return the report (also written as report.json/.md)."""
         started = time.perf_counter()
+        if runs_model_code(self.recipe, self.task.name):
+            require_guard(self.task.sandbox)  # before any work: model-written code needs a guard
         self._claim_folder()
         self.timings = read_json(self.out / "timings.json") if (self.out / "timings.json").exists() else {}
         try:
@@ -144,7 +148,7 @@ class Pipeline:
             traces = run_program(
                 self._program(source.method), inputs, self._lm(source.model), samples=source.samples,
                 temperature=source.temperature, top_p=source.top_p, seed=source.seed,
-                workers=self.recipe.workers, on_trace=lambda _: advance(),
+                workers=self.recipe.workers, max_failures=self.recipe.max_failures, on_trace=lambda _: advance(),
             )
         for trace in traces:
             trace.meta["teacher"] = name
@@ -191,6 +195,7 @@ class Pipeline:
         program = selection_program(self.task, grouped, prompt_format=judge.method.prompt_format)
         with self._progress(f"USC selection ({judge.name})", len(examples)) as advance:
             traces = run_program(program, examples, self._lm(judge.model), temperature=0.0, workers=self.recipe.workers,
+                                 max_failures=self.recipe.max_failures,
                                  on_trace=lambda _: advance())
         return {t.example_id: t.answer for t in traces}
 
@@ -243,13 +248,14 @@ class Pipeline:
         student = self._lm(self.recipe.student.model, adapter=previous)
         with self._progress("previous stage's student on the kept inputs", len(inputs)) as advance:
             answered = run_program(self._student_program(previous_multiline), inputs, student, temperature=0.0,
-                                   workers=self.recipe.workers, on_trace=lambda _: advance())
+                                   workers=self.recipe.workers, max_failures=self.recipe.max_failures, on_trace=lambda _: advance())
         self._release(student)
         outputs = {t.example_id: t.calls[-1].output if t.calls else "" for t in answered}
         refiner = self.recipe.teacher(self.recipe.distill.refiner)
         program = compression_program(self.task, kept, outputs, prompt_format=refiner.method.prompt_format)
         with self._progress(f"{refiner.name} rewrites its rationales", len(inputs)) as advance:
             refined = run_program(program, inputs, self._lm(refiner.model), temperature=0.0, workers=self.recipe.workers,
+                                  max_failures=self.recipe.max_failures,
                                   on_trace=lambda _: advance())
         rows = [{"id": t.example_id, "student": outputs[t.example_id], "rewrites": t.meta["rewrites"]} for t in refined]
         write_jsonl(self.out / "distill" / f"{base}.rewrites.jsonl", rows)
@@ -316,7 +322,8 @@ class Pipeline:
         if sampling is not None:
             settings = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed, "samples": samples}
         with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
-            traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(), **settings)
+            traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(),
+                                 max_failures=self.recipe.max_failures, **settings)
         if sampling is not None:
             traces = majority_traces(traces, self.task.normalize)
         score, records = score_traces(self.task, labeled, traces, system=system, method=method)
@@ -341,6 +348,7 @@ class Pipeline:
             "timings": self.timings,
             "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
+            "sandbox": describe_guard(self.task.sandbox) if runs_model_code(self.recipe, self.task.name) else None,
         }
         report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)

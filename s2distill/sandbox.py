@@ -165,6 +165,15 @@ def boundary_available() -> bool:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def require_guard(policy: SandboxPolicy | None = None) -> None:
+    """Raise `SandboxUnavailable` unless model-written code may run here under `policy`."""
+    if not boundary_available() and not (policy and policy.allow_weak_guard):
+        raise SandboxUnavailable(
+            "model-written code needs bubblewrap (apt-get install bubblewrap) and permission to create "
+            "namespaces, which this machine lacks; set sandbox.allow_weak_guard=true to run it behind the "
+            "Python audit hook alone (a guard against mistakes, not against code written to escape)")
+
+
 def describe_guard(policy: SandboxPolicy | None = None) -> str:
     """Which guard model-written code runs behind on this machine under `policy` (for reports)."""
     if boundary_available():
@@ -219,11 +228,8 @@ def run_python(
     weaker guard. `_audit_hook=False` (tests only) runs without the second layer, to show that
     the boundary holds on its own.
     """
+    require_guard(policy)
     bounded = boundary_available()
-    if not bounded and not (policy and policy.allow_weak_guard):
-        raise SandboxUnavailable(
-            "model-written code needs bubblewrap (apt-get install bubblewrap) and permission to create "
-            "namespaces; set sandbox.allow_weak_guard=true to run it behind the audit hook alone")
     owns_scratch = scratch is None
     folder = Path(tempfile.mkdtemp(prefix="s2d-sandbox-")) if owns_scratch else Path(scratch)
     folder.mkdir(parents=True, exist_ok=True)

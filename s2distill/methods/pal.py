@@ -1,8 +1,8 @@
 """Program-aided reasoning (Gao et al. 2023, PAL): the model writes a short Python program, few-shot,
 and running it gives the answer.
 
-The program runs in the sandbox (its own process, time and memory limits, no network, no writes
-outside a scratch folder). A program that fails, hangs, or prints nothing usable is an unparseable
+The program runs in the sandbox (`s2distill/sandbox.py`: bubblewrap namespaces, time, memory and
+output limits, no network, no view of the run folder). A program that fails, hangs, or prints nothing usable is an unparseable
 answer with the reason recorded, never a crash. On the embedded Gemma 3 270M this is the strong
 System 2: it follows code patterns far better than free-text reasoning.
 """
@@ -26,7 +26,7 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
         prompt = prefix + QUERY.format(question=task.question(example))
         [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=STOP)])[0]
         code = completion.text
-        result = run_python(code, timeout=timeout, memory_mb=memory_mb)
+        result = run_python(code, timeout=timeout, memory_mb=memory_mb, policy=task.sandbox)
         printed = [line for line in result.stdout.splitlines() if line.strip()]
         answer = task.parse_answer(printed[-1]) if result.ok and printed else None
         if not result.ok:

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from s2distill.sandbox import SandboxPolicy
 from s2distill.types import Example, Labeled
 
 
@@ -28,6 +29,7 @@ class Task:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     shots: ClassVar[tuple[Shot, ...]] = ()
+    sandbox: SandboxPolicy = SandboxPolicy()  # how model-written code may run; the pipeline sets the recipe's
 
     def labeled(self, split: str) -> list[Labeled]:
         """The examples of a split ("train" or "test") with their targets. Evaluation only."""
