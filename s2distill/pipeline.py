@@ -38,7 +38,8 @@ from s2distill.methods.direct import direct
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.report import curation_summary, machine_info, render_markdown
-from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
+from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
+from s2distill.runlock import lock_folder
 from s2distill.sandbox import describe_guard, require_guard
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace, Verdict
@@ -73,9 +74,10 @@ class Pipeline:
         started = time.perf_counter()
         if runs_model_code(self.recipe, self.task.name):
             require_guard(self.task.sandbox)  # before any work: model-written code needs a guard
-        self._claim_folder()
-        self.timings = read_json(self.out / "timings.json") if (self.out / "timings.json").exists() else {}
+        lock = lock_folder(self.out)  # one run at a time in a folder
         try:
+            self._claim_folder()
+            self.timings = read_json(self.out / "timings.json") if sealed(self.out / "timings.json") else {}
             examples = self._stage("inputs", "inputs/train.jsonl", self._inputs, _load_examples)
             summaries, rows = [], []
             if "system1" in self.recipe.evaluate.systems:
@@ -90,6 +92,7 @@ class Pipeline:
         finally:
             for lm in self._lms.values():
                 lm.close()
+            lock.release()
 
     def _claim_folder(self) -> None:
         """Refuse to mix two different recipes' artifacts in one folder."""
@@ -101,14 +104,19 @@ class Pipeline:
                 f"{self.out} holds a run of a different recipe (see {saved}); pick another --out, "
                 "or delete the folder to start over"
             )
+        if not saved.exists() and any((self.out / d).exists() for d in ("inputs", "samples", "curation", "distill", "eval")):
+            raise RecipeError(f"{self.out} holds artifacts but no recipe.yaml, so what they were computed from is "
+                              "unknown; pick another --out, or delete the folder to start over")
         saved.write_text(current)
 
     def _stage(self, name: str, artifact: str, compute: Callable[[], Any], load: Callable[[Path], Any] | None = None) -> Any:
         """Load the stage's artifact (a path relative to the run folder) if it exists; otherwise
         compute it (it writes the artifact) and time it."""
         path = self.out / artifact
-        if path.exists():
+        if sealed(path):
             return load(path) if load else None
+        if path.exists():  # truncated, emptied or edited since it was written: never used
+            self.console.print(f"[yellow]{artifact} does not match its seal (truncated or edited); redoing {name}[/yellow]")
         self.console.print(f"[bold]▶ {name}[/bold]")
         start = time.perf_counter()
         result = compute()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from s2distill.errors import RunFolderError
 from s2distill.lm.base import LM
 from s2distill.types import Completion, Request, Usage
 
@@ -55,13 +56,21 @@ class CachedLM:
         self.chunk_rows = chunk_rows
         self.stats = CacheStats()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
-            " completion_tokens INTEGER, finish_reason TEXT, PRIMARY KEY (key, sample))"
-        )
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
+                " completion_tokens INTEGER, finish_reason TEXT, PRIMARY KEY (key, sample))"
+            )
+            self._db.commit()
+            problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            problem = str(exc)
+        if problem != "ok":
+            raise RunFolderError(
+                f"{self.path} is not a usable completion cache ({problem}). It only saves model calls: delete it "
+                "(the run then asks the model again) or point `cache:` at another file, and run again")
 
     def close(self) -> None:
         with self._lock:

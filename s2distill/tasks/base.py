@@ -12,6 +12,9 @@ from s2distill.sandbox import SandboxPolicy
 from s2distill.types import Example, Labeled
 
 
+MAX_EXAMPLES = 100_000  # examples per split at most: bounded at load, not by running out of memory
+
+
 @dataclass(frozen=True)
 class Shot:
     """A worked exemplar for few-shot prompts: the question, a rationale, a program, the answer."""
