@@ -88,14 +88,18 @@ class CachedLM:
 
     def _store(self, rows: list[tuple[str, int, Completion]]) -> None:
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason)
-                    for k, s, c in rows
-                ],
-            )
-            self._db.commit()
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason)
+                        for k, s, c in rows
+                    ],
+                )
+                self._db.commit()
+            except sqlite3.OperationalError as exc:  # disk full, read-only: the run cannot keep its work
+                raise RunFolderError(f"cannot write the completion cache {self.path} ({exc}): free disk space or "
+                                     "make it writable, and run the same command again") from None
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         results: list[list[Completion | None]] = []
