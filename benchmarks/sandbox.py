@@ -15,7 +15,7 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import s2distill.sandbox as sandbox
+from s2distill import sandbox
 
 PROGRAM = 'words = ["Ron", "Shyam"]\nprint("".join(w[-1] for w in words))\n'
 

@@ -18,7 +18,6 @@ from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy
 from s2distill.tasks import TaskConfig
 
-
 MAX_SAMPLES = 1024  # samples per input: far beyond any paper's N, well below a memory bomb
 
 

@@ -157,7 +157,7 @@ def boundary_available() -> bool:
         return False
     folder = tempfile.mkdtemp(prefix="s2d-sandbox-probe-")
     try:
-        probe = subprocess.run([*_bwrap_command(folder), "-c", "pass"], capture_output=True, timeout=20)
+        probe = subprocess.run([*_bwrap_command(folder), "-c", "pass"], capture_output=True, timeout=20, check=False)
         return probe.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
@@ -205,7 +205,7 @@ def _unshare_net() -> list[str]:
     """`unshare -n` when this process may create a network namespace (the weak guard), else nothing."""
     unshare = shutil.which("unshare")
     try:
-        if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True, timeout=5).returncode == 0:
+        if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True, timeout=5, check=False).returncode == 0:
             return [unshare, "-n", "--"]
     except (OSError, subprocess.SubprocessError):
         pass

@@ -84,7 +84,6 @@ def test_an_html_page_or_empty_choices_with_status_200_is_malformed_and_retried(
 
 
 def test_a_refusal_fails_one_sample_the_stage_goes_on_and_too_many_stop_the_run_naming_the_prompts():
-    from s2distill.lm.cache import CachedLM
     from s2distill.methods import build_program, run_program
     from s2distill.methods.runner import TooManyFailures
     from s2distill.tasks.last_letters import LastLetters, LastLettersConfig

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import s2distill.pipeline as pipeline_module
-import s2distill.sandbox as sandbox
+from s2distill import sandbox
 from s2distill.cli import app
 from s2distill.config import RecipeError, load_recipe, validate_recipe
 from s2distill.errors import DataError, RunFolderError, TrainingError, explain_os_error
@@ -209,7 +209,7 @@ def test_max_length_shorter_than_every_example_is_a_clear_error():
 
     class Trainer:
         processing_class = staticmethod(lambda text: {"input_ids": text.split()})
-        train_dataset = [1]
+        train_dataset = (1,)
 
     pairs = [{"prompt": "a b c d e f", "completion": " g"}, {"prompt": "a b c d", "completion": " e"}]
     check_pairs_fit(pairs, Trainer(), max_length=5)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import s2distill.sandbox as sandbox
+from s2distill import sandbox
 from s2distill.sandbox import SandboxPolicy, SandboxUnavailable, run_python
 
 pytestmark = pytest.mark.skipif(not sandbox.boundary_available(), reason="bubblewrap cannot run here")
@@ -30,9 +30,10 @@ def weak_only(monkeypatch):
 @pytest.mark.parametrize("hook", LAYERS)
 def test_parent_environment_is_out_of_sight(monkeypatch, hook):
     monkeypatch.setenv("S2D_TEST_API_KEY", "sk-secret-123")
-    code = ("import os, glob\nfor p in [f'/proc/{os.getppid()}/environ', '/proc/%d/environ'] + glob.glob('/proc/*/environ'):\n"
+    code = ("import os, glob\nfor p in [f'/proc/{os.getppid()}/environ', " f"'/proc/{os.getpid()}/environ'"
+            "] + glob.glob('/proc/*/environ'):\n"
             "    try: print(open(p, 'rb').read())\n    except Exception as e: print(type(e).__name__)\n"
-            "print(dict(os.environ))") % os.getpid()
+            "print(dict(os.environ))")
     result = run_python(code, _audit_hook=hook)
     assert "sk-secret-123" not in result.stdout + result.stderr
     assert "S2D_TEST_API_KEY" not in result.stdout
@@ -136,12 +137,12 @@ def test_a_setsid_child_holding_the_pipe_does_not_stretch_the_time_limit(hook):
             "    print('parent', flush=True); time.sleep(30)\n")
     start = time.monotonic()
     result = run_python(code, timeout=1.0, _audit_hook=hook)
-    assert time.monotonic() - start < 3.0 and not result.ok
+    assert time.monotonic() - start < 8.0 and not result.ok  # not the child's 30 s (slack: a busy CI machine)
     # the parent exits at once: its setsid child dies with the PID namespace, no wait for it
-    start = time.monotonic()
+    # (were the pipe held, this would time out at 20 s and not be ok)
     quick = run_python("import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(30)\nprint('done')\n",
-                       timeout=5.0, _audit_hook=False)
-    assert time.monotonic() - start < 3.0 and quick.ok and quick.stdout.strip() == "done"
+                       timeout=20.0, _audit_hook=False)
+    assert quick.ok and quick.stdout.strip() == "done"
 
 
 @pytest.mark.parametrize("hook", LAYERS)
@@ -149,7 +150,7 @@ def test_printing_a_gigabyte_stops_at_the_output_cap(hook):
     start = time.monotonic()
     result = run_python("import sys\nfor _ in range(1000):\n    sys.stdout.write('x' * 1_000_000)\n",
                         timeout=30.0, max_output=10_000, _audit_hook=hook)
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 15.0  # a tenth of a second here; 26 s before, holding 1 GB
     assert result.output_capped and not result.ok and "output cap" in result.error
     assert len(result.stdout) <= 10_000
 

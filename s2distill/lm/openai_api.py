@@ -131,11 +131,11 @@ class OpenAICompatibleLM:
         """The completion in a reply; raises (counted as malformed) for anything else."""
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise ValueError(f"not a completion: {str(response)[:120]!r}")
+            raise TypeError(f"not a completion: {str(response)[:120]!r}")
         choice = choices[0]
         text = choice.text if hasattr(choice, "text") else getattr(getattr(choice, "message", None), "content", None)
         if not isinstance(text, str):
-            raise ValueError(f"no text in the response: {choice!r:.200}")
+            raise TypeError(f"no text in the response: {choice!r:.200}")
         usage = getattr(response, "usage", None)
         tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
         finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"

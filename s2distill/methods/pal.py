@@ -2,8 +2,8 @@
 and running it gives the answer.
 
 The program runs in the sandbox (`s2distill/sandbox.py`: bubblewrap namespaces, time, memory and
-output limits, no network, no view of the run folder). A program that fails, hangs, or prints nothing usable is an unparseable
-answer with the reason recorded, never a crash. On the embedded Gemma 3 270M this is the strong
+output limits, no network, no view of the run folder). A program that fails, hangs, or prints
+nothing usable is an unparseable answer with the reason recorded, never a crash. On the embedded Gemma 3 270M this is the strong
 System 2: it follows code patterns far better than free-text reasoning.
 """
 

@@ -11,7 +11,6 @@ from typing import ClassVar
 from s2distill.sandbox import SandboxPolicy
 from s2distill.types import Example, Labeled
 
-
 MAX_EXAMPLES = 100_000  # examples per split at most: bounded at load, not by running out of memory
 
 
