@@ -17,6 +17,7 @@ from s2distill.errors import S2DistillError
 from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy
 from s2distill.tasks import TaskConfig
+from s2distill.tasks.base import MAX_EXAMPLES
 
 MAX_SAMPLES = 1024  # samples per input: far beyond any paper's N, well below a memory bomb
 
@@ -368,5 +369,8 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif error["type"] == "int_parsing_size":  # e.g. 1e30: say the bounds instead of pydantic's words
+                message = (f"{error.get('input')!r} is far too large; counts are bounded (samples per input at most "
+                           f"{MAX_SAMPLES}, examples per split at most {MAX_EXAMPLES})")
             lines.append(f"  {field}: {message}")
         raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
