@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from s2distill.config import RecipeError, load_recipe
+from s2distill.errors import S2DistillError, explain_os_error
 from s2distill.lm.openai_api import BackendError
+from s2distill.sandbox import SandboxUnavailable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -31,8 +34,11 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (RecipeError, FileNotFoundError, BackendError, ImportError) as exc:  # ImportError: a missing extra
-        console.print(f"[red]error:[/red] {exc}")
+    except (S2DistillError, FileNotFoundError, BackendError, ImportError, SandboxUnavailable) as exc:  # ImportError: a missing extra
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except OSError as exc:  # the disk: full, read-only, a file where a folder should be
+        console.print(f"[red]error:[/red] {escape(explain_os_error(exc))}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: run the same command again to resume; finished work is kept")
@@ -71,7 +77,7 @@ def mt_bench_answers(
             apply_override(fields, item)
         count = generate_answers(ModelConfig(**fields), out, temperature=temperature, max_tokens=max_tokens)
     except (RecipeError, ValidationError, FileNotFoundError, BackendError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     console.print(f"[green]done[/green]: two answers to each of {count} questions in {out}")
 

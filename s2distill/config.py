@@ -6,22 +6,29 @@ of being silently ignored.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from s2distill.errors import S2DistillError
 from s2distill.methods import METHODS, factory_options, method_parameters
+from s2distill.sandbox import SandboxPolicy
 from s2distill.tasks import TaskConfig
+from s2distill.tasks.base import MAX_EXAMPLES
+
+MAX_SAMPLES = 1024  # samples per input: far beyond any paper's N, well below a memory bomb
 
 
-class RecipeError(ValueError):
+class RecipeError(S2DistillError, ValueError):
     """A recipe that cannot run: the message names the file and the field."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are typos; infinities and NaN are never a setting (`train.epochs=.inf`).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -40,9 +47,9 @@ class ModelConfig(_Strict):
     base_url: str | None = Field(None, description="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
     model: str | None = Field(None, description="openai backend: the model name the server knows")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the key")
-    max_concurrency: int = Field(8, ge=1, description="openai backend: requests in flight")
+    max_concurrency: int = Field(8, ge=1, le=1024, description="openai backend: requests in flight")
     timeout: float = Field(60.0, gt=0, description="openai backend: seconds per request")
-    max_retries: int = Field(5, ge=0, description="openai backend: retries on timeouts, 429, 5xx, malformed bodies")
+    max_retries: int = Field(5, ge=0, le=100, description="openai backend: retries on timeouts, 429, 5xx, malformed bodies")
 
     @model_validator(mode="after")
     def _check_backend(self) -> ModelConfig:
@@ -53,9 +60,13 @@ class ModelConfig(_Strict):
                 raise ValueError("backend 'hf' needs path: the folder of a transformers model")
             if not Path(self.path).expanduser().exists():
                 raise ValueError(f"model path {self.path!r} does not exist")
-        for rule in self.rules:
+        for i, rule in enumerate(self.rules):
             if set(rule) != {"pattern", "responses"}:
                 raise ValueError(f"each fake rule needs exactly 'pattern' and 'responses', got {sorted(rule)}")
+            try:
+                re.compile(rule["pattern"])
+            except (re.error, TypeError) as exc:
+                raise ValueError(f"rules[{i}].pattern {rule['pattern']!r} is not a valid regular expression: {exc}") from None
         return self
 
 
@@ -105,7 +116,7 @@ class TeacherConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="pal"))
-    samples: int = Field(8, ge=1, description="System 2 samples per input")
+    samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="System 2 samples per input")
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int = 0
@@ -192,9 +203,10 @@ class TrainConfig(_Strict):
 
 class EvaluateConfig(_Strict):
     systems: list[Literal["system1", "system2", "distilled"]] = Field(
-        default_factory=lambda: ["system1", "system2", "distilled"]
+        default_factory=lambda: ["system1", "system2", "distilled"], min_length=1,
+        description="the rows of the report (at least one)",
     )
-    system2_samples: int = Field(1, ge=1, description="k > 1: System 2 answers by majority over k samples at the "
+    system2_samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="k > 1: System 2 answers by majority over k samples at the "
                                  "teacher's temperature (maj@k), its tokens the total of all k")
     system1_prompts: list[MethodConfig] = Field(
         default_factory=list, description="further System 1 prompts scored on the untrained student beside its own "
@@ -215,6 +227,17 @@ class EvaluateConfig(_Strict):
         return sorted(set(ks))
 
 
+class SandboxConfig(_Strict):
+    """How model-written code (PAL programs, MBPP tests) may run (`s2distill/sandbox.py`)."""
+
+    allow_weak_guard: bool = Field(False, description="where bubblewrap is unavailable, run model-written code "
+                                   "behind the Python audit hook alone (a guard against mistakes, not against "
+                                   "code written to escape); otherwise such code does not run")
+
+    def policy(self) -> SandboxPolicy:
+        return SandboxPolicy(allow_weak_guard=self.allow_weak_guard)
+
+
 class Recipe(_Strict):
     """A whole experiment: task, teacher (System 2), student (System 1), curation, training, evaluation."""
 
@@ -232,9 +255,12 @@ class Recipe(_Strict):
         "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
         "tinyllm (every teacher's first rationale, no filter, full reasoning)"
     )
-    workers: int = Field(16, ge=1, description="programs run at once; their LM calls are batched together")
+    workers: int = Field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
     cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    max_failures: float = Field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
+                                "for good (a 4xx, e.g. context length) before the run stops, naming them")
 
     @model_validator(mode="before")
     @classmethod
@@ -298,6 +324,12 @@ class Recipe(_Strict):
         return value
 
 
+def runs_model_code(recipe: Recipe, task: str) -> bool:
+    """Whether the recipe runs model-written code (PAL programs, MBPP's asserts) in the sandbox."""
+    methods = [t.method for t in recipe.teachers] + [recipe.student.method]
+    return task == "mbpp" or any(m.name == "pal" or "pal" in map(str, m.options.values()) for m in methods)
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Set `a.b.c=value` in nested dicts; the value is read as YAML (`3`, `0.7`, `[a, b]`, `null`)."""
     if "=" not in override:
@@ -315,9 +347,19 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         node = child
     if isinstance(node, list):
         index = _list_index(node, parts[-1], override)
-        node[index] = yaml.safe_load(raw)
+        node[index] = _override_value(raw, override)
     else:
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _override_value(raw, override)
+
+
+def _override_value(raw: str, override: str) -> Any:
+    """An override's value read as YAML, or a `RecipeError` saying what is wrong with it."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"override {override!r}: the value is not valid YAML ({problem}); balance its brackets "
+                          "and quotes, or quote the whole value") from None
 
 
 def _list_index(items: list, part: str, override: str) -> int:
@@ -338,8 +380,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.exists():
         raise RecipeError(f"recipe file {path} does not exist")
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} is a folder, not a YAML file: name the recipe file in it")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -383,5 +429,8 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
+            elif error["type"] == "int_parsing_size":  # e.g. 1e30: say the bounds instead of pydantic's words
+                message = (f"{error.get('input')!r} is far too large; counts are bounded (samples per input at most "
+                           f"{MAX_SAMPLES}, examples per split at most {MAX_EXAMPLES})")
             lines.append(f"  {field}: {message}")
         raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None

@@ -20,7 +20,7 @@ import yaml
 from rich.console import Console
 
 from s2distill.compress import compression_program, rewritten_rationales
-from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig
+from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig, runs_model_code
 from s2distill.curation import (
     composition_program,
     dual_criteria,
@@ -39,7 +39,9 @@ from s2distill.methods.direct import direct
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.report import curation_summary, machine_info, render_markdown
-from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
+from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
+from s2distill.runlock import lock_folder
+from s2distill.sandbox import describe_guard, require_guard
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace, Verdict
 from s2distill.variants import SYSTEM1_SOURCE, Variant, plan_variants
@@ -57,10 +59,13 @@ class Pipeline:
         self.show_progress = progress
         data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
         self.task: Task = build_task(recipe.task, data_root=data_root)
+        self.task.sandbox = recipe.sandbox.policy()  # how the model's code may run (PAL, MBPP)
         # The test splits: the recipe's own, then each `evaluate.transfer` split (label, task).
         self.test_sets: list[tuple[str, Task]] = [("", self.task)] + [
             (label, build_task(config, data_root=data_root)) for label, config in recipe.transfer_tasks()
         ]
+        for _, task in self.test_sets:
+            task.sandbox = self.task.sandbox
         self.variants = plan_variants(recipe)
         if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
@@ -75,9 +80,12 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         """Run every stage not yet done; return the report (also written as report.json/.md)."""
         started = time.perf_counter()
-        self._claim_folder()
-        self.timings = read_json(self.out / "timings.json") if (self.out / "timings.json").exists() else {}
+        if runs_model_code(self.recipe, self.task.name):
+            require_guard(self.task.sandbox)  # before any work: model-written code needs a guard
+        lock = lock_folder(self.out)  # one run at a time in a folder
         try:
+            self._claim_folder()
+            self.timings = read_json(self.out / "timings.json") if sealed(self.out / "timings.json") else {}
             examples = self._stage("inputs", "inputs/train.jsonl", self._inputs, _load_examples)
             summaries, rows = [], []
             if "system1" in self.recipe.evaluate.systems:
@@ -100,6 +108,7 @@ class Pipeline:
         finally:
             for lm in self._lms.values():
                 lm.close()
+            lock.release()
 
     def _claim_folder(self) -> None:
         """Refuse to mix two different recipes' artifacts in one folder."""
@@ -111,14 +120,19 @@ class Pipeline:
                 f"{self.out} holds a run of a different recipe (see {saved}); pick another --out, "
                 "or delete the folder to start over"
             )
+        if not saved.exists() and any((self.out / d).exists() for d in ("inputs", "samples", "curation", "distill", "eval")):
+            raise RecipeError(f"{self.out} holds artifacts but no recipe.yaml, so what they were computed from is "
+                              "unknown; pick another --out, or delete the folder to start over")
         saved.write_text(current)
 
     def _stage(self, name: str, artifact: str, compute: Callable[[], Any], load: Callable[[Path], Any] | None = None) -> Any:
         """Load the stage's artifact (a path relative to the run folder) if it exists; otherwise
         compute it (it writes the artifact) and time it."""
         path = self.out / artifact
-        if path.exists():
+        if sealed(path):
             return load(path) if load else None
+        if path.exists():  # truncated, emptied or edited since it was written: never used
+            self.console.print(f"[yellow]{artifact} does not match its seal (truncated or edited); redoing {name}[/yellow]")
         self.console.print(f"[bold]▶ {name}[/bold]")
         start = time.perf_counter()
         result = compute()
@@ -158,7 +172,7 @@ class Pipeline:
             traces = run_program(
                 self._program(source.method), inputs, self._lm(source.model), samples=source.samples,
                 temperature=source.temperature, top_p=source.top_p, seed=source.seed,
-                workers=self.recipe.workers, on_trace=lambda _: advance(),
+                workers=self.recipe.workers, max_failures=self.recipe.max_failures, on_trace=lambda _: advance(),
             )
         for trace in traces:
             trace.meta["teacher"] = name
@@ -207,6 +221,7 @@ class Pipeline:
                                       max_chars=self.recipe.curation.usc_max_chars)
         with self._progress(f"USC composition ({judge.name})", len(examples)) as advance:
             traces = run_program(program, examples, self._lm(judge.model), temperature=0.0, workers=self.recipe.workers,
+                                 max_failures=self.recipe.max_failures,
                                  on_trace=lambda _: advance())
         return {t.example_id: t for t in traces}
 
@@ -261,7 +276,7 @@ class Pipeline:
         student = self._lm(self.recipe.student.model, adapter=previous)
         with self._progress("previous stage's student on the kept inputs", len(inputs)) as advance:
             answered = run_program(self._student_program(previous_multiline), inputs, student, temperature=0.0,
-                                   workers=self.recipe.workers, on_trace=lambda _: advance())
+                                   workers=self.recipe.workers, max_failures=self.recipe.max_failures, on_trace=lambda _: advance())
         self._release(student)
         outputs = {t.example_id: t.calls[-1].output if t.calls else "" for t in answered}
         refiner = self.recipe.teacher(self.recipe.distill.refiner)
@@ -269,6 +284,7 @@ class Pipeline:
                                       rationales=earlier)
         with self._progress(f"{refiner.name} rewrites its rationales", len(inputs)) as advance:
             refined = run_program(program, inputs, self._lm(refiner.model), temperature=0.0, workers=self.recipe.workers,
+                                  max_failures=self.recipe.max_failures,
                                   on_trace=lambda _: advance())
         rows = [{"id": t.example_id, "student": outputs[t.example_id], "rewrites": t.meta["rewrites"]} for t in refined]
         write_jsonl(self.out / "distill" / f"{base}.rewrites.jsonl", rows)
@@ -376,7 +392,8 @@ class Pipeline:
         if sampling is not None:
             settings = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed, "samples": samples}
         with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
-            traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(), **settings)
+            traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(),
+                                 max_failures=self.recipe.max_failures, **settings)
         if sampling is not None:
             traces = majority_traces(traces, task.normalize)
         score, records = score_traces(task, labeled, traces, system=system, method=method)
@@ -401,6 +418,7 @@ class Pipeline:
             "timings": self.timings,
             "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
+            "sandbox": describe_guard(self.task.sandbox) if runs_model_code(self.recipe, self.task.name) else None,
         }
         report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)

@@ -128,6 +128,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "**Machine**: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
         "",
+        *([f"**Model-written code runs behind**: {report['sandbox']}.", ""] if report.get("sandbox") else []),
         "Tokens are completion tokens the model generated per test example, summed over every call a "
         "method makes; prompt tokens are not counted. Scores are against the labels, which only "
         "evaluation reads. Distilled rows are the student after each training stage.",

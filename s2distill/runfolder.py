@@ -1,38 +1,86 @@
-"""The run folder: every stage's artifact is a file in it, written atomically.
+"""The run folder: every stage's artifact is a file in it, written atomically and sealed.
 
-A stage whose artifact exists is done and is skipped on a rerun; a file is only ever renamed into
-place once complete, so a killed run never leaves a half-written artifact that looks finished.
+A stage whose artifact exists *and matches its seal* is done and is skipped on a rerun. Each file
+is written under a temporary name private to its writer (process and thread), then renamed into
+place once complete, so a killed run never leaves a half-written artifact that looks finished and
+two writers never share a temporary file. Beside each artifact, `NAME.seal` records its line count
+and SHA256, written before the artifact is renamed into place: an artifact that was truncated,
+emptied or edited afterwards no longer matches and is redone, never used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from s2distill.errors import RunFolderError
+
+SEAL = ".seal"
+
+
+def _partial(path: Path) -> Path:
+    """A temporary name that no other process or thread writes."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seal = json.dumps({"lines": data.count(b"\n"), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    for target, content in ((path.with_name(path.name + SEAL), seal.encode()), (path, data)):
+        tmp = _partial(target)
+        try:
+            with open(tmp, "xb") as f:  # x: never another writer's file
+                f.write(content)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    _write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    _write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def sealed(path: Path) -> bool:
+    """Whether `path` is a complete artifact: a folder that exists (trained weights are renamed
+    into place whole), or a file whose content matches its seal."""
+    if path.is_dir():
+        return True
+    seal = path.with_name(path.name + SEAL)
+    if not path.is_file() or not seal.is_file():
+        return False
+    try:
+        expected = json.loads(seal.read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return False
+    return expected.get("bytes") == len(data) and expected.get("sha256") == hashlib.sha256(data).hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise RunFolderError(f"{path} line {number} is not valid JSON ({exc.msg}): the artifact is damaged; "
+                                         "delete it (and its .seal) and run again to redo its stage") from None
+    return rows
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path} is not valid JSON ({exc.msg}): the file is damaged; delete it and run again "
+                             "to redo its stage") from None

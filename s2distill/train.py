@@ -116,7 +116,10 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`."""
     if not pairs:
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
+    from s2distill.train_guard import guard_training  # imports transformers: only when training
+
     trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+    guard_training(trainer, pairs, config)  # a clear error, not a traceback or a NaN model
     checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     weights = output_dir / "weights"

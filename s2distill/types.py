@@ -82,6 +82,7 @@ class Completion:
     finish_reason: str = "stop"  # "stop" (stop string or end of sequence) or "length"
     sample_index: int = 0
     cached: bool = False
+    error: str | None = None  # the server refused this request for good (a 4xx): no text, never cached
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """A local OpenAI-compatible server for tests, on 127.0.0.1, that injects faults on request.
 
 `plan` is a list of actions taken by the first requests, in arrival order ("400", "429", "500",
-"timeout", "malformed", "drop"); requests after it succeed. Replies come from `responder(prompt,
-seed)`. Every request body and its Authorization header are recorded. It serves until stopped
-and sends traffic nowhere else.
+"timeout", "malformed", "drop", "html": a 200 with a web page, "empty": a 200 with no choices,
+"429:SECONDS": a 429 with `Retry-After: SECONDS`); requests after it succeed. `refuse(prompt)`
+returning a message makes the server answer that prompt with a 400 carrying it, every time (a
+refusal for good, e.g. context length exceeded). Replies come from `responder(prompt, seed)`.
+Every request body, its Authorization header and its arrival time are recorded. It serves until
+stopped and sends traffic nowhere else.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FaultyOpenAIServer:
-    def __init__(self, responder, plan=(), stall_seconds: float = 2.0):
+    def __init__(self, responder, plan=(), stall_seconds: float = 2.0, refuse=None):
         self.responder = responder
+        self.refuse = refuse
+        self.times: list[float] = []
         self.plan = list(plan)
         self.stall_seconds = stall_seconds
         self.received: list[dict] = []
@@ -33,7 +38,19 @@ class FaultyOpenAIServer:
                 with server._lock:
                     server.received.append(body)
                     server.auth.append(self.headers.get("Authorization"))
+                    server.times.append(time.monotonic())
                     action = server.plan.pop(0) if server.plan else "ok"
+                chat = self.path.endswith("/chat/completions")
+                prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+                refusal = server.refuse(prompt) if server.refuse else None
+                if refusal:
+                    return self._send(400, {"error": {"message": refusal, "type": "invalid_request_error"}})
+                if action.startswith("429:"):
+                    return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": action[4:]})
+                if action == "html":
+                    return self._raw(200, b"<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+                if action == "empty":
+                    return self._send(200, {"id": "x", "object": "text_completion", "created": 0, "model": body["model"], "choices": []})
                 if action in ("400", "429", "500", "503"):
                     return self._send(int(action), {"error": {"message": f"injected {action}"}})
                 if action == "timeout":
@@ -44,8 +61,6 @@ class FaultyOpenAIServer:
                 if action == "drop":
                     self.close_connection = True
                     return
-                chat = self.path.endswith("/chat/completions")
-                prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 text = server.responder(prompt, body.get("seed"))
                 choice = {"index": 0, "finish_reason": "stop", **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
@@ -53,12 +68,14 @@ class FaultyOpenAIServer:
                 self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,
                                  "model": body["model"], "choices": [choice], "usage": usage})
 
-            def _send(self, status, payload):
-                self._raw(status, json.dumps(payload).encode())
+            def _send(self, status, payload, headers=None):
+                self._raw(status, json.dumps(payload).encode(), headers=headers)
 
-            def _raw(self, status, data):
+            def _raw(self, status, data, content_type="application/json", headers=None):
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

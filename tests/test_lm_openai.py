@@ -59,12 +59,59 @@ def test_an_unreachable_server_is_a_clear_error():
     assert lm.faults["connection"] == 2
 
 
-def test_a_refused_request_is_not_retried():
-    with FaultyOpenAIServer(echo, plan=["400"]) as server:
+def test_a_refused_request_is_not_retried_and_comes_back_as_a_failed_sample_with_the_servers_message():
+    too_long = lambda prompt: "context length exceeded: 9000 > 4096 tokens" if "long" in prompt else None
+    with FaultyOpenAIServer(echo, refuse=too_long) as server:
         lm = lm_for(server)
-        with pytest.raises(BackendError, match="refused the request \\(400\\)"):
-            lm.generate([Request(prompt="x")])
-        assert len(server.received) == 1 and not lm.faults
+        [[refused], [fine]] = lm.generate([Request(prompt="a long one"), Request(prompt="short")])
+        assert refused.error == "refused (400): context length exceeded: 9000 > 4096 tokens" and refused.text == ""
+        assert fine.error is None and fine.text == "echo short seed=None"
+        assert len(server.received) == 2 and not lm.faults
+
+
+def test_retry_after_is_honoured():
+    with FaultyOpenAIServer(echo, plan=["429:1.2"]) as server:
+        lm = lm_for(server)  # its own backoff is 0.01 s
+        assert lm.generate([Request(prompt="x")])[0][0].text == "echo x seed=None"
+        assert server.times[1] - server.times[0] >= 1.2 and lm.faults["429"] == 1
+
+
+def test_an_html_page_or_empty_choices_with_status_200_is_malformed_and_retried():
+    with FaultyOpenAIServer(echo, plan=["html", "empty", "malformed"]) as server:
+        lm = lm_for(server, max_concurrency=1)
+        assert lm.generate([Request(prompt="x")])[0][0].text == "echo x seed=None"
+        assert lm.faults == {"malformed": 3} and len(server.received) == 4
+
+
+def test_a_refusal_fails_one_sample_the_stage_goes_on_and_too_many_stop_the_run_naming_the_prompts():
+    from s2distill.methods import build_program, run_program
+    from s2distill.methods.runner import TooManyFailures
+    from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
+
+    task = LastLetters(LastLettersConfig(train_size=10, test_size=2))
+    examples = task.unlabeled("train")
+    target = task.question(examples[3]).split('"')[1]  # the words of one input
+    with FaultyOpenAIServer(pal_teacher, refuse=lambda p: "context length exceeded" if target in p.split("# Q:")[-1] else None) as server:
+        lm = lm_for(server)
+        program = build_program(task, "pal", {"shots": 2})
+        traces = run_program(program, examples, lm, samples=2, temperature=0.7, max_failures=0.2)
+        failed = [t for t in traces if "failed" in t.meta]
+        assert [t.example_id for t in failed] == [examples[3].id] * 2
+        assert failed[0].answer is None and "context length exceeded" in failed[0].error
+        assert sum(t.answer is not None for t in traces) == 18  # the others went on
+        with pytest.raises(TooManyFailures, match=rf"2 of 20 samples were refused.*{examples[3].id}: refused \(400\): context length"):
+            run_program(program, examples, lm, samples=2, temperature=0.7, max_failures=0.05)
+
+
+def test_refusals_are_not_cached(tmp_path):
+    from s2distill.lm.cache import CachedLM
+
+    calls = {"refuse": True}
+    with FaultyOpenAIServer(echo, refuse=lambda p: "busy policy" if calls["refuse"] else None) as server:
+        lm = CachedLM(lm_for(server), tmp_path / "cache.sqlite")
+        assert lm.generate([Request(prompt="x")])[0][0].error
+        calls["refuse"] = False
+        assert lm.generate([Request(prompt="x")])[0][0].text == "echo x seed=None"
 
 
 def pal_teacher(prompt, seed):

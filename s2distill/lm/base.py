@@ -76,7 +76,7 @@ def gather_samples(requests: Sequence[Request], done: dict[tuple[int, int], Comp
     for i, r in enumerate(requests):
         if r.greedy:
             one = done[(i, r.first_sample)]
-            results.append([Completion(one.text, one.usage, one.finish_reason, r.first_sample + j) for j in range(r.n)])
+            results.append([dataclasses.replace(one, sample_index=r.first_sample + j) for j in range(r.n)])
         else:
             results.append([done[(i, k)] for k in range(r.first_sample, r.first_sample + r.n)])
     return results

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from s2distill.errors import RunFolderError
 from s2distill.lm.base import LM
 from s2distill.types import Completion, Request, Usage
 
@@ -55,13 +56,21 @@ class CachedLM:
         self.chunk_rows = chunk_rows
         self.stats = CacheStats()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
-            " completion_tokens INTEGER, finish_reason TEXT, PRIMARY KEY (key, sample))"
-        )
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
+                " completion_tokens INTEGER, finish_reason TEXT, PRIMARY KEY (key, sample))"
+            )
+            self._db.commit()
+            problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            problem = str(exc)
+        if problem != "ok":
+            raise RunFolderError(
+                f"{self.path} is not a usable completion cache ({problem}). It only saves model calls: delete it "
+                "(the run then asks the model again) or point `cache:` at another file, and run again")
 
     def close(self) -> None:
         with self._lock:
@@ -79,14 +88,18 @@ class CachedLM:
 
     def _store(self, rows: list[tuple[str, int, Completion]]) -> None:
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason)
-                    for k, s, c in rows
-                ],
-            )
-            self._db.commit()
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason)
+                        for k, s, c in rows
+                    ],
+                )
+                self._db.commit()
+            except sqlite3.OperationalError as exc:  # disk full, read-only: the run cannot keep its work
+                raise RunFolderError(f"cannot write the completion cache {self.path} ({exc}): free disk space or "
+                                     "make it writable, and run the same command again") from None
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         results: list[list[Completion | None]] = []
@@ -108,7 +121,7 @@ class CachedLM:
             for (i, sub, key), completions in zip(chunk, outputs):
                 self.stats.generated += len(completions)
                 by_sample = {sub.first_sample + j: c for j, c in enumerate(completions)}
-                to_store += [(key, s, c) for s, c in by_sample.items()]
+                to_store += [(key, s, c) for s, c in by_sample.items() if c.error is None]  # a refusal is asked again
                 request = requests[i]
                 for pos, c in enumerate(results[i]):
                     if c is None:

@@ -5,11 +5,16 @@
 - Sample k of a sampled request is its own call with seed `seed * 1_000_003 + k`, so servers
   that honour seeds (vLLM does) make it reproducible and the cache can store samples one by one.
   A greedy request is one call whatever its `n`.
-- Calls run concurrently (`max_concurrency`). Timeouts, connection errors, 429, 5xx and malformed
-  bodies are retried with exponential backoff and jitter, and every one is counted in `faults`,
-  which the report shows. A call that still fails after `max_retries` raises `BackendError`
-  naming the server and the last error; its finished siblings are not lost, because the cache
-  stores completions chunk by chunk.
+- Calls run concurrently (`max_concurrency`). Timeouts, connection errors, 429, 5xx and any body
+  that is not a completion (bad JSON, an HTML page, no choices) are retried with exponential
+  backoff and jitter, never sooner than the server's `Retry-After`, and every one is counted in
+  `faults`, which the report shows. A call that still fails after `max_retries` raises
+  `BackendError` naming the server and the last error; its finished siblings are not lost,
+  because the cache stores completions chunk by chunk.
+- A request refused for good (a 4xx other than 429, e.g. context length exceeded) is not retried:
+  it comes back as a completion with `error` (the server's message), is not cached, and the
+  program's trace records it as a failed sample; the stage goes on, and the run fails only when
+  failed samples pass the recipe's `max_failures` share (`methods/runner.py`).
 - The API key is read from the environment variable `api_key_env` when the first call is made.
   It never enters the LM's name (the cache key and the report use the URL and model only) nor
   any artifact.
@@ -75,30 +80,38 @@ class OpenAICompatibleLM:
         return gather_samples(requests, done)
 
     def _one(self, request: Request, sample: int) -> Completion:
-        """One completion, retried on transient faults."""
-        from openai import APIConnectionError, APIResponseValidationError, APIStatusError, APITimeoutError
+        """One completion, retried on transient faults; a refusal for good comes back as a
+        completion with `error` set (the stage goes on; the runner counts it against `max_failures`)."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
 
         last_error = "no attempt"
         for attempt in range(self.max_retries + 1):
+            server_wait = None
             try:
-                return self._call(request, sample)
+                response = self._call(request, sample)
+                return self._parse(response, sample)
             except APITimeoutError as exc:
                 kind, last_error = "timeout", str(exc)
             except APIConnectionError as exc:
                 kind, last_error = "connection", str(exc)
             except APIStatusError as exc:
-                if exc.status_code != 429 and exc.status_code < 500:
-                    raise BackendError(f"{self.base_url} refused the request ({exc.status_code}): {exc.message}") from exc
-                kind, last_error = str(exc.status_code), exc.message
-            except (APIResponseValidationError, ValueError, KeyError, IndexError, TypeError) as exc:
-                kind, last_error = "malformed", f"{type(exc).__name__}: {exc}"
+                status = exc.status_code
+                if 400 <= status < 500 and status != 429:
+                    return Completion("", Usage(0, 0), "stop", sample, error=f"refused ({status}): {server_message(exc)}")
+                kind, last_error = str(status), server_message(exc)
+                server_wait = retry_after(exc.response.headers)
+            except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
+                kind, last_error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
             with self._lock:
                 self.faults[kind] += 1
             if attempt < self.max_retries:
-                time.sleep(self.backoff * (2**attempt) * (0.5 + random.random()))
+                delay = self.backoff * (2**attempt) * (0.5 + random.random())
+                if server_wait is not None:  # the server said when: never sooner
+                    delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
+                time.sleep(delay)
         raise BackendError(f"{self.base_url} failed after {self.max_retries + 1} attempts: {last_error}")
 
-    def _call(self, request: Request, sample: int) -> Completion:
+    def _call(self, request: Request, sample: int):
         client = self._get_client()
         settings = {
             "model": self.model,
@@ -109,17 +122,53 @@ class OpenAICompatibleLM:
             **({} if request.greedy else {"seed": (request.seed * 1_000_003 + sample) % (2**31)}),
         }
         if request.prompt is not None:
-            response = client.completions.create(prompt=request.prompt, **settings)
-            choice = response.choices[0]
-            text = choice.text
-        else:
-            messages = [{"role": role, "content": content} for role, content in request.messages or ()]
-            response = client.chat.completions.create(messages=messages, **settings)
-            choice = response.choices[0]
-            text = choice.message.content
+            return client.completions.create(prompt=request.prompt, **settings)
+        messages = [{"role": role, "content": content} for role, content in request.messages or ()]
+        return client.chat.completions.create(messages=messages, **settings)
+
+    @staticmethod
+    def _parse(response, sample: int) -> Completion:
+        """The completion in a reply; raises (counted as malformed) for anything else."""
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise TypeError(f"not a completion: {str(response)[:120]!r}")
+        choice = choices[0]
+        text = choice.text if hasattr(choice, "text") else getattr(getattr(choice, "message", None), "content", None)
         if not isinstance(text, str):
-            raise ValueError(f"no text in the response: {choice!r:.200}")
-        usage = response.usage
-        tokens = Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(0, 0)
-        finish = "length" if choice.finish_reason == "length" else "stop"
+            raise TypeError(f"no text in the response: {choice!r:.200}")
+        usage = getattr(response, "usage", None)
+        tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
+        finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
         return Completion(text, tokens, finish, sample)
+
+
+MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited only this long before trying again
+
+
+def retry_after(headers) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, or `Retry-After` in seconds or as
+    an HTTP date), or None."""
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def server_message(exc) -> str:
+    """The server's own words for an error reply, else the client's summary."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if isinstance(inner.get("message"), str):
+            return inner["message"][:300]
+    return str(getattr(exc, "message", exc))[:300]

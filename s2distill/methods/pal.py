@@ -1,9 +1,9 @@
 """Program-aided reasoning (Gao et al. 2023, PAL): the model writes a short Python program, few-shot,
 and running it gives the answer.
 
-The program runs in the sandbox (its own process, time and memory limits, no network, no writes
-outside a scratch folder). A program that fails, hangs, or prints nothing usable is an unparseable
-answer with the reason recorded, never a crash. On the embedded Gemma 3 270M this is the strong
+The program runs in the sandbox (`s2distill/sandbox.py`: bubblewrap namespaces, time, memory and
+output limits, no network, no view of the run folder). A program that fails, hangs, or prints
+nothing usable is an unparseable answer with the reason recorded, never a crash. On the embedded Gemma 3 270M this is the strong
 System 2: it follows code patterns far better than free-text reasoning.
 """
 
@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 
-from s2distill.sandbox import SandboxResult, run_python
+from s2distill.sandbox import SandboxPolicy, SandboxResult, run_python
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Request, Trace
 
@@ -30,7 +30,7 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
         prompt = prefix + QUERY.format(question=task.question(example))
         [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=STOP)])[0]
         code = completion.text
-        result = run_once(code, timeout=timeout, memory_mb=memory_mb)
+        result = run_once(code, timeout=timeout, memory_mb=memory_mb, policy=task.sandbox)
         printed = [line for line in result.stdout.splitlines() if line.strip()]
         answer = task.parse_answer(printed[-1]) if result.ok and printed else None
         if not result.ok:
@@ -52,22 +52,22 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
 # on the embedded model. A program whose output cannot change between runs is run once per process.
 _NONDETERMINISTIC = re.compile(r"\b(random|time|datetime|uuid|secrets|urandom|hash|id|input|open|os|sys)\b")
 _MEMO_SIZE = 4096
-_memo: OrderedDict[tuple[str, float, int], SandboxResult] = OrderedDict()
+_memo: OrderedDict[tuple[str, float, int, str], SandboxResult] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
-def run_once(code: str, *, timeout: float, memory_mb: int) -> SandboxResult:
+def run_once(code: str, *, timeout: float, memory_mb: int, policy: SandboxPolicy | None = None) -> SandboxResult:
     """`run_python`, remembered by program text when the program is deterministic (no randomness,
     clock, object identity, files, input or environment): identical programs give identical output.
     A program that timed out is never remembered (the next run may be on a less loaded machine)."""
     if _NONDETERMINISTIC.search(code):
-        return run_python(code, timeout=timeout, memory_mb=memory_mb)
-    key = (code, timeout, memory_mb)
+        return run_python(code, timeout=timeout, memory_mb=memory_mb, policy=policy)
+    key = (code, timeout, memory_mb, repr(policy))
     with _memo_lock:
         if key in _memo:
             _memo.move_to_end(key)
             return _memo[key]
-    result = run_python(code, timeout=timeout, memory_mb=memory_mb)
+    result = run_python(code, timeout=timeout, memory_mb=memory_mb, policy=policy)
     if not result.timed_out:
         with _memo_lock:
             _memo[key] = result

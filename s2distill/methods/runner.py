@@ -5,11 +5,54 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from s2distill.lm.base import LM, SampledLM
+from s2distill.lm.base import LM, SampledLM, render_messages
 from s2distill.lm.batching import BatchingLM
-from s2distill.types import Example, Trace
+from s2distill.lm.openai_api import BackendError
+from s2distill.types import Completion, Example, Request, Trace
 
 Program = Callable[[Example, LM], Trace]
+
+
+class RefusedRequest(Exception):
+    """A server refused one of a program's requests for good; the program's sample has failed."""
+
+    def __init__(self, prompt: str, message: str):
+        super().__init__(message)
+        self.prompt, self.message = prompt, message
+
+
+class TooManyFailures(BackendError):
+    """More of a stage's samples were refused than the recipe's `max_failures` allows."""
+
+
+class _RefusalsRaise(SampledLM):
+    """The program's view of the LM: a refused completion ends the program (a failed sample)."""
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        results = super().generate(requests)
+        for request, completions in zip(requests, results):
+            for completion in completions:
+                if completion.error:
+                    prompt = request.prompt if request.prompt is not None else render_messages(request.messages or ())
+                    raise RefusedRequest(prompt, completion.error)
+        return results
+
+
+def failed_trace(example: Example, exc: RefusedRequest) -> Trace:
+    """A sample the server refused: no answer, the server's message and the prompt kept for audit."""
+    return Trace(example.id, "failed", None, error=f"server {exc.message}", meta={"failed": exc.message, "prompt": exc.prompt[-500:]})
+
+
+def check_failures(traces: Sequence[Trace], max_failures: float) -> None:
+    """Raise `TooManyFailures`, naming the inputs and prompts, when the share of failed samples
+    passes `max_failures`."""
+    failed = [t for t in traces if "failed" in t.meta]
+    if failed and len(failed) > max_failures * len(traces):
+        shown = "; ".join(f"{t.example_id}: {t.meta['failed']} (prompt ends {t.meta['prompt'][-80:]!r})" for t in failed[:3])
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise TooManyFailures(
+            f"{len(failed)} of {len(traces)} samples were refused by the server, more than max_failures="
+            f"{max_failures:g} allows: {shown}{more}. Shorten or drop those inputs, or raise max_failures")
 
 
 def run_program(
@@ -23,12 +66,17 @@ def run_program(
     seed: int = 0,
     workers: int = 16,
     on_trace: Callable[[Trace], None] | None = None,
+    max_failures: float = 0.0,
 ) -> list[Trace]:
     """Run `program` on every example `samples` times; traces come back in (example, sample) order.
 
     Programs run in `workers` threads; their LM calls meet in a `BatchingLM`, so the backend sees
     up to `workers` requests at once. Sample `k` of an example is run with the LM's sample index
     `k`, so its completions are cached and replayed independently of the others.
+
+    A sample whose request the server refused for good is a failed trace (`meta["failed"]`); the
+    others go on, and once all are done the run stops (`TooManyFailures`) only if the failed share
+    passes `max_failures`.
     """
     jobs = [(example, k) for example in examples for k in range(samples)]
     workers = max(1, min(workers, len(jobs)))
@@ -37,8 +85,11 @@ def run_program(
     def one(job: tuple[Example, int]) -> Trace:
         example, k = job
         with batcher.program():
-            view = SampledLM(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed)
-            trace = program(example, view)
+            view = _RefusalsRaise(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed)
+            try:
+                trace = program(example, view)
+            except RefusedRequest as exc:
+                trace = failed_trace(example, exc)
         trace.sample = k
         if on_trace is not None:
             on_trace(trace)
@@ -53,7 +104,9 @@ def run_program(
         failed = [f for f in finished if f.exception() is not None]
         if failed:
             raise failed[0].exception()  # type: ignore[misc]
-        return [f.result() for f in futures]
+        traces = [f.result() for f in futures]
+        check_failures(traces, max_failures)
+        return traces
     finally:
         # On an error or Ctrl-C, queued programs are dropped and running ones stop at their next
         # call; only the batch already with the model finishes (and reaches the cache).

@@ -8,7 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from s2distill.sandbox import SandboxPolicy
 from s2distill.types import Example, Labeled
+
+MAX_EXAMPLES = 100_000  # examples per split at most: bounded at load, not by running out of memory
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Task:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     shots: ClassVar[tuple[Shot, ...]] = ()
+    sandbox: SandboxPolicy = SandboxPolicy()  # how model-written code may run; the pipeline sets the recipe's
 
     def labeled(self, split: str) -> list[Labeled]:
         """The examples of a split ("train" or "test") with their targets. Evaluation only."""

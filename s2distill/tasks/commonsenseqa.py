@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
@@ -35,7 +35,7 @@ _SHOT_COUNT = len(_SHOT_RATIONALES)
 class CommonsenseQAConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["commonsenseqa"] = "commonsenseqa"
-    train_size: int = Field(256, ge=1)
+    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
     test_size: int = Field(100, ge=1, le=1221)
 
 

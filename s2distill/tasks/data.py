@@ -8,6 +8,7 @@ import random
 from functools import cache
 from pathlib import Path
 
+from s2distill.errors import DataError
 from s2distill.paths import data_dir
 
 
@@ -31,12 +32,17 @@ def data_file(relative: str, root: Path | None = None) -> Path:
     if expected is not None:
         actual = hashlib.sha256(path.read_bytes()).hexdigest()
         if actual != expected:
-            raise ValueError(f"data file {path} does not match SHA256SUMS (got {actual[:12]}…, want {expected[:12]}…)")
+            raise DataError(f"data file {path} does not match SHA256SUMS (got {actual[:12]}…, want {expected[:12]}…): "
+                            f"it is damaged or was edited; restore it from its source (see {root / 'SOURCES.md'})")
     return path
 
 
 def read_json(relative: str, root: Path | None = None):
-    return json.loads(data_file(relative, root).read_text())
+    try:
+        return json.loads(data_file(relative, root).read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"data file {relative} is not valid JSON ({exc.msg}, line {exc.lineno}): the file is "
+                        "truncated or damaged; restore it from its source") from None
 
 
 def read_lines(relative: str, root: Path | None = None) -> list[str]:
@@ -44,8 +50,16 @@ def read_lines(relative: str, root: Path | None = None) -> list[str]:
 
 
 def read_jsonl(relative: str, root: Path | None = None) -> list[dict]:
-    """The rows of a JSON-lines data file (blank lines skipped)."""
-    return [json.loads(line) for line in read_lines(relative, root) if line.strip()]
+    """The rows of a JSON-lines data file (blank lines skipped); a damaged line is a `DataError`."""
+    rows = []
+    for number, line in enumerate(read_lines(relative, root), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"data file {relative} (in {root or data_dir()}) line {number} is not valid JSON "
+                                f"({exc.msg}): the file is truncated or damaged; restore it from its source") from None
+    return rows
 
 
 def name_pools(root: Path | None, *, reserved: set[str], seed: int) -> tuple[list[str], list[str]]:

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from s2distill.curation.perturbation import map_back_swapped_verdict
-from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
@@ -39,9 +39,9 @@ _SHOTS = (
 class JudgingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["judging"] = "judging"
-    train_size: int = Field(256, ge=1)
+    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
     test_trees: int = Field(20, ge=1, le=99, description="trees whose pairs form the test split")
-    test_size: int | None = Field(None, ge=1, description="test pairs at most (each judged in both orders)")
+    test_size: int | None = Field(None, ge=1, le=MAX_EXAMPLES, description="test pairs at most (each judged in both orders)")
     max_chars: int = Field(1500, ge=100, description="responses longer than this are cut (the model's context is small)")
     source: Literal["oasst", "mt_bench"] = Field("oasst", description="the test pairs: OASST's ranked replies, or "
                                                  "MT-bench questions with two model answers each (no human labels)")

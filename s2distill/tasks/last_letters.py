@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import name_pools, read_json
 from s2distill.types import Example, Labeled
 
@@ -26,8 +26,8 @@ class LastLettersConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["last_letters"] = "last_letters"
     words: int = Field(2, ge=1, le=6, description="words per input")
-    train_size: int = Field(256, ge=1)
-    test_size: int = Field(50, ge=1)
+    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
+    test_size: int = Field(50, ge=1, le=MAX_EXAMPLES)
     seed: int = 0
     test_source: Literal["generated", "rar"] = "generated"
 

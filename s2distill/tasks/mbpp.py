@@ -101,7 +101,7 @@ class MBPP(Task):
             return 0.0
         spec = json.loads(target)
         for test in spec["tests"]:
-            result = run_python(f"{spec['setup']}\n{answer}\n{test}\n", timeout=self.config.test_timeout)
+            result = run_python(f"{spec['setup']}\n{answer}\n{test}\n", timeout=self.config.test_timeout, policy=self.sandbox)
             if not result.ok:
                 return 0.0
         return 1.0

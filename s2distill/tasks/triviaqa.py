@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
@@ -43,7 +43,7 @@ _SHOTS = (
 class TriviaQAConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["triviaqa"] = "triviaqa"
-    train_size: int = Field(256, ge=1, description="training inputs (rows of any template)")
+    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES, description="training inputs (rows of any template)")
     test_questions: int = Field(50, ge=1, le=500, description="test questions, each in its four templates")
     templates: Literal["all", "biased", "neutral"] = Field("all", description="which templates the training inputs use")
 
