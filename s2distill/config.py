@@ -94,6 +94,14 @@ class MethodConfig(_Strict):
                                prompt_format=self.prompt_format, options=self.options)
 
 
+# -- cost (report.json's teacher spend) ----------------------------------------------------------
+class PriceConfig(_Strict):
+    """A teacher's price in money per million tokens (e.g. USD), read from its provider's price list."""
+
+    prompt: float = Field(ge=0.0, description="per million prompt (input) tokens")
+    completion: float = Field(ge=0.0, description="per million generated (output) tokens")
+
+
 class TeacherConfig(_Strict):
     """One System 2 teacher: a model, a method, and how it is sampled for curation.
 
@@ -107,6 +115,7 @@ class TeacherConfig(_Strict):
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int = 0
+    price: PriceConfig | None = Field(None, description="per million tokens: the report gives the teacher's spend in money")
 
 
 class StudentConfig(_Strict):
