@@ -173,6 +173,16 @@ class TrainConfig(_Strict):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_length: int = Field(512, ge=16)
     seed: int = 0
+    report_to: list[str] = Field(default_factory=list, description="experiment trackers passed to TRL (tensorboard, "
+                                 "wandb, trackio, mlflow, ...); the loss history is kept in train_log.jsonl regardless")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_or_none(cls, value: Any) -> Any:
+        """`report_to: tensorboard` is a list of one; `none` is the empty list, as in transformers."""
+        if isinstance(value, str):
+            return [] if value == "none" else [value]
+        return value
 
 
 class EvaluateConfig(_Strict):
