@@ -30,8 +30,8 @@ def evaluation_cost(records: list[dict], seconds: float) -> dict[str, Any]:
     return {
         "prompt_tokens_per_example": prompt / n if n else 0.0,
         "seconds": round(seconds, 3),
-        "seconds_per_example": seconds / n if n else None,
-        "examples_per_second": n / seconds if n and seconds > 0 else None,
+        "seconds_per_example": round(seconds / n, 6) if n else None,
+        "examples_per_second": round(n / seconds, 3) if n and seconds > 0 else None,
     }
 
 
