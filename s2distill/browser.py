@@ -53,5 +53,8 @@ def screenshot(path: Path, png: Path, *, fragment: str = "", width: int = 1280, 
     """A PNG of the page's first `height` pixels at `width`."""
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
-    _run([f"--screenshot={png}", f"--window-size={width},{height}", page_url(path, fragment)], timeout=timeout)
+    # the virtual time budget lets layout and paint finish before the picture is taken
+    _run([f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=3000",
+          "--run-all-compositor-stages-before-draw", page_url(path, fragment)],
+         timeout=timeout)
     return png
