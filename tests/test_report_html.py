@@ -127,21 +127,35 @@ def test_the_loss_history_survives_the_checkpoints(smoke_run):
 
 
 def test_report_to_is_validated_and_passed_to_trl(tmp_path):
+    import importlib.util
+
     from s2distill.config import TrainConfig
     from s2distill.lm.tiny import tiny_model_dir
-    from s2distill.train import build_trainer
-    from s2distill.train_log import check_report_to
+    from s2distill.train import build_trainer, train_student
+    from s2distill.train_log import keep_history
 
     assert TrainConfig(report_to="none").report_to == []
     assert TrainConfig(report_to="tensorboard").report_to == ["tensorboard"]
     pairs = [{"prompt": "Q: a b\nA:", "completion": " ab\n"}] * 2
     trainer = build_trainer(pairs, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=2, report_to=[]))
     assert trainer.args.report_to == []
-    import importlib.util
 
-    if importlib.util.find_spec("wandb") is None:
-        with pytest.raises(ValueError, match="wandb is not installed"):
-            check_report_to(["wandb"])
+    class TensorBoardCallback:  # stands in for transformers' own, found by name
+        logging_dir = None
+
+    trainer.callback_handler.callbacks.append(TensorBoardCallback())
+    keep_history(trainer, tmp_path / "stage1")
+    assert trainer.callback_handler.callbacks[-1].logging_dir == str(tmp_path / "stage1" / "tensorboard")
+
+    config = TrainConfig(epochs=1, batch_size=2, lora_r=2, lora_alpha=4, report_to=["tensorboard"])
+    if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+        with pytest.raises(ValueError, match="tensorboard is not installed"):
+            train_student(pairs, tiny_model_dir(), tmp_path / "tb", config)  # before any training
+        assert not (tmp_path / "tb" / "weights").exists()
+    else:
+        train_student(pairs, tiny_model_dir(), tmp_path / "tb", config)
+        assert any((tmp_path / "tb" / "tensorboard").rglob("events.out.tfevents*"))
+        assert read_jsonl(tmp_path / "tb" / "train_log.jsonl")
 
 
 def test_a_resumed_training_drops_the_steps_it_logs_again(tmp_path):
