@@ -143,9 +143,10 @@ def test_report_to_is_validated_and_passed_to_trl(tmp_path):
     class TensorBoardCallback:  # stands in for transformers' own, found by name
         logging_dir = None
 
-    trainer.callback_handler.callbacks.append(TensorBoardCallback())
+    tensorboard = TensorBoardCallback()
+    trainer.callback_handler.callbacks.append(tensorboard)
     keep_history(trainer, tmp_path / "stage1")
-    assert trainer.callback_handler.callbacks[-1].logging_dir == str(tmp_path / "stage1" / "tensorboard")
+    assert tensorboard.logging_dir == str(tmp_path / "stage1" / "tensorboard")
 
     config = TrainConfig(epochs=1, batch_size=2, lora_r=2, lora_alpha=4, report_to=["tensorboard"])
     if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
