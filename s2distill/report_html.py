@@ -125,8 +125,10 @@ def _loss_curves(out: Path) -> list[dict]:
     curves = []
     for path in sorted((out / "student").glob("*/stage*/train_log.jsonl"), key=lambda p: (p.parts[-3], _stage_number(p.parts[-2]))):
         points = [r for r in read_jsonl(path) if "loss" in r]
+        sets = sorted((out / "distill" / path.parts[-3]).glob(f"{path.parts[-2]}-*.jsonl"))
+        fmt = next((p.stem.split("-", 1)[1] for p in sets if not p.name.endswith(".rewrites.jsonl")), "")
         curves.append({
-            "variant": path.parts[-3], "stage": path.parts[-2],
+            "variant": path.parts[-3], "stage": f"{path.parts[-2]} {fmt}".strip(),
             "points": [[r.get("step"), r["loss"], r.get("mean_token_accuracy")] for r in points],
         })
     return curves

@@ -181,7 +181,7 @@ def test_chromium_shows_the_test_split_side_by_side(smoke_run):
     assert _count(dom) == (n, n)
     assert len(_rows(dom)) == n
     assert dom.count("<circle") >= 3, "one point per system in the score-against-tokens chart"
-    assert 'data-stage="distilled/stage1"' in dom, "the loss chart of the one training stage"
+    assert 'data-stage="distilled/stage1 answer_only"' in dom, "the loss chart of the one training stage"
     system2_right = sum(r["correct"] > 0 for r in read_jsonl(out / "eval" / "system2-pal.jsonl"))
     dom = dump_dom(out / "report.html", "split=test&sys=1&outcome=right")
     assert _count(dom)[0] == system2_right == len(_rows(dom))
