@@ -54,7 +54,7 @@ def screenshot(path: Path, png: Path, *, fragment: str = "", width: int = 1280, 
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
     # the virtual time budget lets layout and paint finish before the picture is taken
-    _run([f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=3000",
+    _run([f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=10000",
           "--run-all-compositor-stages-before-draw", page_url(path, fragment)],
          timeout=timeout)
     return png
