@@ -107,6 +107,14 @@ class MethodConfig(_Strict):
                                prompt_format=self.prompt_format, options=self.options)
 
 
+# -- cost (report.json's teacher spend) ----------------------------------------------------------
+class PriceConfig(_Strict):
+    """A teacher's price in money per million tokens (e.g. USD), read from its provider's price list."""
+
+    prompt: float = Field(ge=0.0, description="per million prompt (input) tokens")
+    completion: float = Field(ge=0.0, description="per million generated (output) tokens")
+
+
 class TeacherConfig(_Strict):
     """One System 2 teacher: a model, a method, and how it is sampled for curation.
 
@@ -120,6 +128,7 @@ class TeacherConfig(_Strict):
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int = 0
+    price: PriceConfig | None = Field(None, description="per million tokens: the report gives the teacher's spend in money")
 
 
 class StudentConfig(_Strict):
@@ -199,6 +208,16 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; only "
                                          "for models that do not fit otherwise)")
     seed: int = 0
+    report_to: list[str] = Field(default_factory=list, description="experiment trackers passed to TRL (tensorboard, "
+                                 "wandb, trackio, mlflow, ...); the loss history is kept in train_log.jsonl regardless")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_or_none(cls, value: Any) -> Any:
+        """`report_to: tensorboard` is a list of one; `none` is the empty list, as in transformers."""
+        if isinstance(value, str):
+            return [] if value == "none" else [value]
+        return value
 
 
 class EvaluateConfig(_Strict):

@@ -60,6 +60,7 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
         records.append({
             "id": trace.example_id, "answer": trace.answer, "target": target,
             "correct": task.score(trace.answer, target), "completion_tokens": trace.usage.completion_tokens,
+            "prompt_tokens": trace.usage.prompt_tokens,
             "calls": len(trace.calls), "error": trace.error, "output": trace.calls[-1].output if trace.calls else None,
         })
     n = len(records)

@@ -38,7 +38,9 @@ from s2distill.methods import build_program, run_program
 from s2distill.methods.direct import direct
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
+from s2distill.provenance import evaluation_cost, provenance, teacher_spend
 from s2distill.report import curation_summary, machine_info, render_markdown
+from s2distill.report_html import write_html_report
 from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import describe_guard, require_guard
@@ -392,13 +394,15 @@ class Pipeline:
         if sampling is not None:
             settings = {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed, "samples": samples}
         with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
+            start = time.perf_counter()
             traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(),
                                  max_failures=self.recipe.max_failures, **settings)
+            seconds = time.perf_counter() - start
         if sampling is not None:
             traces = majority_traces(traces, task.normalize)
         score, records = score_traces(task, labeled, traces, system=system, method=method)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
-        row = {**score.row(), **extra}
+        row = {**score.row(), **evaluation_cost(records, seconds), **extra}
         write_json(self.out / "eval" / f"{artifact}.json", row)
         self.console.print(f"  {artifact}: {100 * score.score:.1f}% {score.metric}, {score.tokens_per_example:.1f} tokens/example")
         return row
@@ -420,9 +424,12 @@ class Pipeline:
             "machine": machine_info(),
             "sandbox": describe_guard(self.task.sandbox) if runs_model_code(self.recipe, self.task.name) else None,
         }
+        report["cost"] = teacher_spend(self.out, self.recipe.teachers)
+        report["provenance"] = provenance(self.out, self.recipe)
         report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)
         (self.out / "report.md").write_text(render_markdown(report))
+        write_html_report(self.out, report, task=self.task)
         return report
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ def _table(rows: list[dict]) -> list[str]:
     extra = list(dict.fromkeys(k for row in rows for k in (row.get("metrics") or {})))  # the task's own columns
     lines = [
         f"| system | teacher / stage | method | model | {metric} | " + "".join(f"{k} | " for k in extra)
-        + "n | unparseable | generated tokens / example |",
-        "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|",
+        + "n | unparseable | generated tokens / example | prompt tokens / example | examples / s |",
+        "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         detail = row.get("teacher") or row.get("stage") or ""
@@ -68,14 +68,20 @@ def _table(rows: list[dict]) -> list[str]:
         row = {**row, "method": method}
         if row["score"] is None:
             lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | "
-                         + "| " * len(extra) + "0 | | |")
+                         + "| " * len(extra) + "0 | | | | |")
             continue
         values = "".join(f"{_metric_cell(k, (row.get('metrics') or {}).get(k))} | " for k in extra)
         lines.append(
             f"| {row['system']} | {detail} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {values}{row['n']} "
-            f"| {row['unparseable']} | {row['tokens_per_example']:.1f} |"
+            f"| {row['unparseable']} | {row['tokens_per_example']:.1f} | {_optional(row.get('prompt_tokens_per_example'), '.1f')} "
+            f"| {_optional(row.get('examples_per_second'), '.2f')} |"
         )
     return lines
+
+
+def _optional(value: float | None, fmt: str) -> str:
+    """A cost figure, or a dash for rows evaluated before it was recorded."""
+    return "—" if value is None else format(value, fmt)
 
 
 def _metric_cell(name: str, value: float | None) -> str:
@@ -97,6 +103,22 @@ def _curation_lines(summaries: list[dict]) -> list[str]:
                     f"| {cur['kept']} of {cur['inputs']} ") if i == 0 else "| | | "
             lines.append(head + f"| {name} | {counts['outputs']} | {counts['parseable']} | {counts['kept']} |")
     lines += ["", "Per-input verdicts, with the reason and the kept outputs: `curation/*.jsonl`."]
+    return lines
+
+
+def _cost_lines(report: dict[str, Any]) -> list[str]:
+    """The teachers' spend and the versions, when report.json has them (report.html has more)."""
+    lines = []
+    spend = (report.get("cost") or {}).get("teachers") or {}
+    if spend:
+        parts = [f"{name} {s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} generated tokens over {s['outputs']} outputs"
+                 + (f" (${s['usd']:.4f} with evaluation)" if s.get("usd") is not None else "") for name, s in spend.items()]
+        lines += ["", "**Teachers' samples**: " + "; ".join(parts) + "."]
+    prov = report.get("provenance") or {}
+    if prov.get("versions"):
+        commit = f", git {prov['git_commit'][:12]}" + (" (modified)" if prov.get("git_dirty") else "") if prov.get("git_commit") else ""
+        lines += ["", "**Versions**: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()) + commit
+                  + ". Data files' and weights' SHA256: report.json `provenance`."]
     return lines
 
 
@@ -127,10 +149,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "(model loading included).",
         "",
         "**Machine**: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        *_cost_lines(report),
         "",
         *([f"**Model-written code runs behind**: {report['sandbox']}.", ""] if report.get("sandbox") else []),
         "Tokens are completion tokens the model generated per test example, summed over every call a "
-        "method makes; prompt tokens are not counted. Scores are against the labels, which only "
+        "method makes; prompt tokens (what the model read, every call) are their own column. Examples / s is "
+        "the evaluation's throughput when it ran (a replay from the cache is faster). Scores are against the labels, which only "
         "evaluation reads. Distilled rows are the student after each training stage.",
     ]
     return "\n".join(lines) + "\n"

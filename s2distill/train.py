@@ -43,11 +43,15 @@ def answer_positions_loss(model, inputs, num_items_in_batch=None):
 def _answer_only_trainer_class():
     from trl import SFTTrainer
 
+    from s2distill.train_log import token_accuracy
+
     class AnswerOnlySFTTrainer(SFTTrainer):
         """SFTTrainer whose loss projects only answer-predicting positions (see the module docstring)."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = answer_positions_loss(model, inputs, num_items_in_batch)
+            if model.training:  # TRL's own loss logs token accuracy; ours does too (train_log.jsonl)
+                self._metrics["train"]["mean_token_accuracy"].append(token_accuracy(outputs.logits.detach(), inputs["labels"]))
             return (loss, outputs) if return_outputs else loss
 
     return AnswerOnlySFTTrainer
@@ -98,10 +102,10 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         fp16=False,
         gradient_checkpointing=config.gradient_checkpointing,
         completion_only_loss=True,
-        logging_steps=5,
+        logging_steps=1,  # every step's loss goes to train_log.jsonl
         save_strategy="epoch",
         save_total_limit=1,
-        report_to=[],
+        report_to=list(config.report_to),
         seed=config.seed,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
@@ -117,9 +121,12 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     if not pairs:
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
     from s2distill.train_guard import guard_training  # imports transformers: only when training
+    from s2distill.train_log import check_report_to, keep_history
 
+    check_report_to(config.report_to)
     trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)
     guard_training(trainer, pairs, config)  # a clear error, not a traceback or a NaN model
+    keep_history(trainer, output_dir)
     checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     weights = output_dir / "weights"

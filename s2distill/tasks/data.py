@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -21,10 +23,31 @@ def _expected_hashes(root: Path) -> dict[str, str]:
     return {name.strip().lstrip("*"): digest for digest, name in pairs}
 
 
-@cache
+_recorders: list[dict[str, Path]] = []
+
+
+@contextmanager
+def files_read() -> Iterator[dict[str, Path]]:
+    """Record the data files read inside the block ({relative name: path}), for report.json's
+    provenance."""
+    files: dict[str, Path] = {}
+    _recorders.append(files)
+    try:
+        yield files
+    finally:
+        _recorders.remove(files)
+
+
 def data_file(relative: str, root: Path | None = None) -> Path:
     """Return the path of a data file, verified against SHA256SUMS; raise with the reason if not."""
-    root = root or data_dir()
+    path = _verified_file(relative, root or data_dir())
+    for files in _recorders:
+        files[relative] = path
+    return path
+
+
+@cache
+def _verified_file(relative: str, root: Path) -> Path:
     path = root / relative
     if not path.exists():
         raise FileNotFoundError(f"data file {relative} is missing from {root}")

@@ -1,0 +1,139 @@
+"""Cost and provenance for report.json: what a run spent, and exactly what it ran on.
+
+Cost: per evaluated system, prompt and generated tokens and wall time per example (from its
+per-example records and the evaluation's own clock); per teacher, the tokens its sampled outputs
+cost, and money when the recipe prices the teacher per million tokens (`teacher.price`).
+Provenance: the versions of s2distill (and its git commit when run from a clone), torch,
+transformers, TRL and PEFT; the SHA256 of every data file the task reads; the SHA256 of every
+trained student's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from s2distill.runfolder import read_jsonl
+
+PACKAGES = ("s2distill", "torch", "transformers", "trl", "peft")
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.json", "*.model")  # what loading the weights reads
+_SKIPPED = {"training_args.bin"}  # the trainer's settings, not weights
+
+
+def evaluation_cost(records: list[dict], seconds: float) -> dict[str, Any]:
+    """Prompt tokens per example, and the evaluation's wall time per example and throughput."""
+    n = len(records)
+    prompt = sum(r.get("prompt_tokens") or 0 for r in records)
+    return {
+        "prompt_tokens_per_example": prompt / n if n else 0.0,
+        "seconds": round(seconds, 3),
+        "seconds_per_example": round(seconds / n, 6) if n else None,
+        "examples_per_second": round(n / seconds, 3) if n and seconds > 0 else None,
+    }
+
+
+def teacher_spend(out: Path, teachers) -> dict[str, Any]:
+    """Tokens each teacher spent on its sampled outputs (samples/NAME*.jsonl, perturbed inputs
+    included) and on its System 2 evaluation (eval/system2-NAME.jsonl), and their price when the
+    teacher has one. USC selections and HaRD rewrites are not kept per call, so not counted."""
+    result: dict[str, Any] = {}
+    total_usd, priced = 0.0, False
+    for teacher in teachers:
+        spend = {"outputs": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        for path in sorted((out / "samples").glob(f"{teacher.name}.*jsonl")):
+            if path.name not in (f"{teacher.name}.jsonl", f"{teacher.name}.perturbed.jsonl"):
+                continue
+            for row in read_jsonl(path):
+                spend["outputs"] += 1
+                for call in row.get("calls", []):
+                    spend["prompt_tokens"] += call["usage"]["prompt_tokens"]
+                    spend["completion_tokens"] += call["usage"]["completion_tokens"]
+        evaluation = out / "eval" / f"system2-{teacher.name}.jsonl"
+        if evaluation.exists():
+            records = read_jsonl(evaluation)
+            spend["evaluation_prompt_tokens"] = sum(r.get("prompt_tokens") or 0 for r in records)
+            spend["evaluation_completion_tokens"] = sum(r.get("completion_tokens") or 0 for r in records)
+        price = getattr(teacher, "price", None)
+        if price is not None:
+            prompt = spend["prompt_tokens"] + spend.get("evaluation_prompt_tokens", 0)
+            completion = spend["completion_tokens"] + spend.get("evaluation_completion_tokens", 0)
+            spend["usd"] = round((prompt * price.prompt + completion * price.completion) / 1e6, 6)
+            total_usd += spend["usd"]
+            priced = True
+        result[teacher.name] = spend
+    return {"teachers": result, "total_usd": round(total_usd, 6) if priced else None}
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_state(path: Path | None = None) -> dict[str, Any]:
+    """The commit of the clone s2distill runs from, and whether its tracked files are modified;
+    empty when it is not a git clone (an installed wheel)."""
+    root = (path or Path(__file__).resolve().parent).parent
+    if not (root / ".git").exists():
+        return {}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit, "git_dirty": bool(status.strip())}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_folder(folder: Path) -> str:
+    """One digest over the weight files of a folder: their relative names and contents, sorted."""
+    digest = hashlib.sha256()
+    files = sorted({p for pattern in _WEIGHT_FILES for p in folder.rglob(pattern) if p.is_file() and p.name not in _SKIPPED})
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + sha256_file(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def weights_hashes(out: Path) -> dict[str, str]:
+    """SHA256 of every trained student's weights in the run folder, by path relative to it."""
+    return {str(path.relative_to(out)): sha256_folder(path) for path in sorted(out.glob("student/*/stage*/weights")) if path.is_dir()}
+
+
+def data_hashes(task_config, data_root: Path | None) -> dict[str, str]:
+    """SHA256 of every data file the task reads (both splits), by the path the task names it."""
+    from s2distill.tasks import build_task
+    from s2distill.tasks.data import files_read
+
+    with files_read() as files:
+        task = build_task(task_config, data_root=data_root)  # a fresh task: its reads are not cached yet
+        for split in ("train", "test"):
+            try:
+                task.labeled(split)
+            except (FileNotFoundError, ValueError, NotImplementedError):
+                continue
+    return {name: sha256_file(path) for name, path in sorted(files.items())}
+
+
+def provenance(out: Path, recipe) -> dict[str, Any]:
+    data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+    return {
+        "versions": versions(), **git_state(),
+        "data_files": data_hashes(recipe.task, data_root),
+        "weights": weights_hashes(out),
+    }
