@@ -172,6 +172,8 @@ class EvaluateConfig(_Strict):
     )
     system2_samples: int = Field(1, ge=1, description="k > 1: System 2 answers by majority over k samples at the "
                                  "teacher's temperature (maj@k), its tokens the total of all k")
+    judge: str | None = Field(None, description="free-text data without labels: the teacher whose model judges each "
+                              "answer against System 2's (default: the first)")
 
 
 class Recipe(_Strict):
@@ -218,7 +220,8 @@ class Recipe(_Strict):
             if teacher.name in taken or teacher.name == "system1":
                 raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 is reserved)")
             taken.add(teacher.name)
-        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner)):
+        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner),
+                            ("evaluate.judge", self.evaluate.judge)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
         if "distill_system1" in self.baselines and self.curation.filter == "dual_criteria":

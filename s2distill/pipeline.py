@@ -10,6 +10,7 @@ from the completion cache, so no completion is generated twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from s2distill.agreement import judge_program, outcome_without_judge, win_tie_loss, with_references
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
 from s2distill.curation import (
@@ -34,11 +36,11 @@ from s2distill.distill import answers_on_several_lines, distill_pairs, kept_trac
 from s2distill.evaluate import majority_traces, score_traces
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
-from s2distill.methods.direct import direct
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.report import curation_summary, machine_info, render_markdown
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
+from s2distill.student import PROMPT_FILE, prompt_spec, student_program
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace, Verdict
 from s2distill.variants import SYSTEM1_SOURCE, Variant, plan_variants
@@ -216,7 +218,8 @@ class Pipeline:
                 break
             weights_artifact = f"student/{variant.name}/stage{k}/weights"  # relative to the run folder, like every artifact
             weights = self.out / weights_artifact
-            self._stage(f"train:{base}", weights_artifact, lambda: self._train(pairs, weights.parent, fmt, previous))
+            self._stage(f"train:{base}", weights_artifact,
+                        lambda: (self._train(pairs, weights.parent, fmt, previous), self._save_prompt(weights, pairs)))
             multiline = answers_on_several_lines(pairs)
             artifact = f"{variant.name}-stage{k}"
             rows.append(self._stage(
@@ -271,12 +274,14 @@ class Pipeline:
         else:
             train_student(pairs, model_dir(student), out_dir, self.recipe.train, init_adapter=previous)
 
+    def _save_prompt(self, weights: Path, pairs: list[dict]) -> None:
+        """The prompt template beside the weights (`predict` and `export` rebuild the prompt from it)."""
+        write_json(weights / PROMPT_FILE, prompt_spec(self.recipe, self.task, multiline=answers_on_several_lines(pairs)))
+
     def _student_program(self, multiline: bool):
-        """How a distilled student is asked: its System 1 prompt; several lines when it was taught to reason."""
-        method = self.recipe.student.method
-        if not multiline:
-            return self._program(method)
-        return direct(self.task, shots=method.shots, max_tokens=self.recipe.distill.reasoning_max_tokens, multiline=True)
+        """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
+        return student_program(self.task, self.recipe.student.method, multiline=multiline,
+                               reasoning_max_tokens=self.recipe.distill.reasoning_max_tokens)
 
     def _evaluate_student(self, system: str, stage: str, weights: Path, multiline: bool, *, artifact: str,
                           train_pairs: int) -> dict:
@@ -310,7 +315,7 @@ class Pipeline:
                   sampling: TeacherConfig | None = None, samples: int = 1) -> dict:
         """Score a program on the labelled test split (greedy, or maj@k with `sampling`'s settings);
         write eval/ARTIFACT.jsonl (per example) and .json."""
-        labeled = self.task.labeled("test")  # the one place labels are read
+        labeled = self._test_set()  # the one place labels are read
         examples = [item.example for item in labeled]
         settings = {"temperature": 0.0}
         if sampling is not None:
@@ -320,11 +325,58 @@ class Pipeline:
         if sampling is not None:
             traces = majority_traces(traces, self.task.normalize)
         score, records = score_traces(self.task, labeled, traces, system=system, method=method)
+        if self._judged():
+            score, records = self._judge(score, records, labeled, artifact)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
         row = {**score.row(), **extra}
         write_json(self.out / "eval" / f"{artifact}.json", row)
         self.console.print(f"  {artifact}: {100 * score.score:.1f}% {score.metric}, {score.tokens_per_example:.1f} tokens/example")
         return row
+
+    # -- a task without labels: agreement with System 2 -----------------------------------------
+    def _test_set(self) -> list:
+        """The test split with its labels, or, for data without labels, with System 2's answers as
+        the references (the first teacher, greedy; see s2distill/agreement.py)."""
+        labeled = self.task.labeled("test")
+        if getattr(self.task, "has_labels", True):
+            return labeled
+        references = self._stage("reference", "eval/reference.jsonl", lambda: self._references(labeled), read_jsonl)
+        return with_references(labeled, {r["id"]: r["answer"] for r in references})
+
+    def _references(self, labeled: list) -> list[dict]:
+        teacher = self.recipe.teachers[0]
+        examples = [item.example for item in labeled]
+        with self._progress(f"references: System 2 ({teacher.name}) on the test inputs", len(examples)) as advance:
+            traces = run_program(self._program(teacher.method), examples, self._lm(teacher.model), temperature=0.0,
+                                 workers=self.recipe.workers, on_trace=lambda _: advance())
+        rows = [{"id": t.example_id, "teacher": teacher.name, "answer": t.answer} for t in traces]
+        write_jsonl(self.out / "eval" / "reference.jsonl", rows)
+        return rows
+
+    def _judged(self) -> bool:
+        return not getattr(self.task, "has_labels", True) and getattr(self.task, "answer_kind", "") == "free_text"
+
+    def _judge(self, score, records: list[dict], labeled: list, artifact: str):
+        """Free text without labels: each answer against System 2's, judged in both orders."""
+        targets = {item.example.id: item.target for item in labeled}
+        outcomes, pending = {}, []
+        for record in records:
+            outcome = outcome_without_judge(record["answer"], targets[record["id"]], self.task.normalize)
+            if outcome is None:
+                pending.append(record["id"])
+            else:
+                outcomes[record["id"]] = outcome
+        if pending:
+            judge = self.recipe.teacher(self.recipe.evaluate.judge)
+            answers = {r["id"]: r["answer"] for r in records}
+            program = judge_program(self.task, answers, targets, prompt_format=judge.method.prompt_format)
+            examples = [item.example for item in labeled if item.example.id in set(pending)]
+            with self._progress(f"judge {artifact} against System 2 ({judge.name})", len(examples)) as advance:
+                traces = run_program(program, examples, self._lm(judge.model), temperature=0.0,
+                                     workers=self.recipe.workers, on_trace=lambda _: advance())
+            outcomes.update({t.example_id: t.answer for t in traces})
+        value, shares = win_tie_loss(records, outcomes)
+        return dataclasses.replace(score, score=value, metrics={**score.metrics, **shares}), records
 
     # -- the report ------------------------------------------------------------------------------
     def _report(self, rows: list[dict], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
@@ -342,6 +394,8 @@ class Pipeline:
             "invocation_seconds": round(invocation_seconds, 1),
             "machine": machine_info(),
         }
+        if hasattr(self.task, "notes"):
+            report["notes"] = self.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
         report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)
         (self.out / "report.md").write_text(render_markdown(report))
