@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from s2distill.cli_student import register as register_student_commands
 from s2distill.config import RecipeError, load_recipe
 from s2distill.lm.openai_api import BackendError
+from s2distill.tasks import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -31,7 +33,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (RecipeError, FileNotFoundError, BackendError, ImportError) as exc:  # ImportError: a missing extra
+    except (RecipeError, DataError, FileNotFoundError, BackendError, ImportError) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -85,6 +87,9 @@ def tasks() -> None:
     for name, task in sorted(TASKS.items()):
         table.add_row(name, task.metric, task.description)
     Console().print(table)
+
+
+register_student_commands(app)  # predict, export, export-data: s2distill/cli_student.py
 
 
 def main() -> None:
