@@ -75,13 +75,19 @@ class Student:
         self._lm = None
 
     @property
+    def lm_config(self):
+        """The student's base model, as the recipe gave it."""
+        from s2distill.config import ModelConfig
+
+        return ModelConfig(**self.spec["student_model"])
+
+    @property
     def lm(self):
         """The student model (loaded on first use): base model plus adapter, or the full fine-tuned model."""
         if self._lm is None:
-            from s2distill.config import ModelConfig
             from s2distill.lm import build_lm
 
-            self._lm = build_lm(ModelConfig(**self.spec["student_model"]), adapter=self.weights)
+            self._lm = build_lm(self.lm_config, adapter=self.weights)
         return self._lm
 
     def example(self, item: Any, index: int = 0, *, where: str | None = None) -> Example:

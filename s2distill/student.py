@@ -77,7 +77,7 @@ def prompt_spec(recipe, task, *, multiline: bool) -> dict[str, Any]:
     return {
         "format": SPEC_FORMAT,
         "task": recipe.task.model_dump(mode="json"),
-        "data_dir": recipe.data_dir,
+        "data_dir": _resolved_data_dir(recipe.data_dir),
         "student_method": method.model_dump(mode="json"),
         "multiline": multiline,
         "reasoning_max_tokens": recipe.distill.reasoning_max_tokens,
@@ -91,6 +91,17 @@ def prompt_spec(recipe, task, *, multiline: bool) -> dict[str, Any]:
         "usage": "replace the placeholder in `prompt` (or in `messages`) with the question's text, generate "
                  "greedily up to `max_tokens`, cut at the first stop string; the answer follows the prompt's 'A:'",
     }
+
+
+def _resolved_data_dir(explicit: str | None) -> str | None:
+    """The data folder the run used, as an absolute path, so the task's exemplars are found again
+    from any working directory (None when there is none: a custom task needs none)."""
+    from s2distill.paths import data_dir
+
+    try:
+        return str(data_dir(explicit).resolve())
+    except FileNotFoundError:
+        return explicit
 
 
 def render(spec: dict[str, Any], question: str) -> str:

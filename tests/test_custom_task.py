@@ -168,8 +168,7 @@ def test_free_text_without_labels_is_judged_against_system2_in_both_orders(tmp_p
     assert system2["score"] == 0.5 and system2["metrics"]["tie"] == 1.0  # its own answers: all ties, no judge call
     # The tiny untrained student writes noise: System 2's answer wins both orders, or the judge's default ties.
     records = read_jsonl(tmp_path / "run" / "eval" / "system1.jsonl")
-    assert {r["judged"] for r in records} <= {"loss", "tie"}
-    assert system1["score"] == pytest.approx(sum(r["correct"] for r in records) / 3)
+    assert {r["judged"] for r in records} == {"loss"} and system1["score"] == 0.0  # the judge preferred System 2 twice
     assert system1["metrics"]["win"] + system1["metrics"]["tie"] + system1["metrics"]["loss"] == pytest.approx(1.0)
 
 
@@ -179,3 +178,23 @@ def test_predicting_a_custom_input_checks_its_fields(tmp_path):
     with pytest.raises(DataError, match="field 'q' is missing"):
         task.example_from_row({"x": 1}, where="input.jsonl: row 1")
     assert isinstance(task.example_from_row({"q": "hi"}), Example)
+
+
+def test_the_pairwise_judge_needs_both_orders_to_agree_for_a_win_or_a_loss():
+    from s2distill.agreement import judge_program, outcome_without_judge
+    from s2distill.lm import FakeLM
+
+    task = type("T", (), {"question": staticmethod(lambda e: "Q?")})()
+    example = Example("x", {})
+    answers, references = {"x": "mine"}, {"x": "theirs"}
+    verdicts = {  # what the judge says when A is "mine" / when A is "theirs"
+        "win": ("A", "B"), "loss": ("B", "A"), "tie": ("A", "A"),
+    }
+    for expected, (first, second) in verdicts.items():
+        lm = FakeLM([{"pattern": r"\[Assistant A\]\nmine\n", "responses": [first]},
+                     {"pattern": r"\[Assistant A\]\ntheirs\n", "responses": [second]}])
+        for fmt in ("fewshot", "chat"):
+            trace = judge_program(task, answers, references, prompt_format=fmt)(example, lm)
+            assert trace.answer == expected and len(trace.calls) == 2, (expected, fmt)
+    assert outcome_without_judge(None, "x", str.lower) == "loss"
+    assert outcome_without_judge("X ", "x", str.strip) is None and outcome_without_judge("x", "x", str.lower) == "tie"

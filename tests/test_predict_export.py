@@ -112,6 +112,24 @@ def test_the_exported_merged_model_answers_as_predict_does(run_dir, student, tmp
     completions = merged.generate([Request(prompt=p, temperature=0.0, max_tokens=spec["max_tokens"], stop=tuple(spec["stop"]))
                                    for p in prompts])
     assert [c[0].text for c in completions] == [p["output"] for p in predicted]
+    # Greedy text from a tiny model says little (it may repeat one token): the merged weights give
+    # the adapter's logits, which is what the export promises.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from s2distill.lm import model_dir
+
+    base = model_dir(student.lm_config)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(student.weights)).eval()
+    plain = AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = AutoTokenizer.from_pretrained(out)(prompts[:4], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected, got = adapted(**ids).logits, plain(**ids).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+    untouched = AutoModelForCausalLM.from_pretrained(base).eval()
+    with torch.no_grad():
+        assert not torch.allclose(untouched(**ids).logits, got, atol=1e-3)  # training changed it
 
 
 def test_gguf_export_needs_llama_cpp_and_uses_its_converter(run_dir, tmp_path, monkeypatch):
