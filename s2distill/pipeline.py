@@ -58,7 +58,8 @@ class Pipeline:
         self.show_progress = progress
         self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
         self.variants = plan_variants(recipe)
-        if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
+        if any(v.filter == "perturbation" for v in self.variants) and (type(self.task).perturb is Task.perturb
+                                                                      or not getattr(self.task, "perturbable", True)):
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
         self.cache_path = Path(recipe.cache) if recipe.cache else self.out / "cache.sqlite"
@@ -94,9 +95,11 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         saved = self.out / "recipe.yaml"
         current = yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=True)
+        if hasattr(self.task, "fingerprint"):  # the user's data files: a changed file is another run
+            current += f"# data: {self.task.fingerprint()}\n"
         if saved.exists() and saved.read_text() != current:
             raise RecipeError(
-                f"{self.out} holds a run of a different recipe (see {saved}); pick another --out, "
+                f"{self.out} holds a run of a different recipe or data (see {saved}); pick another --out, "
                 "or delete the folder to start over"
             )
         saved.write_text(current)

@@ -198,3 +198,17 @@ def test_the_pairwise_judge_needs_both_orders_to_agree_for_a_win_or_a_loss():
             assert trace.answer == expected and len(trace.calls) == 2, (expected, fmt)
     assert outcome_without_judge(None, "x", str.lower) == "loss"
     assert outcome_without_judge("X ", "x", str.strip) is None and outcome_without_judge("x", "x", str.lower) == "tie"
+
+
+def test_a_changed_data_file_is_another_run_and_perturbation_needs_choices(tmp_path):
+    data = write_jsonl(tmp_path / "q.jsonl", [{"a": r["a"], "b": r["b"]} for r in ADDITIONS])
+    recipe = validate_recipe({**UNLABELED_RECIPE, "evaluate": {"systems": ["system2"]},
+                              "task": {"name": "custom", "path": str(data), "template": "What is {a} plus {b}?"}})
+    Pipeline(recipe, tmp_path / "run", progress=False).run()
+    write_jsonl(data, [{"a": r["a"], "b": r["b"] + 1} for r in ADDITIONS])
+    with pytest.raises(RecipeError, match="different recipe or data"):
+        Pipeline(recipe, tmp_path / "run", progress=False).run()
+    perturbing = validate_recipe({**UNLABELED_RECIPE, "curation": {"filter": "perturbation"},
+                                  "task": {"name": "custom", "path": str(data), "template": "{a}+{b}"}})
+    with pytest.raises(RecipeError, match="no answer-preserving perturbation"):
+        Pipeline(perturbing, tmp_path / "other", progress=False)

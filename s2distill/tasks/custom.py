@@ -25,6 +25,7 @@ the report lists. Nothing is dropped silently.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
 import re
@@ -137,6 +138,21 @@ class CustomTask(Task):
         elif self.answer_kind == "free_text":
             self.metric = "exact_match"
         self.shots = tuple(Shot(e.question, e.rationale, e.program, e.answer) for e in config.exemplars)
+
+    @property
+    def perturbable(self) -> bool:
+        """Only multiple choice has an answer-preserving perturbation (shuffled options)."""
+        return self.answer_kind == "choice"
+
+    def fingerprint(self) -> str:
+        """A digest of the data files, so a run folder is not reused after the data changed."""
+        digest = hashlib.sha256()
+        for root in [Path(p).expanduser() for p in (self.config.path, self.config.test_path) if p]:
+            files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
+            for file in files:
+                digest.update(file.name.encode())
+                digest.update(file.read_bytes())
+        return digest.hexdigest()[:16]
 
     # -- reading ---------------------------------------------------------------------------------
     @cached_property
