@@ -212,3 +212,16 @@ def test_a_changed_data_file_is_another_run_and_perturbation_needs_choices(tmp_p
                                   "task": {"name": "custom", "path": str(data), "template": "{a}+{b}"}})
     with pytest.raises(RecipeError, match="no answer-preserving perturbation"):
         Pipeline(perturbing, tmp_path / "other", progress=False)
+
+
+def test_with_a_label_field_the_score_is_accuracy_and_only_evaluation_reads_it(tmp_path):
+    rows = [{"a": r["a"], "b": r["b"], "gold": f"{r['a']}{r['b']}"} for r in ADDITIONS]  # what the fake teacher answers
+    data = write_jsonl(tmp_path / "q.jsonl", rows)
+    recipe = validate_recipe({**UNLABELED_RECIPE, "evaluate": {"systems": ["system2"]},
+                              "task": {"name": "custom", "path": str(data), "template": "What is {a} plus {b}?",
+                                       "label": "gold"}})
+    report = Pipeline(recipe, tmp_path / "run", progress=False).run()
+    [system2] = report["rows"]
+    assert system2["metric"] == "exact_match" and system2["score"] == 1.0 and not report["notes"]
+    assert not (tmp_path / "run" / "eval" / "reference.jsonl").exists()
+    assert all("gold" not in row["inputs"] for row in read_jsonl(tmp_path / "run" / "inputs" / "train.jsonl"))

@@ -58,6 +58,17 @@ def test_predict_uses_exactly_the_training_prompt(run_dir, student):
         assert render(student.spec, question) == pair["prompt"]  # the literal template says the same
 
 
+def test_a_run_trained_before_templates_were_saved_gets_the_same_template(run_dir, student, tmp_path):
+    import shutil
+
+    from s2distill.predict import load_spec
+
+    weights = tmp_path / "stage1" / "weights"
+    shutil.copytree(student.weights, weights)
+    (weights / PROMPT_FILE).unlink()
+    assert load_spec(run_dir, weights) == student.spec  # rebuilt from recipe.yaml and the training pairs
+
+
 def test_predict_gives_the_answers_the_run_evaluated(run_dir, student):
     records = read_jsonl(run_dir / "eval" / "distilled-stage1.jsonl")
     test = {item.example.id: item.example for item in student.task.labeled("test")}
