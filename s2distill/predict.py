@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2distill.student import PROMPT_FILE, TEXT_KEY, _Recorder, program_from_spec, prompt_spec, task_from_spec
+from s2distill.student import PROMPT_FILE, TEXT_KEY, RecordingLM, program_from_spec, prompt_spec, task_from_spec
 from s2distill.types import Example
 
 
@@ -116,7 +116,7 @@ class Student:
 
     def prompt(self, item: Any) -> str:
         """The exact prompt the student gets for `item` (the first call its program makes)."""
-        recorder = _Recorder()
+        recorder = RecordingLM()
         self.program(self.example(item), recorder)
         request = recorder.requests[0]
         return request.prompt if request.prompt is not None else json.dumps(request.messages)
@@ -131,16 +131,10 @@ class Student:
         single = isinstance(inputs, str | dict)
         items = [inputs] if single else list(inputs)
         examples = [self.example(item, i, where=f"{source}: row {i + 1}" if source else None) for i, item in enumerate(items)]
-        results: list[dict] = []
-
-        def done(trace):
-            if on_result is not None:
-                on_result(trace)
-
-        traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=done)
-        for item, trace in zip(items, traces, strict=True):
-            results.append({"input": item, "answer": trace.answer, "tokens": trace.usage.completion_tokens,
-                            "output": trace.calls[-1].output if trace.calls else None})
+        traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=on_result)
+        results = [{"input": item, "answer": trace.answer, "tokens": trace.usage.completion_tokens,
+                    "output": trace.calls[-1].output if trace.calls else None}
+                   for item, trace in zip(items, traces, strict=True)]
         return results[0] if single else results
 
     def close(self) -> None:

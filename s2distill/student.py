@@ -50,7 +50,7 @@ class TextQuestion:
         return text if text is not None else self._task.question(example)
 
 
-class _Recorder:
+class RecordingLM:
     """An LM that records the requests it gets and answers nothing."""
 
     name = "recorder"
@@ -68,7 +68,7 @@ def prompt_spec(recipe, task, *, multiline: bool) -> dict[str, Any]:
     method = recipe.student.method
     program = student_program(TextQuestion(task), method, multiline=multiline,
                               reasoning_max_tokens=recipe.distill.reasoning_max_tokens)
-    recorder = _Recorder()
+    recorder = RecordingLM()
     try:
         program(Example("template", {TEXT_KEY: PLACEHOLDER}), recorder)
     except Exception:  # a user's program that cannot run on a bare question: the configs still rebuild it
