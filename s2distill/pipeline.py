@@ -58,8 +58,8 @@ class Pipeline:
         self.show_progress = progress
         self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
         self.variants = plan_variants(recipe)
-        if any(v.filter == "perturbation" for v in self.variants) and (type(self.task).perturb is Task.perturb
-                                                                      or not getattr(self.task, "perturbable", True)):
+        perturbable = type(self.task).perturb is not Task.perturb and getattr(self.task, "perturbable", True)
+        if any(v.filter == "perturbation" for v in self.variants) and not perturbable:
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
         self.cache_path = Path(recipe.cache) if recipe.cache else self.out / "cache.sqlite"

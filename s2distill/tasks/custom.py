@@ -24,7 +24,6 @@ the report lists. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import random
@@ -37,18 +36,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.user_files import FORMATS, DataError, held_out_split, read_rows
 from s2distill.types import Example, Labeled
 
 ANSWER_KINDS = ("exact", "number", "choice", "free_text")
 LETTERS = string.ascii_uppercase
-FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-
-
-class DataError(ValueError):
-    """A user data file that cannot be read as the recipe describes it; the message names the
-    file, the row (1-based) and the field."""
 
 
 class Exemplar(BaseModel):
@@ -159,11 +152,11 @@ class CustomTask(Task):
     def _splits(self) -> dict[str, list[Labeled]]:
         """Both splits, read and checked once."""
         cfg = self.config
-        rows = self._examples(_read_rows(Path(cfg.path).expanduser(), cfg.format, cfg.split), "row")
+        rows = self._examples(read_rows(Path(cfg.path).expanduser(), cfg.format, cfg.split), "row")
         if cfg.test_path is not None:
-            test = self._examples(_read_rows(Path(cfg.test_path).expanduser(), cfg.format, None), "test")
+            test = self._examples(read_rows(Path(cfg.test_path).expanduser(), cfg.format, None), "test")
             train = rows
-        elif (held := _held_out_split(Path(cfg.path).expanduser(), cfg.format, cfg.split)) is not None:
+        elif (held := held_out_split(Path(cfg.path).expanduser(), cfg.format, cfg.split)) is not None:
             test, train = self._examples(held, "test"), rows
         else:
             order = list(range(len(rows)))
@@ -338,88 +331,3 @@ def _options(value: Any, where: str, field: str) -> list[list[str]]:
     if len(pairs) < 2:
         raise DataError(f"{where}: field {field!r}: a choice needs at least two options, got {len(pairs)}")
     return pairs
-
-
-# -- file formats ----------------------------------------------------------------------------------
-def _format_of(path: Path, declared: str) -> str:
-    if declared != "auto":
-        return declared
-    if path.is_dir():
-        return "datasets"
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; set task.format "
-                        f"({', '.join(FORMATS)})")
-    return fmt
-
-
-def _read_rows(path: Path, declared: str, split: str | None) -> tuple[str, list[Any]]:
-    """(a name for error messages, the rows) of a data file or datasets folder."""
-    fmt = _format_of(path, declared)
-    if fmt == "jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        return f"{path}", rows
-    if fmt == "json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(data, list):
-            raise DataError(f"{path}: a JSON data file holds a list of objects, got {type(data).__name__}")
-        return f"{path}", data
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return f"{path}", list(csv.DictReader(f))
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return f"{path}", pq.read_table(path).to_pylist()
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    name, dataset = _dataset_split(path, split)
-    return f"{path} (split {name})", dataset.to_list()
-
-
-def _load_dataset_folder(path: Path):
-    from datasets import load_from_disk
-
-    try:
-        return load_from_disk(str(path))
-    except Exception as exc:  # FileNotFoundError or a datasets error for a folder that is not one
-        raise DataError(f"{path}: not a datasets folder written by save_to_disk ({exc})") from None
-
-
-def _dataset_split(path: Path, split: str | None):
-    from datasets import DatasetDict
-
-    data = _load_dataset_folder(path)
-    if not isinstance(data, DatasetDict):
-        if split is not None:
-            raise DataError(f"{path}: task.split {split!r} given, but the folder holds a single split")
-        return "all", data
-    names = list(data)
-    name = split or ("train" if "train" in names else names[0] if len(names) == 1 else None)
-    if name is None or name not in names:
-        raise DataError(f"{path}: choose the split of inputs with task.split (splits: {', '.join(names)})")
-    return name, data[name]
-
-
-def _held_out_split(path: Path, declared: str, split: str | None) -> tuple[str, list[Any]] | None:
-    """A datasets folder's own `test` split, when the inputs come from another of its splits."""
-    if _format_of(path, declared) != "datasets":
-        return None
-    from datasets import DatasetDict
-
-    data = _load_dataset_folder(path)
-    name, _ = _dataset_split(path, split)
-    if isinstance(data, DatasetDict) and "test" in data and name != "test":
-        return f"{path} (split test)", data["test"].to_list()
-    return None
