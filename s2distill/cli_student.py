@@ -58,20 +58,22 @@ def export(
     to: Annotated[Path, typer.Option("--to", help="folder to write the model into")],
     variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
-    gguf: Annotated[bool, typer.Option("--gguf", help="also write model.gguf and an Ollama Modelfile (needs llama.cpp)")] = False,
+    gguf: Annotated[bool, typer.Option("--gguf", help="also write model.gguf and an Ollama Modelfile (llama.cpp's converter, "
+                                                  "except for students of the embedded model)")] = False,
     llama_cpp: Annotated[Path | None, typer.Option("--llama-cpp", help="a llama.cpp checkout (for --gguf)")] = None,
-    gguf_type: Annotated[str, typer.Option(help="GGUF tensor type: f32, f16, bf16, q8_0")] = "f16",
+    gguf_type: Annotated[str, typer.Option(help="GGUF tensor type: f16 or f32 (also bf16, q8_0 with llama.cpp)")] = "f16",
 ) -> None:
     """Write the distilled student as a plain Hugging Face model (adapter merged), with its
     tokenizer, prompt template and a model card."""
     from s2distill.export import ExportError, export_model
+    from s2distill.gguf_export import GGUFExportError
     from s2distill.predict import StudentError
 
     if dtype not in ("float32", "bfloat16", "float16"):
         _fail(ValueError(f"--dtype {dtype!r}: one of float32, bfloat16, float16"))
     try:
         folder = export_model(run_dir, to, variant=variant, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, gguf_type=gguf_type)
-    except (ExportError, StudentError, FileNotFoundError, ImportError) as exc:
+    except (ExportError, GGUFExportError, StudentError, FileNotFoundError, ImportError) as exc:
         _fail(exc)
     console.print(f"[green]done[/green]: {folder}" + (" (model.gguf, Modelfile: `ollama create NAME -f Modelfile`)" if gguf else ""))
 

@@ -6,7 +6,8 @@ its tokenizer, the prompt template (`s2distill_prompt.json`: the literal prompt 
 `{question}` placeholder, stop strings, token budget) and a model card with the recipe, what
 curation kept and every system's score and tokens. With `gguf=True` it also runs llama.cpp's own
 converter (`convert_hf_to_gguf.py`, which is not a PyPI library: pass its folder) on that folder
-and writes an Ollama `Modelfile` holding the template.
+and writes an Ollama `Modelfile` holding the template. A student of the embedded model needs no
+llama.cpp: its GGUF is written from the base's own GGUF file (`gguf_export.py`).
 
 `export_data` writes the distillation sets and the curation verdicts as a `datasets` folder and as
 JSONL, with a card that says what each holds.
@@ -60,15 +61,26 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
     run_dir, to = Path(run_dir), Path(to)
     weights = student_weights(run_dir, variant)
     spec = load_spec(run_dir, weights, variant)
-    converter = find_converter(llama_cpp) if gguf else None  # fail before the slow part
+    template = converter = None
+    if gguf:  # fail before the slow part
+        from s2distill.gguf_export import embedded_template
+
+        if spec["student_model"]["backend"] == "embedded" and llama_cpp is None:
+            template = embedded_template()  # the base's own GGUF: metadata and tokenizer come from it
+        converter = None if template else find_converter(llama_cpp)
     model, tokenizer = merged_model(weights, spec, dtype=dtype)
     to.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(to, safe_serialization=True)
     tokenizer.save_pretrained(to)
     write_json(to / PROMPT_FILE, spec)
     (to / "README.md").write_text(model_card(run_dir, weights, spec, variant=variant))
-    if converter is not None:
+    if template is not None:
+        from s2distill.gguf_export import write_gguf_from_template
+
+        write_gguf_from_template(model, template, to / "model.gguf", tensor_type=gguf_type)
+    elif converter is not None:
         write_gguf(to, converter, gguf_type=gguf_type)
+    if gguf:
         (to / "Modelfile").write_text(ollama_modelfile(spec))
     return to
 
