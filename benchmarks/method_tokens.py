@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 
+from s2distill.hardware import describe
 from s2distill.lm.embedded import embedded_lm
 from s2distill.methods import METHODS, run_program
 from s2distill.paths import data_dir
@@ -82,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=8)
     args = parser.parse_args()
-    lm = embedded_lm(dtype="bfloat16", batch_rows=32)
+    lm = embedded_lm(dtype="auto", batch_rows=32)
+    print(f"hardware: {describe(lm.dtype)}")
     print(f"{'method':<26}{'score':>9}{'parsed':>11}{'calls':>7}{'tokens/ex':>10}{'seconds':>9}")
 
     task = LastLetters(LastLettersConfig(test_size=args.n))

@@ -1,6 +1,6 @@
 """Generation throughput of the embedded model on this machine: single vs batched requests.
 
-Run: python benchmarks/throughput.py [--dtype float32|bfloat16] [--rows 1 4 16] [--tokens 48]
+Run: python benchmarks/throughput.py [--dtype auto|float32|bfloat16] [--rows 1 4 16] [--tokens 48]
 
 Prints generated tokens per second for one request at a time and for batches of greedy and
 sampled rows (sampled rows of one prompt share its prefill), on a few-shot program-aided prompt
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from s2distill.hardware import describe
 from s2distill.lm.embedded import embedded_lm
 from s2distill.methods.pal import QUERY, SHOT
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
@@ -20,7 +21,7 @@ from s2distill.types import Request
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
@@ -31,7 +32,7 @@ def main() -> None:
     lm = embedded_lm(dtype=args.dtype, batch_rows=max(args.rows))
     started = time.perf_counter()
     lm.load()
-    print(f"model load: {time.perf_counter() - started:.1f}s  dtype={args.dtype}")
+    print(f"model load: {time.perf_counter() - started:.1f}s  hardware: {describe(lm.dtype)}")
     lm.generate([Request(prompt=prompts[0], temperature=0.0, max_tokens=4)])  # warm-up
 
     print(f"{'mode':<34}{'rows':>5}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}")

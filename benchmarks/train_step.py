@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from s2distill.config import TrainConfig
+from s2distill.hardware import describe, resolve_dtype
 from s2distill.lm.embedded import embedded_model_dir
 from s2distill.methods import direct_completion, direct_prompt
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
@@ -49,7 +50,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--shots", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--mode", choices=["lora", "full"], default="lora")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto")
     args = parser.parse_args()
+    config = TrainConfig(batch_size=args.batch, mode=args.mode, precision=args.precision)
 
     task = LastLetters(LastLettersConfig(train_size=args.batch))
     pairs = [
@@ -57,9 +61,10 @@ def main() -> None:
         for item in task.labeled("train")
     ]
     with tempfile.TemporaryDirectory() as out:
-        trainer = build_trainer(pairs, embedded_model_dir(), Path(out), TrainConfig(batch_size=args.batch))
+        trainer = build_trainer(pairs, embedded_model_dir(), Path(out), config)
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(args.batch)])
-        print(f"batch {tuple(batch['input_ids'].shape)}, answer tokens {(batch['labels'] != -100).sum().item()}, bf16 autocast {trainer.args.bf16}")
+        print(f"batch {tuple(batch['input_ids'].shape)}, answer tokens {(batch['labels'] != -100).sum().item()}, bf16 autocast {trainer.args.bf16}, "
+              f"hardware: {describe(resolve_dtype(config.precision))}, mode {config.mode}")
         ours = seconds_per_step(trainer, batch, args.steps)
         trainer.__class__ = type("PlainTRL", (_Plain, trainer.__class__), {})
         theirs = seconds_per_step(trainer, batch, args.steps)

@@ -67,7 +67,7 @@ def mt_bench_answers(
     from s2distill.config import ModelConfig, apply_override
     from s2distill.mt_bench import generate_answers
 
-    fields: dict = {"backend": "embedded", "dtype": "bfloat16"}
+    fields: dict = {"backend": "embedded", "dtype": "auto"}
     try:
         for item in model or []:
             apply_override(fields, item)

@@ -30,9 +30,11 @@ class ModelConfig(_Strict):
 
     backend: Literal["embedded", "hf", "openai", "tiny", "fake"] = "embedded"
     path: str | None = Field(None, description="model folder, for backend hf")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16 or AMX on CPU, "
+        "bf16-capable GPUs), float32 elsewhere (s2distill/hardware.py)")
     batch_rows: int = Field(16, ge=1, description="sequences decoded together")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: the cores this process may use)")
     rules: list[dict[str, Any]] = Field(default_factory=list, description="fake backend: [{pattern, responses}]")
     default: str = Field("", description="fake backend: text when no rule matches")
     base_url: str | None = Field(None, description="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
@@ -155,6 +157,9 @@ class DistillConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """How the student is fine-tuned (s2distill/train.py). The defaults are the measured recipe of
+    issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own."""
+
     mode: Literal["lora", "full"] = "lora"
     epochs: float = Field(3, gt=0)
     learning_rate: float = Field(3e-4, gt=0)
@@ -163,6 +168,10 @@ class TrainConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_length: int = Field(512, ge=16)
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="mixed-precision compute: auto = bfloat16 where the hardware has it natively, else float32")
+    gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; only "
+                                         "for models that do not fit otherwise)")
     seed: int = 0
 
 
@@ -172,6 +181,12 @@ class EvaluateConfig(_Strict):
     )
     system2_samples: int = Field(1, ge=1, description="k > 1: System 2 answers by majority over k samples at the "
                                  "teacher's temperature (maj@k), its tokens the total of all k")
+    system1_prompts: list[MethodConfig] = Field(
+        default_factory=list, description="further System 1 prompts scored on the untrained student beside its own "
+        "(e.g. the few-shot prompt that a zero-shot distilled student must beat)")
+    transfer: list[dict[str, Any]] = Field(
+        default_factory=list, description="further test splits, each the task's settings changed as given (e.g. "
+        "{words: 3}: longer inputs than the student was trained on); every system is scored on each")
     judge: str | None = Field(None, description="free-text data without labels: the teacher whose model judges each "
                               "answer against System 2's (default: the first)")
 
@@ -228,6 +243,24 @@ class Recipe(_Strict):
             raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
                              "reads the teachers' self-reported confidence")
         return self
+
+    @model_validator(mode="after")
+    def _transfer_tasks_valid(self) -> Recipe:
+        self.transfer_tasks()  # raises naming the bad setting
+        return self
+
+    def transfer_tasks(self) -> list[tuple[str, Any]]:
+        """`evaluate.transfer` as (label, task config) pairs, each validated as the recipe's task."""
+        out = []
+        for change in self.evaluate.transfer:
+            if "name" in change:
+                raise ValueError("evaluate.transfer: a test split changes the task's settings, not its name")
+            try:
+                config = type(self.task).model_validate({**self.task.model_dump(), **change})
+            except ValidationError as exc:
+                raise ValueError(f"evaluate.transfer {change}: {exc.errors()[0]['msg']}") from None
+            out.append((",".join(f"{k}={v}" for k, v in change.items()), config))
+        return out
 
     def teacher(self, name: str | None) -> TeacherConfig:
         """The teacher called `name`, or the first when `name` is None."""

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from s2distill.agreement import judge_program, outcome_without_judge, win_tie_loss, with_references
 from s2distill.compress import compression_program, rewritten_rationales
-from s2distill.config import ModelConfig, Recipe, RecipeError, TeacherConfig
+from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig
 from s2distill.curation import (
     dual_criteria,
     no_filter,
@@ -34,6 +34,7 @@ from s2distill.curation import (
 )
 from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
 from s2distill.evaluate import majority_traces, score_traces
+from s2distill.hardware import resolve_dtype
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
 from s2distill.plot import plot_score_vs_tokens
@@ -56,7 +57,12 @@ class Pipeline:
         self.out = Path(out)
         self.console = console or Console(stderr=True)
         self.show_progress = progress
-        self.task: Task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+        data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+        self.task: Task = build_task(recipe.task, data_root=data_root)
+        # The test splits: the recipe's own, then each `evaluate.transfer` split (label, task).
+        self.test_sets: list[tuple[str, Task]] = [("", self.task)] + [
+            (label, build_task(config, data_root=data_root)) for label, config in recipe.transfer_tasks()
+        ]
         self.variants = plan_variants(recipe)
         perturbable = type(self.task).perturb is not Task.perturb and getattr(self.task, "perturbable", True)
         if any(v.filter == "perturbation" for v in self.variants) and not perturbable:
@@ -78,9 +84,14 @@ class Pipeline:
             examples = self._stage("inputs", "inputs/train.jsonl", self._inputs, _load_examples)
             summaries, rows = [], []
             if "system1" in self.recipe.evaluate.systems:
-                rows.append(self._evaluate_system("system1", self.recipe.student))
+                student = self.recipe.student
+                rows += self._evaluate_system("system1", student)
+                for method in self.recipe.evaluate.system1_prompts:  # baselines the distilled student must beat
+                    rows += self._evaluate_system("system1", StudentConfig(model=student.model, method=method),
+                                                  name=f"system1-{method.name}-{method.shots}shot")
             if "system2" in self.recipe.evaluate.systems:
-                rows += [self._evaluate_system("system2", teacher) for teacher in self.recipe.teachers]
+                for teacher in self.recipe.teachers:
+                    rows += self._evaluate_system("system2", teacher)
             for variant in self.variants:
                 verdicts = self._curation(variant, examples)
                 summaries.append(curation_summary(variant, verdicts, self._variant_traces(variant, examples), self.recipe))
@@ -224,12 +235,8 @@ class Pipeline:
             self._stage(f"train:{base}", weights_artifact,
                         lambda: (self._train(pairs, weights.parent, fmt, previous), self._save_prompt(weights, pairs)))
             multiline = answers_on_several_lines(pairs)
-            artifact = f"{variant.name}-stage{k}"
-            rows.append(self._stage(
-                f"eval:{base}", f"eval/{artifact}.json",
-                lambda: self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs)),
-                read_json,
-            ))
+            rows += self._evaluate_student(variant.name, stage, weights, multiline, artifact=f"{variant.name}-stage{k}",
+                                           train_pairs=len(pairs))
             previous, previous_multiline = weights, multiline
         return rows
 
@@ -281,19 +288,31 @@ class Pipeline:
         """The prompt template beside the weights (`predict` and `export` rebuild the prompt from it)."""
         write_json(weights / PROMPT_FILE, prompt_spec(self.recipe, self.task, multiline=answers_on_several_lines(pairs)))
 
-    def _student_program(self, multiline: bool):
+    def _student_program(self, multiline: bool, task: Task | None = None):
         """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
-        return student_program(self.task, self.recipe.student.method, multiline=multiline,
+        return student_program(task or self.task, self.recipe.student.method, multiline=multiline,
                                reasoning_max_tokens=self.recipe.distill.reasoning_max_tokens)
 
     def _evaluate_student(self, system: str, stage: str, weights: Path, multiline: bool, *, artifact: str,
-                          train_pairs: int) -> dict:
+                          train_pairs: int) -> list[dict]:
+        """A trained student on every test split (each split's evaluation a stage of its own)."""
         student = self.recipe.student
-        lm = self._lm(student.model, adapter=weights)
-        extra = {"stage": stage, "model": _describe(student.model, weights), "train_pairs": train_pairs}
-        row = self._evaluate(system, self._student_program(multiline), lm, student.method.name, artifact=artifact, extra=extra)
-        self._release(lm)
-        return row
+        extra = {"stage": stage, "model": _describe(student.model, weights), "train_pairs": train_pairs,
+                 "shots": student.method.shots}
+        rows, lm = [], None
+        for label, task in self.test_sets:
+            name = artifact + (f"@{label}" if label else "")
+
+            def evaluate(task=task, label=label, name=name):
+                nonlocal lm
+                lm = lm or self._lm(student.model, adapter=weights)
+                return self._evaluate(system, self._student_program(multiline, task), lm, student.method.name,
+                                      artifact=name, extra={**extra, **({"test": label} if label else {})}, task=task)
+
+            rows.append(self._stage(f"eval:{name}", f"eval/{name}.json", evaluate, read_json))
+        if lm is not None:
+            self._release(lm)
+        return rows
 
     def _untrained_row(self, system: str, stage: str) -> dict:
         student = self.recipe.student
@@ -301,24 +320,30 @@ class Pipeline:
                 "metric": self.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
                 "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
 
-    def _evaluate_system(self, system: str, side) -> dict:
-        """System 1 (the student's method, untrained) or one teacher's System 2 on the test split:
+    def _evaluate_system(self, system: str, side, *, name: str | None = None) -> list[dict]:
+        """System 1 (a student prompt, untrained) or one teacher's System 2 on every test split:
         greedy, or for System 2 the majority of `evaluate.system2_samples` samples (maj@k)."""
-        name = "system1" if system == "system1" else f"system2-{side.name}"
+        name = name or ("system1" if system == "system1" else f"system2-{side.name}")
         k = self.recipe.evaluate.system2_samples if system == "system2" else 1
-        extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model)}
+        extra = {"teacher": side.name if system == "system2" else None, "model": _describe(side.model),
+                 "shots": side.method.shots}
         if k > 1:
             extra["majority_of"] = k
-        return self._stage(f"eval:{name}", f"eval/{name}.json", lambda: self._evaluate(
-            system, self._program(side.method), self._lm(side.model), side.method.name, artifact=name, extra=extra,
-            sampling=side if k > 1 else None, samples=k,
-        ), read_json)
+        rows = []
+        for label, task in self.test_sets:
+            artifact = name + (f"@{label}" if label else "")
+            rows.append(self._stage(f"eval:{artifact}", f"eval/{artifact}.json", lambda task=task, label=label, artifact=artifact: self._evaluate(
+                system, self._program(side.method, task), self._lm(side.model), side.method.name, artifact=artifact,
+                extra={**extra, **({"test": label} if label else {})}, sampling=side if k > 1 else None, samples=k, task=task,
+            ), read_json))
+        return rows
 
     def _evaluate(self, system: str, program, lm: LM, method: str, *, artifact: str, extra: dict,
-                  sampling: TeacherConfig | None = None, samples: int = 1) -> dict:
-        """Score a program on the labelled test split (greedy, or maj@k with `sampling`'s settings);
-        write eval/ARTIFACT.jsonl (per example) and .json."""
-        labeled = self._test_set()  # the one place labels are read
+                  sampling: TeacherConfig | None = None, samples: int = 1, task: Task | None = None) -> dict:
+        """Score a program on a labelled test split (`task`'s, default the recipe's; greedy, or maj@k
+        with `sampling`'s settings); write eval/ARTIFACT.jsonl (per example) and .json."""
+        task = task or self.task
+        labeled = self._test_set(task)  # the one place labels are read
         examples = [item.example for item in labeled]
         settings = {"temperature": 0.0}
         if sampling is not None:
@@ -326,10 +351,10 @@ class Pipeline:
         with self._progress(f"evaluate {artifact} ({method})", len(examples) * samples) as advance:
             traces = run_program(program, examples, lm, workers=self.recipe.workers, on_trace=lambda _: advance(), **settings)
         if sampling is not None:
-            traces = majority_traces(traces, self.task.normalize)
-        score, records = score_traces(self.task, labeled, traces, system=system, method=method)
-        if self._judged():
-            score, records = self._judge(score, records, labeled, artifact)
+            traces = majority_traces(traces, task.normalize)
+        score, records = score_traces(task, labeled, traces, system=system, method=method)
+        if self._judged(task):
+            score, records = self._judge(task, score, records, labeled, artifact)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
         row = {**score.row(), **extra}
         write_json(self.out / "eval" / f"{artifact}.json", row)
@@ -337,34 +362,37 @@ class Pipeline:
         return row
 
     # -- a task without labels: agreement with System 2 -----------------------------------------
-    def _test_set(self) -> list:
-        """The test split with its labels, or, for data without labels, with System 2's answers as
+    def _test_set(self, task: Task) -> list:
+        """A test split with its labels, or, for data without labels, with System 2's answers as
         the references (the first teacher, greedy; see s2distill/agreement.py)."""
-        labeled = self.task.labeled("test")
-        if getattr(self.task, "has_labels", True):
+        labeled = task.labeled("test")
+        if getattr(task, "has_labels", True):
             return labeled
-        references = self._stage("reference", "eval/reference.jsonl", lambda: self._references(labeled), read_jsonl)
+        label = next((label for label, split in self.test_sets if split is task), "")
+        name = "reference" + (f"@{label}" if label else "")
+        references = self._stage(name, f"eval/{name}.jsonl", lambda: self._references(task, labeled, name), read_jsonl)
         return with_references(labeled, {r["id"]: r["answer"] for r in references})
 
-    def _references(self, labeled: list) -> list[dict]:
+    def _references(self, task: Task, labeled: list, name: str) -> list[dict]:
         teacher = self.recipe.teachers[0]
         examples = [item.example for item in labeled]
         with self._progress(f"references: System 2 ({teacher.name}) on the test inputs", len(examples)) as advance:
-            traces = run_program(self._program(teacher.method), examples, self._lm(teacher.model), temperature=0.0,
+            traces = run_program(self._program(teacher.method, task), examples, self._lm(teacher.model), temperature=0.0,
                                  workers=self.recipe.workers, on_trace=lambda _: advance())
         rows = [{"id": t.example_id, "teacher": teacher.name, "answer": t.answer} for t in traces]
-        write_jsonl(self.out / "eval" / "reference.jsonl", rows)
+        write_jsonl(self.out / "eval" / f"{name}.jsonl", rows)
         return rows
 
-    def _judged(self) -> bool:
-        return not getattr(self.task, "has_labels", True) and getattr(self.task, "answer_kind", "") == "free_text"
+    @staticmethod
+    def _judged(task: Task) -> bool:
+        return not getattr(task, "has_labels", True) and getattr(task, "answer_kind", "") == "free_text"
 
-    def _judge(self, score, records: list[dict], labeled: list, artifact: str):
+    def _judge(self, task: Task, score, records: list[dict], labeled: list, artifact: str):
         """Free text without labels: each answer against System 2's, judged in both orders."""
         targets = {item.example.id: item.target for item in labeled}
         outcomes, pending = {}, []
         for record in records:
-            outcome = outcome_without_judge(record["answer"], targets[record["id"]], self.task.normalize)
+            outcome = outcome_without_judge(record["answer"], targets[record["id"]], task.normalize)
             if outcome is None:
                 pending.append(record["id"])
             else:
@@ -372,7 +400,7 @@ class Pipeline:
         if pending:
             judge = self.recipe.teacher(self.recipe.evaluate.judge)
             answers = {r["id"]: r["answer"] for r in records}
-            program = judge_program(self.task, answers, targets, prompt_format=judge.method.prompt_format)
+            program = judge_program(task, answers, targets, prompt_format=judge.method.prompt_format)
             examples = [item.example for item in labeled if item.example.id in set(pending)]
             with self._progress(f"judge {artifact} against System 2 ({judge.name})", len(examples)) as advance:
                 traces = run_program(program, examples, self._lm(judge.model), temperature=0.0,
@@ -412,8 +440,8 @@ class Pipeline:
             total.update(getattr(lm.inner, "faults", {}))
         return dict(total)
 
-    def _program(self, method):
-        return build_program(self.task, method.name, method.factory_options())
+    def _program(self, method, task: Task | None = None):
+        return build_program(task or self.task, method.name, method.factory_options())
 
     def _lm(self, config: ModelConfig, *, adapter: Path | None = None) -> CachedLM:
         """One cached LM per distinct model (teacher and student share it when they are the same)."""
@@ -445,6 +473,8 @@ def _by_input(examples: Sequence[Example], traces: Sequence[Trace]) -> dict[str,
 def _describe(config: ModelConfig, adapter: Path | None = None) -> str:
     names = {"embedded": "gemma3-270m (embedded)", "tiny": "tiny test model", "fake": "fake LM"}
     name = names.get(config.backend) or (f"{config.model} at {config.base_url}" if config.backend == "openai" else str(config.path))
+    if config.backend in ("embedded", "hf", "tiny"):
+        name += f", {resolve_dtype(config.dtype)}"  # what `dtype: auto` chose on this machine
     return name + (" + distilled weights" if adapter else "")
 
 

@@ -21,6 +21,11 @@ def machine_info() -> dict[str, Any]:
 
         info["torch"] = torch.__version__
         info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        from s2distill.hardware import available_cores, cpu_capability, fast_bf16
+
+        info["cpu_capability"] = cpu_capability()
+        info["cpu_bf16"] = fast_bf16("cpu")
+        info["threads"] = available_cores()
     except ImportError:
         pass
     return info
@@ -57,6 +62,10 @@ def _table(rows: list[dict]) -> list[str]:
         detail = row.get("teacher") or row.get("stage") or ""
         if row.get("majority_of"):
             detail += f" maj@{row['majority_of']}"
+        if row.get("test"):
+            detail += f" [test: {row['test']}]"
+        method = row["method"] + (f", {row['shots']}-shot" if row.get("shots") is not None else "")
+        row = {**row, "method": method}
         if row["score"] is None:
             lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | "
                          + "| " * len(extra) + "0 | | |")

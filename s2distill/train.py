@@ -63,6 +63,10 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
+    from s2distill.hardware import available_cores, resolve_dtype
+
+    torch.set_num_threads(available_cores())
+    bf16 = resolve_dtype(config.precision) == "bfloat16"
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -87,6 +91,12 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         lr_scheduler_type="linear",
         warmup_steps=0,
         max_length=config.max_length,
+        # Precision and checkpointing are set here, never left to TRL's defaults (bf16 and gradient
+        # checkpointing both on): bf16 autocast on a CPU without native bf16 runs a reference GEMM
+        # hundreds of times slower (issue 15), and recomputing activations only pays where memory is short.
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=config.gradient_checkpointing,
         completion_only_loss=True,
         logging_steps=5,
         save_strategy="epoch",

@@ -57,7 +57,7 @@ def test_the_hard_curriculum_trains_three_stages_each_from_the_last_and_reports_
     assert weights[0].keys() == weights[1].keys() == weights[2].keys()
     lora_b = [key for key in weights[0] if "lora_B" in key]
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in lora_b)
-    assert "| distilled | 2/3 compressed_reasoning | direct |" in (tmp_path / "report.md").read_text()
+    assert "| distilled | 2/3 compressed_reasoning | direct, 2-shot |" in (tmp_path / "report.md").read_text()
 
 
 def test_continued_training_starts_from_the_previous_adapter(smoke_data, tmp_path):
@@ -93,7 +93,7 @@ def test_baselines_each_get_a_row_and_their_own_curation(smoke_data, tmp_path):
     row = report["rows"][3]
     assert curation["distill_system1"]["kept"] == 0
     assert row["score"] is None and row["note"] == "not trained: curation kept no input"
-    assert "| distill_system1 | answer_only | direct | tiny test model | — (not trained" in (tmp_path / "report.md").read_text()
+    assert "| distill_system1 | answer_only | direct, 2-shot | tiny test model, float32 | — (not trained" in (tmp_path / "report.md").read_text()
     # Standard KD and no filter: each teacher's first sample, every parseable one kept.
     for name in ("standard_kd", "no_filter"):
         assert curation[name]["filter"] == "none" and curation[name]["first_sample_only"]

@@ -64,3 +64,21 @@ def test_stop_strings_do_not_fire_in_leading_whitespace():
     assert truncate_at_stop("\n\n1. Helpfulness\n2. Accuracy\n\nmore", ("\n\n",)) == ("\n\n1. Helpfulness\n2. Accuracy", True)
     assert truncate_at_stop(" rb\nQ: next", ("\n",)) == (" rb", True)
     assert truncate_at_stop("\n\n", ("\n\n",)) == ("\n\n", False)
+
+
+def test_pal_runs_a_deterministic_program_once_and_a_random_one_every_time(monkeypatch):
+    import importlib
+
+    from s2distill.sandbox import SandboxResult
+
+    pal_module = importlib.import_module("s2distill.methods.pal")  # the package re-exports a function `pal`
+
+    runs = []
+    monkeypatch.setattr(pal_module, "run_python", lambda code, **kw: runs.append(code) or SandboxResult("ab\n", "", 0))
+    monkeypatch.setattr(pal_module, "_memo", type(pal_module._memo)())
+    fixed = 'print("".join(w[-1] for w in ["Ada", "Bob"]))'
+    rolled = 'import random\nprint(random.choice(["ab", "ba"]))'
+    for _ in range(3):
+        assert pal_module.run_once(fixed, timeout=5.0, memory_mb=512).stdout == "ab\n"
+        pal_module.run_once(rolled, timeout=5.0, memory_mb=512)
+    assert runs.count(fixed) == 1 and runs.count(rolled) == 3

@@ -48,7 +48,7 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
     assert len(pairs) == curation["kept"]  # one answer-only pair per kept input, however many samples agreed
     assert all(p["prompt"].endswith("A:") and p["completion"].endswith("\n") for p in pairs)
     assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 and saved["lm"]["cached"] == 0
-    assert "| distilled | answer_only | direct |" in (tmp_path / "report.md").read_text()
+    assert "| distilled | answer_only | direct, 2-shot |" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and saved["plot"]
     assert "![score against tokens per example](report.png)" in (tmp_path / "report.md").read_text()
     # Generation never saw a label: the unlabeled inputs file holds ids and inputs only.

@@ -37,14 +37,16 @@ def build_lm(config, *, adapter: str | Path | None = None) -> LM:
             base_url=config.base_url, model=config.model, api_key_env=config.api_key_env,
             max_concurrency=config.max_concurrency, timeout=config.timeout, max_retries=config.max_retries,
         )
+    from s2distill.hardware import resolve_dtype
     from s2distill.lm.hf import HFLM
 
     base = model_dir(config)
-    name = f"{config.backend}:{base.name}:{config.dtype}" if config.backend != "hf" else None
+    dtype = resolve_dtype(config.dtype)  # the resolved dtype names the model in cache keys: bf16 and fp32 differ
+    name = f"{config.backend}:{base.name}:{dtype}" if config.backend != "hf" else None
     adapter_path = Path(adapter) if adapter else None
     if adapter_path is not None and (adapter_path / "config.json").exists():  # a fully fine-tuned model
-        return HFLM(adapter_path, dtype=config.dtype, batch_rows=config.batch_rows, threads=config.threads)
-    return HFLM(base, adapter=adapter_path, dtype=config.dtype, batch_rows=config.batch_rows, threads=config.threads, name=name)
+        return HFLM(adapter_path, dtype=dtype, batch_rows=config.batch_rows, threads=config.threads)
+    return HFLM(base, adapter=adapter_path, dtype=dtype, batch_rows=config.batch_rows, threads=config.threads, name=name)
 
 
 __all__ = ["LM", "CachedLM", "FakeLM", "SampledLM", "build_lm", "model_dir"]

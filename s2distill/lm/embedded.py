@@ -58,5 +58,7 @@ def embedded_model_dir() -> Path:
 
 def embedded_lm(**kwargs) -> HFLM:
     """The embedded Gemma 3 270M as an LM (keyword arguments go to `HFLM`)."""
-    dtype = kwargs.get("dtype", "float32")
-    return HFLM(embedded_model_dir(), name=f"embedded:{EMBEDDED_NAME}:{dtype}", **kwargs)
+    from s2distill.hardware import resolve_dtype
+
+    kwargs["dtype"] = resolve_dtype(kwargs.get("dtype", "auto"), kwargs.get("device"))
+    return HFLM(embedded_model_dir(), name=f"embedded:{EMBEDDED_NAME}:{kwargs['dtype']}", **kwargs)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2distill.hardware import available_cores, resolve_dtype
 from s2distill.lm.base import gather_samples, render_messages, sample_rows, truncate_at_stop
 from s2distill.types import Completion, Request, Usage
 
@@ -30,19 +31,21 @@ class HFLM:
         path: str | Path,
         *,
         adapter: str | Path | None = None,
-        dtype: str = "float32",
+        dtype: str = "auto",
         device: str | None = None,
         batch_rows: int = 16,
         name: str | None = None,  # identity in cache keys; the adapter's fingerprint is appended
         threads: int | None = None,
+        share_prefix: bool = True,  # prefill a prefix common to a batch's prompts once (see `_prefill`)
     ):
         self.path = Path(path)
         self.adapter = Path(adapter) if adapter else None
-        self.dtype = dtype
         self.device = device
+        self.dtype = resolve_dtype(dtype, device)
         self.batch_rows = batch_rows
         self.threads = threads
-        base = name or f"hf:{self.path.resolve()}:{dtype}"
+        self.share_prefix = share_prefix
+        base = name or f"hf:{self.path.resolve()}:{self.dtype}"
         self.name = base + (f"+adapter:{_fingerprint(self.adapter)}" if self.adapter else "")
         self._model = None
         self._tokenizer = None
@@ -55,8 +58,7 @@ class HFLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads or available_cores())
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(self.path)
         tokenizer.padding_side = "left"
@@ -110,10 +112,8 @@ class HFLM:
         """Decode one batch of rows; rows with the same prompt share one prefill."""
         import torch
 
-        model, tokenizer = self._model, self._tokenizer
+        tokenizer = self._tokenizer
         unique = list(dict.fromkeys(prompts))
-        enc = tokenizer(unique, return_tensors="pt", padding=True).to(self._device)
-        prompt_lengths = enc.attention_mask.sum(-1).tolist()
         owner = [unique.index(p) for p in prompts]
         index = torch.tensor(owner, device=self._device)
         generators = []
@@ -127,15 +127,9 @@ class HFLM:
         texts = [""] * n_rows
         done = [False] * n_rows
         with torch.inference_mode():
-            mask = enc.attention_mask
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(
-                input_ids=enc.input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1,  # only the last position's logits: the full [batch, length, vocab] is huge
-            )
-            cache = out.past_key_values
+            logits, cache, mask, positions, prompt_lengths = self._prefill(unique)
             cache.reorder_cache(index)  # copy each prompt's KV cache to its sample rows
-            logits = out.logits[:, -1].float()[index]
+            logits = logits[index]
             mask, positions = mask[index], positions[index][:, -1:]
             live = list(range(n_rows))  # the rows still in the batch, in batch order
             for _ in range(max(r.max_tokens for r in row_requests)):
@@ -161,7 +155,8 @@ class HFLM:
                 step = torch.tensor(picked, device=self._device)[:, None]
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 positions = positions + 1
-                out = model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+                out = self._model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                  use_cache=True)
                 logits = out.logits[:, -1].float()
 
         completions = []
@@ -172,8 +167,59 @@ class HFLM:
         return completions
 
 
+    def _prefill(self, prompts: list[str]):
+        """Prefill distinct prompts: the last position's logits, the KV cache, the attention mask,
+        the position ids, and each prompt's token count.
 
-_SHORTLIST = 1024
+        Prompts that open with the same tokens — a few-shot prompt's exemplars, identical for every
+        input — share that prefix: it is prefilled once, its KV cache copied to every prompt, and
+        only the rest of each prompt is prefilled on top of it (what vLLM's automatic prefix caching
+        does, here within a batch). The rows are laid out as [shared prefix][padding][own tokens],
+        the positions counting real tokens only, so the result equals prefilling each prompt whole
+        (up to the float rounding of other matmul shapes; tested on the tiny model).
+        """
+        import torch
+
+        model, tokenizer, device = self._model, self._tokenizer, self._device
+        ids = tokenizer(prompts).input_ids
+        lengths = [len(x) for x in ids]
+        shared = _common_prefix_length(ids) if len(ids) > 1 and self.share_prefix else 0
+        shared = min(shared, min(lengths) - 1)  # every prompt keeps one token of its own: its logits are the output
+        if shared < _MIN_SHARED_PREFIX:
+            shared = 0
+        own = [x[shared:] for x in ids]
+        width = max(len(x) for x in own)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in own], device=device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in own], device=device)
+        cache = None
+        if shared:
+            prefix = model(input_ids=torch.tensor([ids[0][:shared]], device=device), use_cache=True, logits_to_keep=1)
+            cache = prefix.past_key_values
+            cache.reorder_cache(torch.zeros(len(prompts), dtype=torch.long, device=device))
+            mask = torch.cat([torch.ones(len(prompts), shared, dtype=mask.dtype, device=device), mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions[:, shared:], past_key_values=cache,
+            use_cache=True, logits_to_keep=1,  # only the last position's logits: the full [batch, length, vocab] is huge
+        )
+        return out.logits[:, -1].float(), out.past_key_values, mask, positions, lengths
+
+
+# A shared prefix shorter than this is not worth a forward pass of its own.
+_MIN_SHARED_PREFIX = 16
+_SHORTLIST = 256  # top-p 0.95 at T 0.7 rarely reaches past a few dozen tokens; beyond it, the full sort
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    """How many leading tokens every sequence has in common."""
+    first = sequences[0]
+    n = min(len(x) for x in sequences)
+    for i in range(n):
+        token = first[i]
+        if any(x[i] != token for x in sequences):
+            return i
+    return n
 
 
 def _pick_tokens(logits, requests: Sequence[Request], generators) -> list[int]:
@@ -181,27 +227,32 @@ def _pick_tokens(logits, requests: Sequence[Request], generators) -> list[int]:
     and top-p from the row's own generator.
 
     Top-p is exact but cheap: the nucleus is looked for among the `_SHORTLIST` most likely tokens
-    (one batched top-k instead of sorting the whole vocabulary per row), and only a row whose
-    shortlist holds less than `top_p` of the mass falls back to the full sort.
+    (one batched top-k on the logits instead of sorting the whole vocabulary per row), their
+    probabilities normalised by one log-sum-exp over the vocabulary, so the full softmax of
+    [rows × 262k] is never written; only a row whose shortlist holds less than `top_p` of the mass
+    (or that asks for no top-p) computes its full distribution.
     """
     import torch
 
-    picked = logits.argmax(-1).tolist()
+    picked = [0] * len(requests)
+    greedy = [r for r, req in enumerate(requests) if req.greedy]
+    if greedy:
+        for r, token in zip(greedy, logits[greedy].argmax(-1).tolist()):
+            picked[r] = token
     rows = [r for r, req in enumerate(requests) if not req.greedy]
     if not rows:
         return picked
+    sampled = logits if len(rows) == len(requests) else logits[rows]  # no copy when every row samples
     temperatures = torch.tensor([requests[r].temperature for r in rows], device=logits.device)[:, None]
-    probs = torch.softmax(logits[rows] / temperatures, dim=-1)
-    k = min(_SHORTLIST, probs.shape[-1])
-    top_probs, top_ids = probs.topk(k, dim=-1)  # sorted, descending
+    k = min(_SHORTLIST, sampled.shape[-1])
+    top_logits, top_ids = sampled.topk(k, dim=-1)  # sorted, descending; temperature keeps the order
+    log_z = torch.logsumexp(sampled / temperatures, dim=-1, keepdim=True)  # the exact normaliser
+    top_probs = (top_logits / temperatures - log_z).exp()
     for j, r in enumerate(rows):
         top_p = requests[r].top_p
-        if top_p >= 1.0:
-            picked[r] = int(torch.multinomial(probs[j], 1, generator=generators[r]))
-            continue
         candidates, ids = top_probs[j], top_ids[j]
-        if float(candidates.sum()) < top_p:  # the nucleus reaches past the shortlist
-            candidates, ids = probs[j].sort(descending=True)
+        if top_p >= 1.0 or float(candidates.sum()) < top_p:  # the whole vocabulary is needed
+            candidates, ids = (sampled[j] / temperatures[j] - log_z[j]).exp().sort(descending=True)
         keep = candidates.cumsum(-1) - candidates < top_p
         nucleus = candidates * keep
         picked[r] = int(ids[torch.multinomial(nucleus / nucleus.sum(), 1, generator=generators[r])])

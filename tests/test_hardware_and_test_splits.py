@@ -1,0 +1,66 @@
+"""`dtype: auto` picks bf16 only where the hardware has it; extra System 1 prompts and transfer test
+splits are scored beside the recipe's own."""
+
+from __future__ import annotations
+
+import pytest
+
+import s2distill.hardware as hardware
+from s2distill.config import RecipeError, load_recipe
+from s2distill.pipeline import Pipeline
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"avx2", "avx512f"}, "float32"),              # AVX-512 without its BF16 extension: bf16 GEMM is slow
+    ({"avx2"}, "float32"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
+    ({"avx2", "amx_bf16", "amx_tile"}, "bfloat16"),
+])
+def test_auto_dtype_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    assert hardware.resolve_dtype("auto", "cpu") == expected
+    assert hardware.resolve_dtype("float32", "cpu") == "float32"  # an explicit choice is kept
+    assert hardware.resolve_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
+    from s2distill.config import ModelConfig
+    from s2distill.lm import build_lm
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
+    lm = build_lm(ModelConfig(backend="tiny"))
+    assert lm.dtype == "float32" and lm.name.endswith(":float32")  # a bf16 machine's samples are not replayed here
+
+
+def test_available_cores_is_positive_and_within_the_affinity_mask():
+    import os
+
+    assert 1 <= hardware.available_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_transfer_splits_and_system1_prompts_get_rows_of_their_own(recipes_dir, tmp_path):
+    recipe = load_recipe(recipes_dir / "smoke.yaml", [
+        "evaluate.transfer=[{words: 3}]",
+        "evaluate.system1_prompts=[{name: direct, shots: 0, max_tokens: 6}]",
+    ])
+    report = Pipeline(recipe, tmp_path, progress=False).run()
+    rows = {(r["system"], r.get("shots"), r.get("test")) for r in report["rows"]}
+    assert rows == {
+        ("system1", 2, None), ("system1", 2, "words=3"), ("system1", 0, None), ("system1", 0, "words=3"),
+        ("system2", 2, None), ("system2", 2, "words=3"), ("distilled", 2, None), ("distilled", 2, "words=3"),
+    }
+    three = next(r for r in report["rows"] if r["system"] == "system2" and r.get("test") == "words=3")
+    assert three["n"] == 8
+    # The 3-word split really has three words per input (the labels it was scored against prove it).
+    from s2distill.runfolder import read_jsonl
+
+    assert all(len(r["target"]) == 3 for r in read_jsonl(tmp_path / "eval" / "system2-pal@words=3.jsonl"))
+    assert "[test: words=3]" in (tmp_path / "report.md").read_text()
+
+
+def test_a_transfer_split_that_is_not_a_valid_task_fails_at_load(recipes_dir):
+    with pytest.raises(RecipeError, match="evaluate.transfer"):
+        load_recipe(recipes_dir / "smoke.yaml", ["evaluate.transfer=[{words: 99}]"])
+    with pytest.raises(RecipeError, match="evaluate.transfer"):
+        load_recipe(recipes_dir / "smoke.yaml", ["evaluate.transfer=[{colour: red}]"])

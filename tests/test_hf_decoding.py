@@ -1,0 +1,81 @@
+"""The transformers backend's own decoding loop: greedy equals `model.generate`, and sharing a
+prompt prefix across a batch changes no output."""
+
+from __future__ import annotations
+
+from s2distill.lm.hf import HFLM, _common_prefix_length
+from s2distill.lm.tiny import tiny_model_dir
+from s2distill.types import Request
+
+PREFIX = "Q: Take the last letters of the words in a phrase and concatenate them.\nA: ok\n\n" * 2
+PROMPTS = [PREFIX + f"Q: {w}\nA:" for w in ("Ada Bob", "Eve", "Tom Joe Al", "Zed Yan")]
+
+
+def _lm(**kwargs) -> HFLM:
+    return HFLM(tiny_model_dir(), dtype="float32", batch_rows=16, **kwargs)
+
+
+def test_common_prefix_length():
+    assert _common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert _common_prefix_length([[5, 6], [7]]) == 0
+
+
+def test_greedy_decoding_equals_model_generate():
+    import torch
+
+    lm = _lm(share_prefix=False)
+    model, tokenizer = lm.load()
+    ours = lm.generate([Request(prompt=p, temperature=0.0, max_tokens=12) for p in PROMPTS])
+    for prompt, [completion] in zip(PROMPTS, ours):
+        enc = tokenizer(prompt, return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        reference = out[0, enc.input_ids.shape[1]:].tolist()
+        reference = reference[: next((i for i, t in enumerate(reference) if t in lm._eos), len(reference))]
+        assert completion.text == tokenizer.decode(reference, skip_special_tokens=True)
+        assert completion.usage.prompt_tokens == enc.input_ids.shape[1]
+
+
+def test_a_shared_prefix_changes_no_output_greedy_or_sampled():
+    requests = [Request(prompt=p, temperature=0.0, max_tokens=10) for p in PROMPTS]
+    requests += [Request(prompt=p, temperature=0.9, top_p=0.95, max_tokens=10, n=3, seed=7) for p in PROMPTS]
+    shared, whole = _lm(share_prefix=True).generate(requests), _lm(share_prefix=False).generate(requests)
+    assert [[c.text for c in cs] for cs in shared] == [[c.text for c in cs] for cs in whole]
+    assert [[c.usage for c in cs] for cs in shared] == [[c.usage for c in cs] for cs in whole]
+
+
+def test_sample_k_is_the_same_alone_and_in_a_mixed_batch():
+    lm = _lm()
+    alone = lm.generate([Request(prompt=PROMPTS[0], temperature=0.9, max_tokens=10, n=3, seed=3)])[0]
+    mixed = lm.generate([
+        Request(prompt=PROMPTS[1], temperature=0.0, max_tokens=6),
+        Request(prompt=PROMPTS[0], temperature=0.9, max_tokens=10, n=3, seed=3),
+        Request(prompt=PROMPTS[2], temperature=0.7, max_tokens=8, n=2, seed=1),
+    ])[1]
+    assert [c.text for c in alone] == [c.text for c in mixed]
+
+
+def test_a_tiny_top_p_gives_the_argmax():
+    lm = _lm()
+    greedy = lm.generate([Request(prompt=p, temperature=0.0, max_tokens=8) for p in PROMPTS])
+    nucleus = lm.generate([Request(prompt=p, temperature=1.0, top_p=1e-6, max_tokens=8, seed=5) for p in PROMPTS])
+    assert [c[0].text for c in greedy] == [c[0].text for c in nucleus]
+
+
+def test_the_shortlist_nucleus_is_the_exact_top_p_distribution():
+    """Drawing many times from one row: the shortlist path's frequencies match the exact nucleus
+    of the full softmax (top-p 0.9 over a known distribution)."""
+    import torch
+
+    from s2distill.lm.hf import _pick_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05] + [0.0] * 2000]).clamp(min=1e-12))
+    request = Request(prompt="x", temperature=1.0, top_p=0.9)
+    generator = torch.Generator().manual_seed(0)
+    draws = [_pick_tokens(logits, [request], [generator])[0] for _ in range(4000)]
+    counts = [draws.count(t) / len(draws) for t in range(4)]
+    # nucleus at 0.9: tokens 0, 1, 2 (0.5 + 0.3 + 0.15 = 0.95 ≥ 0.9), renormalised by 0.95
+    for got, want in zip(counts, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0]):
+        assert abs(got - want) < 0.03, counts
+    greedy = Request(prompt="x", temperature=0.0)
+    assert _pick_tokens(logits.repeat(2, 1), [greedy, request], [generator, generator])[0] == 0
