@@ -318,7 +318,8 @@ class Pipeline:
         student = self.recipe.student
         return {"system": system, "stage": stage, "method": student.method.name, "task": self.task.name,
                 "metric": self.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
-                "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
+                "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input",
+                "shots": student.method.shots}
 
     def _evaluate_system(self, system: str, side, *, name: str | None = None) -> list[dict]:
         """System 1 (a student prompt, untrained) or one teacher's System 2 on every test split:
