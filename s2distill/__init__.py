@@ -5,3 +5,13 @@ keep what passes a label-free check, and fine-tune a model to give those answers
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`s2distill.run`, `s2distill.load_student`, `s2distill.Report`: the Python API (s2distill/api.py),
+    imported on first use so that `import s2distill` stays light."""
+    if name in ("run", "load_student", "Report", "Student"):
+        from s2distill import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 's2distill' has no attribute {name!r}")

@@ -10,10 +10,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from s2distill.cli_student import register as register_student_commands
 from s2distill.config import RecipeError, load_recipe
 from s2distill.errors import S2DistillError, explain_os_error
 from s2distill.lm.openai_api import BackendError
 from s2distill.sandbox import SandboxUnavailable
+from s2distill.tasks import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -34,7 +36,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (S2DistillError, FileNotFoundError, BackendError, ImportError, SandboxUnavailable) as exc:  # ImportError: a missing extra
+    except (S2DistillError, DataError, FileNotFoundError, BackendError, ImportError, SandboxUnavailable) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except OSError as exc:  # the disk: full, read-only, a file where a folder should be
@@ -91,6 +93,9 @@ def tasks() -> None:
     for name, task in sorted(TASKS.items()):
         table.add_row(name, task.metric, task.description)
     Console().print(table)
+
+
+register_student_commands(app)  # predict, export, export-data: s2distill/cli_student.py
 
 
 def main() -> None:

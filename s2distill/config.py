@@ -233,6 +233,8 @@ class EvaluateConfig(_Strict):
     transfer: list[dict[str, Any]] = Field(
         default_factory=list, description="further test splits, each the task's settings changed as given (e.g. "
         "{words: 3}: longer inputs than the student was trained on); every system is scored on each")
+    judge: str | None = Field(None, description="free-text data without labels: the teacher whose model judges each "
+                              "answer against System 2's (default: the first)")
     majority_at: list[int] = Field(default_factory=list, description="extra maj@k rows, one per k, for every "
                                    "system evaluated (System 1, each System 2, each distilled stage): the majority of k "
                                    "samples at the first teacher's sampling settings (a teacher's own for its System 2), "
@@ -305,7 +307,8 @@ class Recipe(_Strict):
             if teacher.name in taken or teacher.name == "system1":
                 raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 is reserved)")
             taken.add(teacher.name)
-        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner)):
+        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner),
+                            ("evaluate.judge", self.evaluate.judge)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
         if "distill_system1" in self.baselines and self.curation.filter == "dual_criteria":

@@ -10,6 +10,7 @@ from the completion cache, so no completion is generated twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from s2distill.agreement import judge_program, outcome_without_judge, win_tie_loss, with_references
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.config import ModelConfig, Recipe, RecipeError, StudentConfig, TeacherConfig, runs_model_code
 from s2distill.curation import (
@@ -35,7 +37,6 @@ from s2distill.evaluate import majority_traces, score_traces
 from s2distill.hardware import resolve_dtype
 from s2distill.lm import LM, CachedLM, build_lm, model_dir
 from s2distill.methods import build_program, run_program
-from s2distill.methods.direct import direct
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
 from s2distill.provenance import evaluation_cost, provenance, teacher_spend
@@ -44,6 +45,7 @@ from s2distill.report_html import write_html_report
 from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import describe_guard, require_guard
+from s2distill.student import PROMPT_FILE, prompt_spec, student_program
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace, Verdict
 from s2distill.variants import SYSTEM1_SOURCE, Variant, plan_variants
@@ -69,7 +71,8 @@ class Pipeline:
         for _, task in self.test_sets:
             task.sandbox = self.task.sandbox
         self.variants = plan_variants(recipe)
-        if any(v.filter == "perturbation" for v in self.variants) and type(self.task).perturb is Task.perturb:
+        perturbable = type(self.task).perturb is not Task.perturb and getattr(self.task, "perturbable", True)
+        if any(v.filter == "perturbation" for v in self.variants) and not perturbable:
             raise RecipeError(f"curation.filter perturbation: task {self.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
         self.cache_path = Path(recipe.cache) if recipe.cache else self.out / "cache.sqlite"
@@ -117,9 +120,11 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         saved = self.out / "recipe.yaml"
         current = yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=True)
+        if hasattr(self.task, "fingerprint"):  # the user's data files: a changed file is another run
+            current += f"# data: {self.task.fingerprint()}\n"
         if saved.exists() and saved.read_text() != current:
             raise RecipeError(
-                f"{self.out} holds a run of a different recipe (see {saved}); pick another --out, "
+                f"{self.out} holds a run of a different recipe or data (see {saved}); pick another --out, "
                 "or delete the folder to start over"
             )
         if not saved.exists() and any((self.out / d).exists() for d in ("inputs", "samples", "curation", "distill", "eval")):
@@ -249,7 +254,8 @@ class Pipeline:
                 break
             weights_artifact = f"student/{variant.name}/stage{k}/weights"  # relative to the run folder, like every artifact
             weights = self.out / weights_artifact
-            self._stage(f"train:{base}", weights_artifact, lambda: self._train(pairs, weights.parent, fmt, previous))
+            self._stage(f"train:{base}", weights_artifact,
+                        lambda: (self._train(pairs, weights.parent, fmt, previous), self._save_prompt(weights, pairs)))
             multiline = answers_on_several_lines(pairs)
             artifact = f"{variant.name}-stage{k}"
             rows += self._evaluate_student(variant.name, stage, weights, multiline, artifact=artifact, train_pairs=len(pairs))
@@ -308,12 +314,14 @@ class Pipeline:
         else:
             train_student(pairs, model_dir(student), out_dir, self.recipe.train, init_adapter=previous)
 
+    def _save_prompt(self, weights: Path, pairs: list[dict]) -> None:
+        """The prompt template beside the weights (`predict` and `export` rebuild the prompt from it)."""
+        write_json(weights / PROMPT_FILE, prompt_spec(self.recipe, self.task, multiline=answers_on_several_lines(pairs)))
+
     def _student_program(self, multiline: bool, task: Task | None = None):
-        """How a distilled student is asked: its System 1 prompt; several lines when it was taught to reason."""
-        method, task = self.recipe.student.method, task or self.task
-        if not multiline:
-            return self._program(method, task)
-        return direct(task, shots=method.shots, max_tokens=self.recipe.distill.reasoning_max_tokens, multiline=True)
+        """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
+        return student_program(task or self.task, self.recipe.student.method, multiline=multiline,
+                               reasoning_max_tokens=self.recipe.distill.reasoning_max_tokens)
 
     def _evaluate_student(self, system: str, stage: str, weights: Path, multiline: bool, *, artifact: str,
                           train_pairs: int) -> list[dict]:
@@ -340,7 +348,8 @@ class Pipeline:
         student = self.recipe.student
         return {"system": system, "stage": stage, "method": student.method.name, "task": self.task.name,
                 "metric": self.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
-                "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input"}
+                "model": _describe(student.model), "train_pairs": 0, "note": "not trained: curation kept no input",
+                "shots": student.method.shots}
 
     def _evaluate_system(self, system: str, side, *, name: str | None = None) -> list[dict]:
         """System 1 (a student prompt, untrained) or one teacher's System 2 on every test split:
@@ -388,7 +397,7 @@ class Pipeline:
         """Score a program on a labelled test split (`task`'s, default the recipe's; greedy, or maj@k
         with `sampling`'s settings); write eval/ARTIFACT.jsonl (per example) and .json."""
         task = task or self.task
-        labeled = task.labeled("test")  # the one place labels are read
+        labeled = self._test_set(task)  # the one place labels are read
         examples = [item.example for item in labeled]
         settings = {"temperature": 0.0}
         if sampling is not None:
@@ -401,11 +410,61 @@ class Pipeline:
         if sampling is not None:
             traces = majority_traces(traces, task.normalize)
         score, records = score_traces(task, labeled, traces, system=system, method=method)
+        if self._judged(task):
+            score, records = self._judge(task, score, records, labeled, artifact)
         write_jsonl(self.out / "eval" / f"{artifact}.jsonl", records)
         row = {**score.row(), **evaluation_cost(records, seconds), **extra}
         write_json(self.out / "eval" / f"{artifact}.json", row)
         self.console.print(f"  {artifact}: {100 * score.score:.1f}% {score.metric}, {score.tokens_per_example:.1f} tokens/example")
         return row
+
+    # -- a task without labels: agreement with System 2 -----------------------------------------
+    def _test_set(self, task: Task) -> list:
+        """A test split with its labels, or, for data without labels, with System 2's answers as
+        the references (the first teacher, greedy; see s2distill/agreement.py)."""
+        labeled = task.labeled("test")
+        if getattr(task, "has_labels", True):
+            return labeled
+        label = next((label for label, split in self.test_sets if split is task), "")
+        name = "reference" + (f"@{label}" if label else "")
+        references = self._stage(name, f"eval/{name}.jsonl", lambda: self._references(task, labeled, name), read_jsonl)
+        return with_references(labeled, {r["id"]: r["answer"] for r in references})
+
+    def _references(self, task: Task, labeled: list, name: str) -> list[dict]:
+        teacher = self.recipe.teachers[0]
+        examples = [item.example for item in labeled]
+        with self._progress(f"references: System 2 ({teacher.name}) on the test inputs", len(examples)) as advance:
+            traces = run_program(self._program(teacher.method, task), examples, self._lm(teacher.model), temperature=0.0,
+                                 workers=self.recipe.workers, on_trace=lambda _: advance())
+        rows = [{"id": t.example_id, "teacher": teacher.name, "answer": t.answer} for t in traces]
+        write_jsonl(self.out / "eval" / f"{name}.jsonl", rows)
+        return rows
+
+    @staticmethod
+    def _judged(task: Task) -> bool:
+        return not getattr(task, "has_labels", True) and getattr(task, "answer_kind", "") == "free_text"
+
+    def _judge(self, task: Task, score, records: list[dict], labeled: list, artifact: str):
+        """Free text without labels: each answer against System 2's, judged in both orders."""
+        targets = {item.example.id: item.target for item in labeled}
+        outcomes, pending = {}, []
+        for record in records:
+            outcome = outcome_without_judge(record["answer"], targets[record["id"]], task.normalize)
+            if outcome is None:
+                pending.append(record["id"])
+            else:
+                outcomes[record["id"]] = outcome
+        if pending:
+            judge = self.recipe.teacher(self.recipe.evaluate.judge)
+            answers = {r["id"]: r["answer"] for r in records}
+            program = judge_program(task, answers, targets, prompt_format=judge.method.prompt_format)
+            examples = [item.example for item in labeled if item.example.id in set(pending)]
+            with self._progress(f"judge {artifact} against System 2 ({judge.name})", len(examples)) as advance:
+                traces = run_program(program, examples, self._lm(judge.model), temperature=0.0,
+                                     workers=self.recipe.workers, on_trace=lambda _: advance())
+            outcomes.update({t.example_id: t.answer for t in traces})
+        value, shares = win_tie_loss(records, outcomes)
+        return dataclasses.replace(score, score=value, metrics={**score.metrics, **shares}), records
 
     # -- the report ------------------------------------------------------------------------------
     def _report(self, rows: list[dict], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
@@ -426,6 +485,8 @@ class Pipeline:
         }
         report["cost"] = teacher_spend(self.out, self.recipe.teachers)
         report["provenance"] = provenance(self.out, self.recipe)
+        if hasattr(self.task, "notes"):
+            report["notes"] = self.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
         report["plot"] = bool(plot_score_vs_tokens(rows, self.out / "report.png", title=f"{self.recipe.name}: {self.task.name}"))
         write_json(self.out / "report.json", report)
         (self.out / "report.md").write_text(render_markdown(report))

@@ -132,6 +132,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         *_table(rows),
         "",
+        *[f"**Note**: {note}\n" for note in report.get("notes") or []],
         *_curation_lines(report["curation"]),
         "",
         ("![score against tokens per example](report.png)" if report.get("plot") else

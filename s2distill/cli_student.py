@@ -1,0 +1,101 @@
+"""Commands on a finished run: `predict`, `export`, `export-data` (`register` adds them to the CLI app)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2) from None
+
+
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder with a trained student")],
+    input: Annotated[Path | None, typer.Option("--input", help="JSONL: one input per line (an object of the task's "
+                                               "fields, or a string: the question's text)")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="one question, as text")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSONL file to write (default: stdout)")] = None,
+    variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
+    batch: Annotated[int, typer.Option(help="inputs answered together")] = 16,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Answer with the run's distilled student (its last stage), through exactly its training prompt.
+
+    Writes one JSON line per input: {"input", "answer", "tokens", "output"}."""
+    from s2distill.predict import StudentError, load_student, predict_to_jsonl, read_inputs
+    from s2distill.progress import ProgressBar
+
+    if (input is None) == (text is None):
+        _fail(ValueError("give exactly one of --input FILE.jsonl or --text \"...\""))
+    try:
+        student = load_student(run_dir, variant=variant)
+        items = read_inputs(input) if input is not None else [text]
+        handle = out.open("w") if out is not None else sys.stdout
+        try:
+            with ProgressBar(f"predict ({student.weights.parent.name})", len(items), console, enabled=progress) as advance:
+                predict_to_jsonl(student, items, handle, workers=batch, progress=advance,
+                                 source=str(input) if input is not None else None)
+        finally:
+            if out is not None:
+                handle.close()
+            student.close()
+    except (StudentError, FileNotFoundError, ImportError, ValueError) as exc:
+        _fail(exc)
+    if out is not None:
+        console.print(f"[green]done[/green]: {len(items)} answers in {out}")
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder with a trained student")],
+    to: Annotated[Path, typer.Option("--to", help="folder to write the model into")],
+    variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    gguf: Annotated[bool, typer.Option("--gguf", help="also write model.gguf and an Ollama Modelfile (llama.cpp's converter, "
+                                                  "except for students of the embedded model)")] = False,
+    llama_cpp: Annotated[Path | None, typer.Option("--llama-cpp", help="a llama.cpp checkout (for --gguf)")] = None,
+    gguf_type: Annotated[str, typer.Option(help="GGUF tensor type: f16 or f32 (also bf16, q8_0 with llama.cpp)")] = "f16",
+) -> None:
+    """Write the distilled student as a plain Hugging Face model (adapter merged), with its
+    tokenizer, prompt template and a model card."""
+    from s2distill.export import ExportError, export_model
+    from s2distill.gguf_export import GGUFExportError
+    from s2distill.predict import StudentError
+
+    if dtype not in ("float32", "bfloat16", "float16"):
+        _fail(ValueError(f"--dtype {dtype!r}: one of float32, bfloat16, float16"))
+    try:
+        folder = export_model(run_dir, to, variant=variant, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, gguf_type=gguf_type)
+    except (ExportError, GGUFExportError, StudentError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    console.print(f"[green]done[/green]: {folder}" + (" (model.gguf, Modelfile: `ollama create NAME -f Modelfile`)" if gguf else ""))
+
+
+def export_data(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    to: Annotated[Path, typer.Option("--to", help="folder to write the data into")],
+    variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
+) -> None:
+    """Write the distillation sets and curation verdicts as a datasets folder and JSONL, with a card."""
+    from s2distill.export import export_data as write
+    from s2distill.predict import StudentError
+
+    try:
+        counts = write(run_dir, to, variant=variant)
+    except (StudentError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print("[green]done[/green]: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()) + f" in {to}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the `s2distill` app."""
+    app.command()(predict)
+    app.command()(export)
+    app.command("export-data")(export_data)

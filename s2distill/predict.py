@@ -1,0 +1,173 @@
+"""Use a distilled student: `s2distill predict RUN_DIR` and `s2distill.load_student(RUN_DIR)`.
+
+The student of a run's last training stage answers new inputs through exactly the prompt it was
+trained on: the program is rebuilt from the prompt template saved beside its weights
+(`student.PROMPT_FILE`), by the same function the pipeline evaluates it with. Inputs are batched
+(the programs' calls meet in one batch, as in a run), greedy, and each result says what the
+student generated and how many tokens it cost.
+
+An input is either the question's text as a string (it replaces the task's question in the
+prompt, exemplars and all unchanged), or a row of the task's input fields (a dict, as the run's
+`inputs/train.jsonl` or the user's own file has them), checked as training rows are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s2distill.student import PROMPT_FILE, TEXT_KEY, RecordingLM, program_from_spec, prompt_spec, task_from_spec
+from s2distill.types import Example
+
+
+class StudentError(ValueError):
+    """A run folder without a usable student, or an input the student's task cannot read."""
+
+
+def student_weights(run_dir: str | Path, variant: str = "distilled") -> Path:
+    """The weights of the last trained stage of `variant` in a run folder."""
+    root = Path(run_dir) / "student" / variant
+    stages = [p for p in root.glob("stage*/weights") if re.fullmatch(r"stage\d+", p.parent.name)]
+    if not stages:
+        raise StudentError(f"{run_dir} has no trained student ({root}/stageK/weights): run its recipe first, "
+                           "or name another --variant")
+    return max(stages, key=lambda p: int(p.parent.name.removeprefix("stage")))
+
+
+def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") -> dict[str, Any]:
+    """The prompt template saved beside `weights`; for a run trained before templates were saved,
+    the same template derived from the run's recipe.yaml and its training pairs."""
+    saved = weights / PROMPT_FILE
+    if saved.exists():
+        return json.loads(saved.read_text())
+    import yaml
+
+    from s2distill.config import validate_recipe
+    from s2distill.distill import answers_on_several_lines
+    from s2distill.runfolder import read_jsonl
+    from s2distill.tasks import build_task
+
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    if not recipe_file.exists():
+        raise StudentError(f"{weights} has no {PROMPT_FILE} and {run_dir} no recipe.yaml to rebuild it from")
+    recipe = validate_recipe(yaml.safe_load(recipe_file.read_text()), source=str(recipe_file))
+    task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+    pairs = [p for f in sorted((Path(run_dir) / "distill" / variant).glob(f"{weights.parent.name}-*.jsonl"))
+             if not f.name.endswith(".rewrites.jsonl") for p in read_jsonl(f)]
+    return prompt_spec(recipe, task, multiline=answers_on_several_lines(pairs))
+
+
+@dataclass
+class Student:
+    """A distilled student ready to answer: `predict(inputs)`; `prompt(input)` shows what it sees."""
+
+    weights: Path
+    spec: dict[str, Any]
+    run_dir: Path | None = None
+
+    def __post_init__(self):
+        self.task = task_from_spec(self.spec)
+        self.program = program_from_spec(self.spec, self.task)
+        self._lm = None
+
+    @property
+    def lm_config(self):
+        """The student's base model, as the recipe gave it."""
+        from s2distill.config import ModelConfig
+
+        return ModelConfig(**self.spec["student_model"])
+
+    @property
+    def lm(self):
+        """The student model (loaded on first use): base model plus adapter, or the full fine-tuned model."""
+        if self._lm is None:
+            from s2distill.lm import build_lm
+
+            self._lm = build_lm(self.lm_config, adapter=self.weights)
+        return self._lm
+
+    def example(self, item: Any, index: int = 0, *, where: str | None = None) -> Example:
+        """An input (the question's text, or a row of the task's fields) as the Example the program takes."""
+        where = where or f"input {index + 1}"
+        if isinstance(item, str):
+            if not item.strip():
+                raise StudentError(f"{where}: the question is empty")
+            return Example(f"input-{index}", {TEXT_KEY: item})
+        if not isinstance(item, dict):
+            raise StudentError(f"{where}: an input is a question (a string) or an object of the task's fields, "
+                               f"got {type(item).__name__}")
+        row = item["inputs"] if isinstance(item.get("inputs"), dict) else item  # a run's inputs/*.jsonl row
+        if hasattr(self.task, "example_from_row"):
+            try:
+                return self.task.example_from_row(row, example_id=f"input-{index}", where=where)
+            except ValueError as exc:
+                raise StudentError(str(exc)) from None
+        example = Example(f"input-{index}", row)
+        try:
+            self.task.question(example)
+        except (KeyError, TypeError, IndexError) as exc:
+            raise StudentError(f"{where}: not an input of task {self.task.name} (field {exc} missing or malformed); "
+                               "give the question's text instead") from None
+        return example
+
+    def prompt(self, item: Any) -> str:
+        """The exact prompt the student gets for `item` (the first call its program makes)."""
+        recorder = RecordingLM()
+        self.program(self.example(item), recorder)
+        request = recorder.requests[0]
+        return request.prompt if request.prompt is not None else json.dumps(request.messages)
+
+    def predict(self, inputs: Any, *, workers: int = 16, on_result: Callable[[Any], None] | None = None,
+                source: str | None = None) -> Any:
+        """Answer one input (a string or a dict: returns one result) or a list of them (returns a
+        list, in order). A result is {"input", "answer", "tokens", "output"}: the parsed answer
+        (None when unparseable), completion tokens, and the raw generated text."""
+        from s2distill.methods import run_program
+
+        single = isinstance(inputs, str | dict)
+        items = [inputs] if single else list(inputs)
+        examples = [self.example(item, i, where=f"{source}: row {i + 1}" if source else None) for i, item in enumerate(items)]
+        traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=on_result)
+        results = [{"input": item, "answer": trace.answer, "tokens": trace.usage.completion_tokens,
+                    "output": trace.calls[-1].output if trace.calls else None}
+                   for item, trace in zip(items, traces, strict=True)]
+        return results[0] if single else results
+
+    def close(self) -> None:
+        if self._lm is not None and hasattr(self._lm, "close"):
+            self._lm.close()
+
+
+def load_student(run_dir: str | Path, *, variant: str = "distilled") -> Student:
+    """The student of a run's last training stage, with its saved prompt (see the module docstring)."""
+    weights = student_weights(run_dir, variant)
+    return Student(weights, load_spec(run_dir, weights, variant), Path(run_dir))
+
+
+def read_inputs(path: Path) -> list[Any]:
+    """The rows of a JSONL input file (objects, or strings holding the question's text)."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise StudentError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+    if not rows:
+        raise StudentError(f"{path} holds no inputs")
+    return rows
+
+
+def predict_to_jsonl(student: Student, items: Sequence[Any], out, *, workers: int = 16,
+                     progress: Callable[[], None] | None = None, source: str | None = None) -> list[dict]:
+    """Answer `items` and write one JSON line per input to the open file `out`."""
+    results = student.predict(list(items), workers=workers, on_result=(lambda _: progress()) if progress else None,
+                              source=source)
+    for result in results:
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    return results

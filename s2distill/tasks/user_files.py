@@ -1,0 +1,104 @@
+"""Reading the user's own data files: JSONL, JSON (a list of objects), CSV, Parquet, or a local
+Hugging Face `datasets` folder written by `save_to_disk` (nothing is fetched from a hub).
+
+Every failure is a `DataError` naming the file and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """A user data file that cannot be read as the recipe describes it; the message names the
+    file, the row (1-based) and the field."""
+
+
+def _format_of(path: Path, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if path.is_dir():
+        return "datasets"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; set task.format "
+                        f"({', '.join(FORMATS)})")
+    return fmt
+
+
+def read_rows(path: Path, declared: str, split: str | None) -> tuple[str, list[Any]]:
+    """(a name for error messages, the rows) of a data file or datasets folder."""
+    fmt = _format_of(path, declared)
+    if fmt == "jsonl":
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        return f"{path}", rows
+    if fmt == "json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: a JSON data file holds a list of objects, got {type(data).__name__}")
+        return f"{path}", data
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            return f"{path}", list(csv.DictReader(f))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return f"{path}", pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    name, dataset = _dataset_split(path, split)
+    return f"{path} (split {name})", dataset.to_list()
+
+
+def _load_dataset_folder(path: Path):
+    from datasets import load_from_disk
+
+    try:
+        return load_from_disk(str(path))
+    except Exception as exc:  # FileNotFoundError or a datasets error for a folder that is not one
+        raise DataError(f"{path}: not a datasets folder written by save_to_disk ({exc})") from None
+
+
+def _dataset_split(path: Path, split: str | None):
+    from datasets import DatasetDict
+
+    data = _load_dataset_folder(path)
+    if not isinstance(data, DatasetDict):
+        if split is not None:
+            raise DataError(f"{path}: task.split {split!r} given, but the folder holds a single split")
+        return "all", data
+    names = list(data)
+    name = split or ("train" if "train" in names else names[0] if len(names) == 1 else None)
+    if name is None or name not in names:
+        raise DataError(f"{path}: choose the split of inputs with task.split (splits: {', '.join(names)})")
+    return name, data[name]
+
+
+def held_out_split(path: Path, declared: str, split: str | None) -> tuple[str, list[Any]] | None:
+    """A datasets folder's own `test` split, when the inputs come from another of its splits."""
+    if _format_of(path, declared) != "datasets":
+        return None
+    from datasets import DatasetDict
+
+    data = _load_dataset_folder(path)
+    name, _ = _dataset_split(path, split)
+    if isinstance(data, DatasetDict) and "test" in data and name != "test":
+        return f"{path} (split test)", data["test"].to_list()
+    return None
