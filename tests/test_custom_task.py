@@ -107,7 +107,7 @@ UNLABELED_RECIPE = {
     "teacher": {
         "model": {"backend": "fake", "rules": [
             # Zero-shot chain of thought over "What is A plus B?": right in three samples of four.
-            {"pattern": r"What is (\d+) plus (\d+)\?\nLet's think",
+            {"pattern": r"What is (\d+) plus (\d+)\?\nSolution:",
              "responses": ["Add \\1 and \\2.\nFinal answer: \\1\\2", "Adding.\nFinal answer: \\1\\2",
                            "Sum them.\nFinal answer: \\1\\2", "Hmm.\nFinal answer: 0"]},
         ]},
@@ -153,7 +153,7 @@ def test_free_text_without_labels_is_judged_against_system2_in_both_orders(tmp_p
         {"pattern": r"\[Assistant A\]\nA fine answer about \w+ (\d+)\.\n\n\[Assistant B\]\n(?!A fine)",
          "responses": ["A"]},
         {"pattern": r"\[Assistant A\]\n(?!A fine)[\s\S]*?\n\n\[Assistant B\]\nA fine answer", "responses": ["B"]},
-        {"pattern": r"topic (\d+)\.\nLet's think", "responses": ["Thinking.\nFinal answer: A fine answer about topic \\1."]},
+        {"pattern": r"topic (\d+)\.\nSolution:", "responses": ["Thinking.\nFinal answer: A fine answer about topic \\1."]},
     ]
     recipe = validate_recipe({
         **UNLABELED_RECIPE, "name": "free-text",
