@@ -79,9 +79,9 @@ def test_a_damaged_or_truncated_data_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"x/rows.jsonl .* line 2 is not valid JSON .* truncated or damaged"):
         read_data_jsonl("x/rows.jsonl", root)
     (root / "SHA256SUMS").write_text("0" * 64 + "  x/rows.jsonl\n")
-    from s2distill.tasks.data import _expected_hashes, data_file
+    from s2distill.tasks.data import _expected_hashes, _verified_file
 
-    data_file.cache_clear(), _expected_hashes.cache_clear()  # the first read cached "no sums listed"
+    _verified_file.cache_clear(), _expected_hashes.cache_clear()  # the first read cached "no sums listed"
     with pytest.raises(DataError, match="does not match SHA256SUMS .* restore it from its source"):
         read_data_jsonl("x/rows.jsonl", root)
 
