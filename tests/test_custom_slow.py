@@ -34,9 +34,9 @@ def test_a_user_jsonl_without_labels_is_distilled_predicted_and_exported(tmp_pat
         "name": "custom-embedded",
         "task": {"name": "custom", "path": str(data), "answer": "exact", "test_size": 8, "exemplars": EXEMPLARS,
                  "template": 'Take the last letters of the words in "{person}" and concatenate them.'},
-        "teacher": {"model": {"backend": "embedded", "dtype": "bfloat16"}, "method": {"name": "pal", "shots": 2, "max_tokens": 48},
+        "teacher": {"model": {"backend": "embedded"}, "method": {"name": "pal", "shots": 2, "max_tokens": 48},
                     "samples": 2},
-        "student": {"model": {"backend": "embedded", "dtype": "bfloat16"}, "method": {"name": "direct", "shots": 2, "max_tokens": 8}},
+        "student": {"model": {"backend": "embedded"}, "method": {"name": "direct", "shots": 2, "max_tokens": 8}},
         "train": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "lora_r": 8, "lora_alpha": 16},
     }
     report = s2distill.run(recipe, out=tmp_path / "run")
@@ -50,7 +50,7 @@ def test_a_user_jsonl_without_labels_is_distilled_predicted_and_exported(tmp_pat
     assert [p["answer"] for p in predicted] == [r["answer"] for r in records]
     out = export_model(tmp_path / "run", tmp_path / "model")
     spec = student.spec
-    merged = HFLM(out, dtype="bfloat16")
+    merged = HFLM(out, dtype="auto")
     prompts = [render(spec, student.task.question(student.example(test[r["id"]]))) for r in records]
     texts = [c[0].text for c in merged.generate([Request(prompt=p, temperature=0.0, max_tokens=spec["max_tokens"],
                                                          stop=tuple(spec["stop"])) for p in prompts])]

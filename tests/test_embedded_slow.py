@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def gemma(tmp_path_factory, monkeypatch_module):
     # The conversion lands in the user's real cache (S2DISTILL_HOME unset) so later runs reuse it.
     monkeypatch_module.delenv("S2DISTILL_HOME", raising=False)
-    return embedded_lm(dtype="bfloat16", batch_rows=16)
+    return embedded_lm(dtype="auto", batch_rows=16)
 
 
 @pytest.fixture(scope="module")
