@@ -50,6 +50,21 @@ def curation_summary(variant, verdicts, traces, recipe) -> dict[str, Any]:
     }
 
 
+def row_detail(row: dict) -> str:
+    """A row's teacher or stage, its maj@k and its test split, as the report tables show them."""
+    detail = row.get("teacher") or row.get("stage") or ""
+    if row.get("majority_of"):
+        detail += f" maj@{row['majority_of']}"
+    if row.get("test"):
+        detail += f" [test: {row['test']}]"
+    return detail.strip()
+
+
+def row_method(row: dict) -> str:
+    """A row's method with its shots (`direct, 0-shot`), as the report tables show it."""
+    return row["method"] + (f", {row['shots']}-shot" if row.get("shots") is not None else "")
+
+
 def _table(rows: list[dict]) -> list[str]:
     metric = rows[0]["metric"] if rows else "score"
     extra = list(dict.fromkeys(k for row in rows for k in (row.get("metrics") or {})))  # the task's own columns
@@ -59,13 +74,8 @@ def _table(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        detail = row.get("teacher") or row.get("stage") or ""
-        if row.get("majority_of"):
-            detail += f" maj@{row['majority_of']}"
-        if row.get("test"):
-            detail += f" [test: {row['test']}]"
-        method = row["method"] + (f", {row['shots']}-shot" if row.get("shots") is not None else "")
-        row = {**row, "method": method}
+        detail = row_detail(row)
+        row = {**row, "method": row_method(row)}
         if row["score"] is None:
             lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | "
                          + "| " * len(extra) + "0 | | | | |")

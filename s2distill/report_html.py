@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from s2distill.report import row_detail, row_method
 from s2distill.runfolder import read_jsonl
 
 TEMPLATE = Path(__file__).parent / "assets" / "report.html"
@@ -145,9 +146,10 @@ def _systems(out: Path, rows: list[dict]) -> list[dict]:
     systems = []
     for row in rows:
         for name, saved in artifacts.items():
-            if all(saved.get(k) == row.get(k) for k in ("system", "teacher", "stage", "method", "model")) and \
+            if all(saved.get(k) == row.get(k) for k in ("system", "teacher", "stage", "method", "model", "shots", "test",
+                                                         "majority_of")) and \
                     (out / "eval" / f"{name}.jsonl").exists() and name not in [s["key"] for s in systems]:
-                detail = row.get("teacher") or row.get("stage") or ""
+                detail = " · ".join(x for x in (row_detail(row), row_method(row)) if x)
                 label = {"system1": "System 1", "system2": "System 2"}.get(row["system"], row["system"])
                 systems.append({"key": name, "label": f"{label} · {detail}" if detail else label, "system": row["system"]})
                 break
@@ -252,10 +254,10 @@ def systems_table(rows: list[dict]) -> str:
             "<th class=n>examples / s</th></tr>")
     body = []
     for row in rows:
-        detail = (row.get("teacher") or row.get("stage") or "") + (f" maj@{row['majority_of']}" if row.get("majority_of") else "")
+        detail = row_detail(row)
         score = f"{100 * row['score']:.1f}%" if row.get("score") is not None else f"— ({_e(row.get('note'))})"
         body.append(
-            f"<tr class='sys-{_e(row['system'])}'><td>{_e(row['system'])}</td><td>{_e(detail)}</td><td>{_e(row['method'])}</td>"
+            f"<tr class='sys-{_e(row['system'])}'><td>{_e(row['system'])}</td><td>{_e(detail)}</td><td>{_e(row_method(row))}</td>"
             f"<td>{_e(row.get('model'))}</td><td class=n>{score}</td><td class=n>{_e(row.get('n'))}</td>"
             f"<td class=n>{_e(row.get('unparseable'))}</td><td class=n>{_num(row.get('tokens_per_example'))}</td>"
             f"<td class=n>{_num(row.get('prompt_tokens_per_example'))}</td>"
