@@ -251,8 +251,12 @@ def _pick_tokens(logits, requests: Sequence[Request], generators) -> list[int]:
     top_probs = (top_logits / temperatures - log_z).exp()
     for j, r in enumerate(rows):
         top_p = requests[r].top_p
+        if top_p >= 1.0:  # no nucleus: a draw from the whole distribution, no sort
+            probs = (sampled[j] / temperatures[j] - log_z[j]).exp()
+            picked[r] = int(torch.multinomial(probs, 1, generator=generators[r]))
+            continue
         candidates, ids = top_probs[j], top_ids[j]
-        if top_p >= 1.0 or float(candidates.sum()) < top_p:  # the whole vocabulary is needed
+        if float(candidates.sum()) < top_p:  # the nucleus reaches past the shortlist
             candidates, ids = (sampled[j] / temperatures[j] - log_z[j]).exp().sort(descending=True)
         keep = candidates.cumsum(-1) - candidates < top_p
         nucleus = candidates * keep
