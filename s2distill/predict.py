@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from s2distill.student import PROMPT_FILE, TEXT_KEY, RecordingLM, program_from_spec, prompt_spec, task_from_spec
+from s2distill.tasks.user_files import parse_jsonl
 from s2distill.types import Example
 
 
@@ -150,14 +151,7 @@ def load_student(run_dir: str | Path, *, variant: str = "distilled") -> Student:
 
 def read_inputs(path: Path) -> list[Any]:
     """The rows of a JSONL input file (objects, or strings holding the question's text)."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise StudentError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+    rows = parse_jsonl(path, StudentError)
     if not rows:
         raise StudentError(f"{path} holds no inputs")
     return rows

@@ -8,12 +8,12 @@ from s2distill.tasks.base import Shot, Task
 from s2distill.tasks.coin_flip import CoinFlip, CoinFlipConfig
 from s2distill.tasks.commonsenseqa import CommonsenseQA, CommonsenseQAConfig
 from s2distill.tasks.custom import CustomConfig, CustomTask
-from s2distill.tasks.user_files import DataError
 from s2distill.tasks.gsm8k import GSM8K, GSM8KConfig
 from s2distill.tasks.judging import Judging, JudgingConfig
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
 from s2distill.tasks.mbpp import MBPP, MBPPConfig
 from s2distill.tasks.triviaqa import TriviaQA, TriviaQAConfig
+from s2distill.tasks.user_files import DataError
 
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (LastLetters, CoinFlip, GSM8K, CommonsenseQA, MBPP, TriviaQA, Judging, CustomTask)

@@ -14,6 +14,16 @@ from s2distill.types import Example, Labeled
 MAX_EXAMPLES = 100_000  # examples per split at most: bounded at load, not by running out of memory
 
 
+def normalize_number(answer: str) -> str:
+    """'$1,234.00' -> '1234'; '0.50' -> '0.5'; text without a number stays as it is (lowercased)."""
+    text = answer.strip().replace(",", "").replace("$", "").rstrip(".")
+    try:
+        value = float(text)
+    except ValueError:
+        return text.lower()
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Shot:
     """A worked exemplar for few-shot prompts: the question, a rationale, a program, the answer."""

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from s2distill.tasks.base import Shot, Task
+from s2distill.tasks.base import Shot, Task, normalize_number
 from s2distill.tasks.user_files import FORMATS, DataError, held_out_split, read_rows
 from s2distill.types import Example, Labeled
 
@@ -247,12 +247,7 @@ class CustomTask(Task):
 
     def normalize(self, answer: str) -> str:
         if self.answer_kind == "number":
-            text = answer.strip().replace(",", "").replace("$", "").rstrip(".")
-            try:
-                value = float(text)
-            except ValueError:
-                return text.lower()
-            return str(int(value)) if value == int(value) else f"{value:g}"
+            return normalize_number(answer)
         if self.answer_kind == "choice":
             return answer.strip().strip("().[]* ").upper()
         return super().normalize(answer)

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
+from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task, normalize_number
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
@@ -80,12 +80,7 @@ class GSM8K(Task):
 
     def normalize(self, answer: str) -> str:
         """'$1,234.00' -> '1234'; '0.50' -> '0.5'; text without a number stays as it is."""
-        text = answer.strip().replace(",", "").replace("$", "").rstrip(".")
-        try:
-            value = float(text)
-        except ValueError:
-            return text.lower()
-        return str(int(value)) if value == int(value) else f"{value:g}"
+        return normalize_number(answer)
 
     def parse_answer(self, text: str) -> str | None:
         """The number after 'The answer is' / 'Final answer:' if present, else the last number."""

@@ -32,19 +32,25 @@ def _format_of(path: Path, declared: str) -> str:
     return fmt
 
 
+def parse_jsonl(path: Path, error: type[Exception] = DataError) -> list[Any]:
+    """The values of a JSON-lines file, blank lines skipped; a line that is not JSON raises `error`
+    naming the file and the line."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+    return rows
+
+
 def read_rows(path: Path, declared: str, split: str | None) -> tuple[str, list[Any]]:
     """(a name for error messages, the rows) of a data file or datasets folder."""
     fmt = _format_of(path, declared)
     if fmt == "jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        return f"{path}", rows
+        return f"{path}", parse_jsonl(path)
     if fmt == "json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
