@@ -30,7 +30,7 @@ from s2distill.curation import output_key  # noqa: E402
 from s2distill.distill import distill_pairs  # noqa: E402
 from s2distill.evaluate import score_traces  # noqa: E402
 from s2distill.hardware import describe, resolve_dtype  # noqa: E402
-from s2distill.lm import build_lm, model_dir  # noqa: E402
+from s2distill.lm import build_lm  # noqa: E402
 from s2distill.methods import build_program, run_program  # noqa: E402
 from s2distill.runfolder import read_jsonl  # noqa: E402
 from s2distill.tasks import build_task  # noqa: E402
@@ -108,7 +108,7 @@ def main() -> None:
             workdir = Path(tempfile.mkdtemp(prefix="s2d-curve-"))
             try:
                 started = time.perf_counter()
-                weights = train_student(pairs, model_dir(recipe.student.model), workdir, train)
+                weights = train_student(pairs, recipe.student.model.weights_dir(), workdir, train)
                 train_seconds = time.perf_counter() - started
                 results = evaluate(recipe, weights)
             finally:

@@ -11,11 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2distill.cli_student import register as register_student_commands
-from s2distill.config import RecipeError, load_recipe
+from s2distill.config import load_recipe
 from s2distill.errors import S2DistillError, explain_os_error
-from s2distill.lm.openai_api import BackendError
-from s2distill.sandbox import SandboxUnavailable
-from s2distill.tasks import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
@@ -36,7 +33,7 @@ def run(
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
         report = Pipeline(config, folder, console=console, progress=progress).run()
-    except (S2DistillError, DataError, FileNotFoundError, BackendError, ImportError, SandboxUnavailable) as exc:  # ImportError: a missing extra
+    except (S2DistillError, FileNotFoundError, ImportError) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except OSError as exc:  # the disk: full, read-only, a file where a folder should be
@@ -70,15 +67,16 @@ def mt_bench_answers(
     """Answer MT-bench's 80 first-turn questions twice (the pairs `judging` with source mt_bench reads)."""
     from pydantic import ValidationError
 
-    from s2distill.config import ModelConfig, apply_override
+    from s2distill.config import apply_override
+    from s2distill.lm import model_config
     from s2distill.mt_bench import generate_answers
 
-    fields: dict = {"backend": "embedded", "dtype": "auto"}
+    fields: dict = {}  # the embedded model unless the arguments say otherwise
     try:
         for item in model or []:
             apply_override(fields, item)
-        count = generate_answers(ModelConfig(**fields), out, temperature=temperature, max_tokens=max_tokens)
-    except (RecipeError, ValidationError, FileNotFoundError, BackendError, ImportError) as exc:
+        count = generate_answers(model_config(fields), out, temperature=temperature, max_tokens=max_tokens)
+    except (S2DistillError, ValidationError, FileNotFoundError, ImportError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     console.print(f"[green]done[/green]: two answers to each of {count} questions in {out}")

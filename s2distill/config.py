@@ -6,14 +6,16 @@ of being silently ignored.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from s2distill.configbase import Strict as _Strict
+from s2distill.configbase import runtime_field
 from s2distill.errors import S2DistillError
+from s2distill.lm.configs import BACKENDS, EmbeddedModel, ModelConfig
 from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy
 from s2distill.tasks import TaskConfig
@@ -24,50 +26,6 @@ MAX_SAMPLES = 1024  # samples per input: far beyond any paper's N, well below a 
 
 class RecipeError(S2DistillError, ValueError):
     """A recipe that cannot run: the message names the file and the field."""
-
-
-class _Strict(BaseModel):
-    # Unknown keys are typos; infinities and NaN are never a setting (`train.epochs=.inf`).
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class ModelConfig(_Strict):
-    """Which LM: the embedded default, a local transformers folder, an OpenAI-compatible server,
-    the tiny test model, or the fake."""
-
-    backend: Literal["embedded", "hf", "openai", "tiny", "fake"] = "embedded"
-    path: str | None = Field(None, description="model folder, for backend hf")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16 or AMX on CPU, "
-        "bf16-capable GPUs), float32 elsewhere (s2distill/hardware.py)")
-    batch_rows: int = Field(16, ge=1, description="sequences decoded together")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: the cores this process may use)")
-    rules: list[dict[str, Any]] = Field(default_factory=list, description="fake backend: [{pattern, responses}]")
-    default: str = Field("", description="fake backend: text when no rule matches")
-    base_url: str | None = Field(None, description="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
-    model: str | None = Field(None, description="openai backend: the model name the server knows")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: environment variable holding the key")
-    max_concurrency: int = Field(8, ge=1, le=1024, description="openai backend: requests in flight")
-    timeout: float = Field(60.0, gt=0, description="openai backend: seconds per request")
-    max_retries: int = Field(5, ge=0, le=100, description="openai backend: retries on timeouts, 429, 5xx, malformed bodies")
-
-    @model_validator(mode="after")
-    def _check_backend(self) -> ModelConfig:
-        if self.backend == "openai" and not (self.base_url and self.model):
-            raise ValueError("backend 'openai' needs base_url and model")
-        if self.backend == "hf":
-            if not self.path:
-                raise ValueError("backend 'hf' needs path: the folder of a transformers model")
-            if not Path(self.path).expanduser().exists():
-                raise ValueError(f"model path {self.path!r} does not exist")
-        for i, rule in enumerate(self.rules):
-            if set(rule) != {"pattern", "responses"}:
-                raise ValueError(f"each fake rule needs exactly 'pattern' and 'responses', got {sorted(rule)}")
-            try:
-                re.compile(rule["pattern"])
-            except (re.error, TypeError) as exc:
-                raise ValueError(f"rules[{i}].pattern {rule['pattern']!r} is not a valid regular expression: {exc}") from None
-        return self
 
 
 class MethodConfig(_Strict):
@@ -122,19 +80,19 @@ class TeacherConfig(_Strict):
     numbered when two teachers share it)."""
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=EmbeddedModel)
     method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="pal"))
     samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="System 2 samples per input")
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     seed: int = 0
-    price: PriceConfig | None = Field(None, description="per million tokens: the report gives the teacher's spend in money")
+    price: PriceConfig | None = runtime_field(None, description="per million tokens: the report gives the teacher's spend in money")
 
 
 class StudentConfig(_Strict):
     """The System 1 side: the model distilled into, and its direct-answer prompt."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(default_factory=EmbeddedModel)
     # Zero-shot by default, as the paper's System 1: each training example is then a fraction of a
     # few-shot prompt's tokens (issue 15), and the distilled model's whole inference is cheap.
     method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct", shots=0))
@@ -208,7 +166,7 @@ class TrainConfig(_Strict):
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; only "
                                          "for models that do not fit otherwise)")
     seed: int = 0
-    report_to: list[str] = Field(default_factory=list, description="experiment trackers passed to TRL (tensorboard, "
+    report_to: list[str] = runtime_field(default_factory=list, description="experiment trackers passed to TRL (tensorboard, "
                                  "wandb, trackio, mlflow, ...); the loss history is kept in train_log.jsonl regardless")
 
     @field_validator("report_to", mode="before")
@@ -276,11 +234,12 @@ class Recipe(_Strict):
         "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
         "tinyllm (every teacher's first rationale, no filter, full reasoning)"
     )
-    workers: int = Field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
-    data_dir: str | None = Field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
-    cache: str | None = Field(None, description="SQLite completion cache (default: RUN_DIR/cache.sqlite)")
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    max_failures: float = Field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
+    workers: int = runtime_field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
+    data_dir: str | None = runtime_field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
+    cache: str | None = runtime_field(None, description="SQLite completion cache, shared by every run that names it "
+                                      "(default: the user cache, ~/.cache/s2distill/completions.sqlite)")
+    sandbox: SandboxConfig = runtime_field(default_factory=SandboxConfig)
+    max_failures: float = runtime_field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
                                 "for good (a 4xx, e.g. context length) before the run stops, naming them")
 
     @model_validator(mode="before")
@@ -447,6 +406,9 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
                 loc[:2] = ["teacher"]  # report the field as the recipe spells it
             if loc[:1] == ["task"] and len(loc) > 2:
                 del loc[1]  # the task's name tag pydantic adds for the discriminated union
+            for i in range(len(loc) - 2, 0, -1):
+                if loc[i - 1] == "model" and loc[i] in BACKENDS:
+                    del loc[i]  # likewise the backend tag of a model section
             field = ".".join(str(p) for p in loc) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":

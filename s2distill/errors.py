@@ -11,11 +11,20 @@ class S2DistillError(Exception):
 
 
 class DataError(S2DistillError, ValueError):
-    """An offline data file that is missing, damaged or changed."""
+    """A data file that is missing, damaged or changed, or a user's file that cannot be read as the
+    recipe describes it (the message names the file, the row and the field)."""
 
 
 class RunFolderError(S2DistillError):
     """The run folder (or its completion cache) cannot be used as it is."""
+
+
+class BackendError(S2DistillError, RuntimeError):
+    """A model server could not be used: unreachable, or failing after every retry."""
+
+
+class SandboxUnavailable(S2DistillError, RuntimeError):
+    """No operating-system boundary on this machine, and the weaker guard was not allowed."""
 
 
 class TrainingError(S2DistillError):

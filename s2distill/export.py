@@ -46,10 +46,9 @@ def merged_model(weights: Path, spec: dict[str, Any], *, dtype: str = "float32")
                 AutoTokenizer.from_pretrained(weights))
     from peft import PeftModel
 
-    from s2distill.config import ModelConfig
-    from s2distill.lm import model_dir
+    from s2distill.lm import model_config
 
-    base = model_dir(ModelConfig(**spec["student_model"]))
+    base = model_config(spec["student_model"], saved=True).weights_dir()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = PeftModel.from_pretrained(model, str(weights)).merge_and_unload()  # merged in float32, then cast
     return model.to(getattr(torch, dtype)), AutoTokenizer.from_pretrained(base)

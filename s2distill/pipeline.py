@@ -35,7 +35,7 @@ from s2distill.curation import (
 from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
 from s2distill.evaluate import majority_traces, score_traces
 from s2distill.hardware import resolve_dtype
-from s2distill.lm import LM, CachedLM, build_lm, model_dir
+from s2distill.lm import LM, CachedLM, build_lm
 from s2distill.methods import build_program, run_program
 from s2distill.plot import plot_score_vs_tokens
 from s2distill.progress import ProgressBar
@@ -305,14 +305,14 @@ class Pipeline:
         from s2distill.train import train_student
 
         student = self.recipe.student.model
-        if student.backend in ("fake", "openai"):
+        if not student.trainable:
             raise RecipeError(f"student.model: the {student.backend} backend cannot be fine-tuned; use embedded, hf or tiny")
         mode = self.recipe.train.mode
         self.console.print(f"  fine-tuning ({mode}) on {len(pairs)} {fmt} pairs" + (" from the previous stage" if previous else ""))
         if mode == "full":
-            train_student(pairs, previous or model_dir(student), out_dir, self.recipe.train)
+            train_student(pairs, previous or student.weights_dir(), out_dir, self.recipe.train)
         else:
-            train_student(pairs, model_dir(student), out_dir, self.recipe.train, init_adapter=previous)
+            train_student(pairs, student.weights_dir(), out_dir, self.recipe.train, init_adapter=previous)
 
     def _save_prompt(self, weights: Path, pairs: list[dict]) -> None:
         """The prompt template beside the weights (`predict` and `export` rebuild the prompt from it)."""
@@ -532,11 +532,7 @@ def _by_input(examples: Sequence[Example], traces: Sequence[Trace]) -> dict[str,
 
 
 def _describe(config: ModelConfig, adapter: Path | None = None) -> str:
-    names = {"embedded": "gemma3-270m (embedded)", "tiny": "tiny test model", "fake": "fake LM"}
-    name = names.get(config.backend) or (f"{config.model} at {config.base_url}" if config.backend == "openai" else str(config.path))
-    if config.backend in ("embedded", "hf", "tiny"):
-        name += f", {resolve_dtype(config.dtype)}"  # what `dtype: auto` chose on this machine
-    return name + (" + distilled weights" if adapter else "")
+    return config.describe(adapter)
 
 
 def _load_examples(path: Path) -> list[Example]:

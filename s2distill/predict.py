@@ -78,9 +78,9 @@ class Student:
     @property
     def lm_config(self):
         """The student's base model, as the recipe gave it."""
-        from s2distill.config import ModelConfig
+        from s2distill.lm import model_config
 
-        return ModelConfig(**self.spec["student_model"])
+        return model_config(self.spec["student_model"], saved=True)
 
     @property
     def lm(self):

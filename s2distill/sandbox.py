@@ -40,12 +40,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from s2distill.errors import SandboxUnavailable
+
 BOUNDARY = "bubblewrap"
 WEAK = "audit hook only"
 FILE_SIZE_LIMIT = 1024 * 1024
 
 _GUARD = r'''
 import sys
+
 def _install(memory, fsize):
     import os, resource
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -103,10 +106,6 @@ del _install
 _source = sys.stdin.read()
 exec(compile(_source, "<program>", "exec"), {"__name__": "__main__"})
 '''
-
-
-class SandboxUnavailable(RuntimeError):
-    """No operating-system boundary on this machine, and the weaker guard was not allowed."""
 
 
 @dataclass(frozen=True)

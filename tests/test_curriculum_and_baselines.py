@@ -64,13 +64,12 @@ def test_continued_training_starts_from_the_previous_adapter(smoke_data, tmp_pat
     """The trainer of stage k+1 holds stage k's adapter weights before its first step."""
     from safetensors.torch import load_file
 
-    from s2distill.lm import model_dir
     from s2distill.train import build_trainer, train_student
 
     recipe = validate_recipe(smoke_data)
     pairs = [{"prompt": "Q: ab cd\nA:", "completion": " bd\n"}] * 4
-    first = train_student(pairs, model_dir(recipe.student.model), tmp_path / "one", recipe.train)
-    trainer = build_trainer(pairs, model_dir(recipe.student.model), tmp_path / "two", recipe.train, init_adapter=first)
+    first = train_student(pairs, recipe.student.model.weights_dir(), tmp_path / "one", recipe.train)
+    trainer = build_trainer(pairs, recipe.student.model.weights_dir(), tmp_path / "two", recipe.train, init_adapter=first)
     saved = load_file(first / "adapter_model.safetensors")
     params = dict(trainer.model.named_parameters())
     for key, value in saved.items():

@@ -24,12 +24,12 @@ def test_auto_dtype_follows_the_cpu_flags(monkeypatch, flags, expected):
 
 
 def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
-    from s2distill.config import ModelConfig
+    from s2distill.lm.configs import TinyModel
     from s2distill.lm import build_lm
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
-    lm = build_lm(ModelConfig(backend="tiny"))
+    lm = build_lm(TinyModel())
     assert lm.dtype == "float32" and lm.name.endswith(":float32")  # a bf16 machine's samples are not replayed here
 
 

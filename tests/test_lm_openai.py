@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from s2distill.config import validate_recipe
-from s2distill.lm.openai_api import BackendError, OpenAICompatibleLM
+from s2distill.errors import BackendError
+from s2distill.lm.openai_api import OpenAICompatibleLM
 from s2distill.pipeline import Pipeline
 from s2distill.runfolder import read_jsonl
 from s2distill.types import Request

@@ -129,9 +129,8 @@ def test_the_exported_merged_model_answers_as_predict_does(run_dir, student, tmp
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from s2distill.lm import model_dir
 
-    base = model_dir(student.lm_config)
+    base = student.lm_config.weights_dir()
     adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(student.weights)).eval()
     plain = AutoModelForCausalLM.from_pretrained(out).eval()
     ids = AutoTokenizer.from_pretrained(out)(prompts[:4], return_tensors="pt", padding=True)

@@ -25,7 +25,7 @@ from s2distill.lm.cache import CachedLM
 from s2distill.pipeline import Pipeline, _load_examples
 from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
-from s2distill.sandbox import SandboxUnavailable
+from s2distill.errors import SandboxUnavailable
 from s2distill.tasks.data import read_jsonl as read_data_jsonl
 from s2distill.types import Request
 
@@ -57,6 +57,8 @@ def test_an_override_with_unbalanced_brackets_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize(("override", "message"), [
+    ("teacher.model.rules=[]", "teacher.model.rules: unknown key"),  # the fake backend's field on the embedded one
+    ("teacher.model.backend=vllm", "teacher.model: backend must be one of embedded, hf, openai, tiny, fake"),
     ("train.epochs=.inf", "train.epochs: Input should be a finite number"),
     ("train.learning_rate=.inf", "train.learning_rate: Input should be a finite number"),
     ("train.learning_rate=.nan", "train.learning_rate: Input should be a finite number"),
@@ -64,7 +66,7 @@ def test_an_override_with_unbalanced_brackets_is_a_clear_error(tmp_path):
     ("teacher.samples=1.0e+30", "teacher.samples: 1e[+]30 is far too large; counts are bounded .*at most 1024"),
     ("task.test_size=1.0e+11", "task.test_size: Input should be less than or equal to 100000"),
     ("evaluate.systems=[]", "evaluate.systems: List should have at least 1 item"),
-    ("teacher.model.rules=[{pattern: '(unclosed', responses: [x]}]", r"rules\[0\].pattern '\(unclosed' is not a valid regular expression"),
+    ("teacher.model={backend: fake, rules: [{pattern: '(unclosed', responses: [x]}]}", r"rules\[0\].pattern '\(unclosed' is not a valid regular expression"),
 ])
 def test_sizes_rates_and_rules_are_checked_at_load(tmp_path, override, message):
     with pytest.raises(RecipeError, match=message):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from s2distill.config import ModelConfig, TrainConfig
+from s2distill.config import TrainConfig
+from s2distill.lm.configs import TinyModel
 from s2distill.lm import build_lm
 from s2distill.lm.tiny import tiny_model_dir
 from s2distill.train import build_trainer, train_student
@@ -32,8 +33,8 @@ def test_trained_adapter_is_saved_and_loads_as_an_lm(tmp_path):
     weights = train_student(PAIRS * 4, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=4, lora_r=2, lora_alpha=4))
     assert (weights / "adapter_config.json").exists()
     assert not (tmp_path / "checkpoints").exists()
-    base = build_lm(ModelConfig(backend="tiny"))
-    tuned = build_lm(ModelConfig(backend="tiny"), adapter=weights)
+    base = build_lm(TinyModel())
+    tuned = build_lm(TinyModel(), adapter=weights)
     assert tuned.name != base.name  # the cache never confuses the two
     [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=4)])
     assert completion.usage.completion_tokens >= 1 and completion.usage.prompt_tokens > 10
@@ -58,7 +59,7 @@ def test_answer_positions_loss_equals_the_full_masked_loss(tmp_path):
 def test_full_fine_tuning_saves_a_whole_model_that_loads_as_an_lm(tmp_path):
     weights = train_student(PAIRS * 4, tiny_model_dir(), tmp_path, TrainConfig(mode="full", epochs=1, batch_size=4))
     assert (weights / "config.json").exists() and (weights / "model.safetensors").exists()
-    tuned = build_lm(ModelConfig(backend="tiny"), adapter=weights)
+    tuned = build_lm(TinyModel(), adapter=weights)
     assert str(weights) in tuned.name
     [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=3)])
     assert completion.usage.completion_tokens >= 1

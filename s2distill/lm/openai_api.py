@@ -30,12 +30,9 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from s2distill.errors import BackendError
 from s2distill.lm.base import gather_samples, sample_rows
 from s2distill.types import Completion, Request, Usage
-
-
-class BackendError(RuntimeError):
-    """A model server could not be used: unreachable, or failing after every retry."""
 
 
 class OpenAICompatibleLM:

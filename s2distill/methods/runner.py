@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
 from s2distill.lm.batching import BatchingLM
-from s2distill.lm.openai_api import BackendError
 from s2distill.types import Completion, Example, Request, Trace
 
 Program = Callable[[Example, LM], Trace]

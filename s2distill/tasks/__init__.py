@@ -13,7 +13,7 @@ from s2distill.tasks.judging import Judging, JudgingConfig
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
 from s2distill.tasks.mbpp import MBPP, MBPPConfig
 from s2distill.tasks.triviaqa import TriviaQA, TriviaQAConfig
-from s2distill.tasks.user_files import DataError
+from s2distill.errors import DataError
 
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (LastLetters, CoinFlip, GSM8K, CommonsenseQA, MBPP, TriviaQA, Judging, CustomTask)

