@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from s2distill.cli_cache import register as register_cache_command
 from s2distill.cli_student import register as register_student_commands
 from s2distill.config import load_recipe
 from s2distill.errors import S2DistillError, explain_os_error
@@ -24,15 +25,20 @@ def run(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. teacher.samples=4")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/RECIPE_NAME)")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    redo: Annotated[list[str] | None, typer.Option("--redo", help="redo a stage even if current: a kind (samples, "
+                                                   "curation, distill, compress, train, eval) or one stage by name "
+                                                   "(train:distilled/stage1); repeatable")] = None,
 ) -> None:
-    """Run every stage of RECIPE: System 2 → curation → distillation → training → evaluation → report."""
+    """Run every stage of RECIPE: System 2 → curation → distillation → training → evaluation → report.
+
+    A rerun keeps every stage whose inputs did not change and redoes the others, saying why."""
     from s2distill.pipeline import Pipeline
     from s2distill.report import render_markdown
 
     try:
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
-        report = Pipeline(config, folder, console=console, progress=progress).run()
+        report = Pipeline(config, folder, console=console, progress=progress, redo=redo or ()).run()
     except (S2DistillError, FileNotFoundError, ImportError) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -94,6 +100,7 @@ def tasks() -> None:
 
 
 register_student_commands(app)  # predict, export, export-data: s2distill/cli_student.py
+register_cache_command(app)  # cache: s2distill/cli_cache.py
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student
                                          prompt_format=prompt_format, max_tokens=max_tokens)
             rewritten = fold_blank_lines(rewritten)
             accepted, reason = judge_rewrite(task, original, rewritten, trace.answer)
-            rewrites.append({"teacher": trace.meta.get("teacher", ""), "sample": trace.sample, "original": original,
+            rewrites.append({"teacher": trace.teacher, "sample": trace.sample, "original": original,
                              "rewritten": rewritten, "accepted": accepted, "reason": reason})
         return Trace(example.id, "refine", None, calls, meta={"rewrites": rewrites})
 

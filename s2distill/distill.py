@@ -41,9 +41,9 @@ def fold_blank_lines(text: str) -> str:
 
 
 def rationale_of(trace: Trace) -> str:
-    """The reasoning a trace holds: `meta["rationale"]` when its method records one, else its last
+    """The reasoning a trace holds: `rationale` when its method records one, else its last
     call's text, with blank lines folded."""
-    return fold_blank_lines(trace.meta.get("rationale") or (trace.calls[-1].output if trace.calls else ""))
+    return fold_blank_lines(trace.rationale or trace.last_output)
 
 
 def reasoning_completion(rationale: str, answer: str, *, code: bool = False) -> str:
@@ -56,7 +56,7 @@ def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code
     if fmt == "label_only":
         return direct_completion(trace.answer)
     if fmt == "answer_only":
-        final = trace.meta.get("final_response")
+        final = trace.final_response
         return direct_completion(fold_blank_lines(final) if final else trace.answer)
     if fmt == "full_reasoning":
         return reasoning_completion(rationale_of(trace), trace.answer, code=code)
@@ -105,7 +105,7 @@ def distill_pairs(
             if completion in seen:
                 continue
             seen.add(completion)
-            pairs.append({"id": example_id, "teacher": trace.meta.get("teacher", ""), "sample": trace.sample,
+            pairs.append({"id": example_id, "teacher": trace.teacher, "sample": trace.sample,
                           "prompt": prompt, "completion": completion})
             if max_per_input and len(seen) >= max_per_input:
                 break

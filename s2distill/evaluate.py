@@ -6,28 +6,28 @@ Evaluation is the only place labels are read. Tokens per example sum every call 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from s2distill.tasks import Task
 from s2distill.types import Labeled, Trace
+from s2distill.voting import vote
 
 
 def majority_traces(traces: Sequence[Trace], normalize: Callable[[str], str]) -> list[Trace]:
-    """maj@k: one trace per input whose answer is the most frequent of its k samples (the first
-    to reach that count on a tie) and whose calls are all k samples' calls, so its tokens are the
-    total of all k (the System 2 distillation paper's Table 3)."""
+    """maj@k: one trace per input whose answer is the most frequent of its k samples (on a tie, the
+    one sampled first: `voting.vote(ties="first")`) and whose calls are all k samples' calls, so
+    its tokens are the total of all k (the System 2 distillation paper's Table 3)."""
     grouped: dict[str, list[Trace]] = {}
     for trace in traces:
         grouped.setdefault(trace.example_id, []).append(trace)
     out = []
     for example_id, samples in grouped.items():
-        votes = Counter(normalize(t.answer) for t in samples if t.answer is not None)
-        answer = max(votes, key=lambda a: (votes[a], -list(votes).index(a))) if votes else None
+        result = vote((t.answer for t in samples), ties="first", normalize=normalize)
         calls = [call for t in samples for call in t.calls]
-        error = None if answer is not None else f"no parseable answer in {len(samples)} samples"
-        out.append(Trace(example_id, samples[0].method, answer, calls, error=error, meta={"votes": dict(votes), "k": len(samples)}))
+        error = None if result.answer is not None else f"no parseable answer in {len(samples)} samples"
+        out.append(Trace(example_id, samples[0].method, result.answer, calls, error=error,
+                         meta={"votes": result.votes, "k": len(samples)}))
     return out
 
 
@@ -61,7 +61,7 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
             "id": trace.example_id, "answer": trace.answer, "target": target,
             "correct": task.score(trace.answer, target), "completion_tokens": trace.usage.completion_tokens,
             "prompt_tokens": trace.usage.prompt_tokens,
-            "calls": len(trace.calls), "error": trace.error, "output": trace.calls[-1].output if trace.calls else None,
+            "calls": len(trace.calls), "error": trace.error, "output": trace.last_output if trace.calls else None,
         })
     n = len(records)
     examples = {item.example.id: item.example for item in labeled}

@@ -134,7 +134,7 @@ class Student:
         examples = [self.example(item, i, where=f"{source}: row {i + 1}" if source else None) for i, item in enumerate(items)]
         traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=on_result)
         results = [{"input": item, "answer": trace.answer, "tokens": trace.usage.completion_tokens,
-                    "output": trace.calls[-1].output if trace.calls else None}
+                    "output": trace.last_output if trace.calls else None}
                    for item, trace in zip(items, traces, strict=True)]
         return results[0] if single else results
 

@@ -31,17 +31,17 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def curation_summary(variant, verdicts, traces, recipe) -> dict[str, Any]:
+def curation_summary(variant, verdicts, traces) -> dict[str, Any]:
     """What a variant's filter kept: inputs overall, and outputs per teacher (source)."""
     kept = Counter(ref["teacher"] for v in verdicts if v.kept for ref in v.meta.get("kept", []))
     outputs, parsed = Counter(), Counter()
     for trace in traces:
-        name = trace.meta.get("teacher", "")
+        name = trace.teacher
         outputs[name] += 1
         parsed[name] += trace.answer is not None
-    settings = {"min_fraction": recipe.curation.min_fraction} if variant.filter in ("self_consistency", "perturbation") else {}
-    if variant.filter == "dual_criteria":
-        settings = {"threshold": recipe.curation.threshold, "embedder": recipe.curation.embedder}
+    settings = {}  # each filter's settings, as the report shows them (`min_fraction`, `threshold`, ...)
+    for f in variant.filters:
+        settings.update(f.model_dump(exclude={"name"}))
     return {
         "variant": variant.name, "filter": variant.filter, **settings,
         "first_sample_only": variant.first_sample_only,

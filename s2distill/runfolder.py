@@ -28,30 +28,49 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
 
-def _write(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    """Write `path` whole or not at all: a private temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    seal = json.dumps({"lines": data.count(b"\n"), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    for target, content in ((path.with_name(path.name + SEAL), seal.encode()), (path, data)):
-        tmp = _partial(target)
-        try:
-            with open(tmp, "xb") as f:  # x: never another writer's file
-                f.write(content)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+    tmp = _partial(path)
+    try:
+        with open(tmp, "xb") as f:  # x: never another writer's file
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    _write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
+def _write(path: Path, data: bytes, seal: dict | None = None) -> None:
+    content = {"lines": data.count(b"\n"), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), **(seal or {})}
+    atomic_write_bytes(path.with_name(path.name + SEAL), json.dumps(content).encode())
+    atomic_write_bytes(path, data)
 
 
-def write_json(path: Path, data: Any) -> None:
-    _write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode())
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, seal: dict | None = None) -> None:
+    """Rows as JSON lines; `seal` adds to the seal (a stage's fingerprint and what it was made from)."""
+    _write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode(), seal)
+
+
+def write_json(path: Path, data: Any, *, seal: dict | None = None) -> None:
+    _write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(), seal)
+
+
+def write_seal(folder: Path, seal: dict) -> None:
+    """The seal of a folder written whole (trained weights): its fingerprint, no checksum."""
+    atomic_write_bytes(folder.with_name(folder.name + SEAL), json.dumps(seal).encode())
+
+
+def seal_of(path: Path) -> dict | None:
+    """The seal beside an artifact, or None when it has none (or it is unreadable)."""
+    try:
+        return json.loads(path.with_name(path.name + SEAL).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def sealed(path: Path) -> bool:
     """Whether `path` is a complete artifact: a folder that exists (trained weights are renamed
-    into place whole), or a file whose content matches its seal."""
+    into place whole), or a file whose content matches its seal's checksum."""
     if path.is_dir():
         return True
     seal = path.with_name(path.name + SEAL)

@@ -100,7 +100,11 @@ class Trace:
     """What one run of a method on one example did: every call, and the final answer.
 
     `answer` is None when the output could not be parsed; `error` then says why. An unparseable
-    answer is data, never an exception.
+    answer is data, never an exception. What later stages read of a trace is a typed field:
+    `teacher` (the source that sampled it, set by the sampling stage), `rationale` (the reasoning
+    a method records, e.g. PAL's program or CoT's chain), `final_response` (a method's own last
+    response: S2A's answer call, BSM's merged judgement, USC's composition) and `confidence`
+    (TwT's self-reported score); `meta` holds method-specific detail for audit only.
     """
 
     example_id: str
@@ -110,6 +114,15 @@ class Trace:
     error: str | None = None
     sample: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    teacher: str = ""
+    rationale: str | None = None
+    final_response: str | None = None
+    confidence: float | None = None
+
+    @property
+    def last_output(self) -> str:
+        """The text of the last call the program made ("" when it made none)."""
+        return self.calls[-1].output if self.calls else ""
 
     @property
     def usage(self) -> Usage:
@@ -124,7 +137,16 @@ class Trace:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:
         calls = [Call(**{**c, "usage": Usage(**c["usage"])}) for c in data.get("calls", [])]
-        return cls(**{**data, "calls": calls})
+        data = {**data, "calls": calls}
+        meta = dict(data.get("meta") or {})
+        for key in _TYPED:  # written before these were fields: they were meta keys
+            if key in meta and key not in data:
+                data[key] = meta.pop(key)
+        data["meta"] = meta
+        return cls(**data)
+
+
+_TYPED = ("teacher", "rationale", "final_response", "confidence")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2distill.curation.filters import NoFilter
+
 SYSTEM1_SOURCE = "system1"
 
 
@@ -28,24 +30,34 @@ SYSTEM1_SOURCE = "system1"
 class Variant:
     name: str
     sources: tuple[str, ...]  # teacher names, or SYSTEM1_SOURCE
-    filter: str
+    filters: tuple  # curation filter configs, applied in turn
     first_sample_only: bool
     stages: tuple[str, ...]
+
+    @property
+    def filter(self) -> str:
+        """The filters' names, as the report shows them (`none` for no filter)."""
+        return "+".join(f.name for f in self.filters)
+
+    @property
+    def needs_perturbed(self) -> bool:
+        return any(f.needs_perturbed for f in self.filters)
 
 
 def plan_variants(recipe) -> list[Variant]:
     teachers = tuple(t.name for t in recipe.teachers)
     stages = tuple(recipe.distill.stages)
+    filters, none = tuple(recipe.curation.filter), (NoFilter(),)
     variants = []
     if "distilled" in recipe.evaluate.systems:
-        variants.append(Variant("distilled", teachers, recipe.curation.filter, False, stages))
+        variants.append(Variant("distilled", teachers, filters, False, stages))
     for name in recipe.baselines:
         if name == "distill_system1":
-            variants.append(Variant(name, (SYSTEM1_SOURCE,), recipe.curation.filter, False, ("answer_only",)))
+            variants.append(Variant(name, (SYSTEM1_SOURCE,), filters, False, ("answer_only",)))
         elif name == "standard_kd":
-            variants.append(Variant(name, teachers, "none", True, ("label_only",)))
+            variants.append(Variant(name, teachers, none, True, ("label_only",)))
         elif name == "no_filter":
-            variants.append(Variant(name, teachers, "none", True, stages))
+            variants.append(Variant(name, teachers, none, True, stages))
         elif name == "tinyllm":
-            variants.append(Variant(name, teachers, "none", True, ("full_reasoning",)))
+            variants.append(Variant(name, teachers, none, True, ("full_reasoning",)))
     return variants

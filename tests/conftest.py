@@ -19,6 +19,13 @@ def _private_cache_home(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _private_completion_cache(tmp_path, monkeypatch):
+    """Each test its own completion cache (runs share the user cache by default), so counts of
+    model calls are the test's own."""
+    monkeypatch.setenv("S2DISTILL_CACHE", str(tmp_path / "completions.sqlite"))
+
+
 @pytest.fixture
 def recipes_dir() -> Path:
     return ROOT / "recipes"

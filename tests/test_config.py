@@ -57,7 +57,7 @@ def test_data_dir_is_used_by_the_tasks(recipes_dir, tmp_path):
     from s2distill.pipeline import Pipeline
 
     recipe = load_recipe(recipes_dir / "smoke.yaml", [f"data_dir={data_dir()}"])
-    assert Pipeline(recipe, tmp_path).task.data_root == data_dir()
+    assert Pipeline(recipe, tmp_path).ctx.task.data_root == data_dir()
 
 
 def test_several_teachers_get_unique_names_and_references_are_checked():
@@ -74,7 +74,7 @@ def test_several_teachers_get_unique_names_and_references_are_checked():
         validate_recipe({**base, "distill": {"refiner": "nobody"}})
     with pytest.raises(RecipeError, match="distill.stages: .*cannot be the first stage"):
         validate_recipe({**base, "distill": {"stages": ["compressed_reasoning", "answer_only"]}})
-    with pytest.raises(RecipeError, match="curation.filter: Input should be"):
+    with pytest.raises(RecipeError, match="curation.filter.0: Input tag 'vibes'"):
         validate_recipe({**base, "curation": {"filter": "vibes"}})
     with pytest.raises(RecipeError, match="distill_system1 needs a filter"):
         validate_recipe({**base, "curation": {"filter": "dual_criteria"}, "baselines": ["distill_system1"]})

@@ -78,7 +78,7 @@ def test_perturbation_with_a_custom_map_back_for_shuffled_options():
 # -- dual-criteria rejection sampling -----------------------------------------------------------
 
 def teacher_output(teacher, answer, confidence, rationale="r", sample=0):
-    return Trace("x", "twt", answer, sample=sample, meta={"teacher": teacher, "confidence": confidence, "rationale": rationale})
+    return Trace("x", "twt", answer, sample=sample, teacher=teacher, confidence=confidence, rationale=rationale)
 
 
 VECTORS = {"north": [1.0, 0.0], "north-ish": [0.9, 0.1], "east": [0.0, 1.0], "north-east": [0.7, 0.7]}

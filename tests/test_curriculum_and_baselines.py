@@ -111,7 +111,7 @@ def test_a_second_compression_stage_rewrites_the_previous_rewrite_not_the_origin
     from s2distill.tasks.last_letters import LastLetters
     from s2distill.types import Call, Example, Trace, Usage
 
-    trace = Trace("x", "pal", "ab", [Call("p", "a long original program", Usage())], meta={"teacher": "pal"})
+    trace = Trace("x", "pal", "ab", [Call("p", "a long original program", Usage())], teacher="pal")
     example = Example("x", {"words": ["Ada", "Bob"]})
     lm = FakeLM(default="short")
     first = compression_program(LastLetters(), {"x": [trace]}, {"x": "ab"}, prompt_format="chat")(example, lm)

@@ -206,8 +206,11 @@ def test_a_changed_data_file_is_another_run_and_perturbation_needs_choices(tmp_p
                               "task": {"name": "custom", "path": str(data), "template": "What is {a} plus {b}?"}})
     Pipeline(recipe, tmp_path / "run", progress=False).run()
     write_jsonl(data, [{"a": r["a"], "b": r["b"] + 1} for r in ADDITIONS])
-    with pytest.raises(RecipeError, match="different recipe or data"):
-        Pipeline(recipe, tmp_path / "run", progress=False).run()
+    again = Pipeline(recipe, tmp_path / "run", progress=False).run()  # the changed file: its stages are redone
+    redone = {r["name"]: r["reason"] for r in again["stages"]["ran"]}
+    assert redone["inputs"].startswith("content: ")  # what changed: the inputs' content
+    assert set(redone) == {"inputs", "reference", "eval:system2-cot"}
+    assert again["lm"]["calls"] > 0
     perturbing = validate_recipe({**UNLABELED_RECIPE, "curation": {"filter": "perturbation"},
                                   "task": {"name": "custom", "path": str(data), "template": "{a}+{b}"}})
     with pytest.raises(RecipeError, match="no answer-preserving perturbation"):

@@ -15,15 +15,15 @@ EXAMPLE = Example("x", {"words": ["Ada", "Bo"]})
 
 def pal_trace(sample, program, answer="ao", teacher="pal"):
     return Trace("x", "pal", answer, [Call("p", program, Usage(1, 5))], sample=sample,
-                 meta={"teacher": teacher, "rationale": program})
+                 teacher=teacher, rationale=program)
 
 
 def verdict(*kept):
-    return Verdict("x", True, "ok", "ao", "self_consistency", {"kept": [{"teacher": t.meta["teacher"], "sample": t.sample, "answer": t.answer} for t in kept]})
+    return Verdict("x", True, "ok", "ao", "self_consistency", {"kept": [{"teacher": t.teacher, "sample": t.sample, "answer": t.answer} for t in kept]})
 
 
 def build(fmt, traces, kept, **kwargs):
-    by_key = {("x", t.meta["teacher"], t.sample): t for t in traces}
+    by_key = {("x", t.teacher, t.sample): t for t in traces}
     return distill_pairs(fmt, TASK, [EXAMPLE], [verdict(*kept)], by_key, shots=2, **kwargs)
 
 
@@ -41,7 +41,7 @@ def test_answer_and_label_only_give_one_pair_per_input_however_many_outputs_agre
 
 def test_answer_only_keeps_a_final_response_and_label_only_the_verdict_alone():
     judged = Trace("x", "bsm", "A", [Call("p", "merge", Usage(1, 9))],
-                   meta={"teacher": "bsm", "final_response": "Response A covers every criterion.\n\n[[A]]"})
+                   teacher="bsm", final_response="Response A covers every criterion.\n\n[[A]]")
     assert build("answer_only", [judged], [judged])[0]["completion"] == " Response A covers every criterion.\n[[A]]\n"
     assert build("label_only", [judged], [judged])[0]["completion"] == " A\n"
 

@@ -91,7 +91,7 @@ def test_usc_samples_the_base_method_then_composes_the_final_answer():
 
     [trace] = run_program(usc(LETTERS, samples=3, prompt_format="chat"), [WORDS], FakeLM(responder=respond), temperature=0.0)
     assert [c.name for c in trace.calls] == ["reason"] * 3 + ["compose"]
-    assert trace.meta["candidates"] == ["ab", "xy", "ab"] and trace.answer == "ab" and trace.meta["final_response"] == "ab"
+    assert trace.meta["candidates"] == ["ab", "xy", "ab"] and trace.answer == "ab" and trace.final_response == "ab"
     assert "3 answers have been provided: \nAnswer 1: Final answer: ab\nAnswer 2: Final answer: xy" in trace.calls[-1].prompt
     assert_tokens_add_up(trace)
 
@@ -200,8 +200,8 @@ def test_twt_teacher_returns_reasoning_answer_and_confidence():
     [call] = trace.calls
     assert call.prompt.startswith("You are a helpful assistant. Your task is to answer a question.")
     assert call.prompt.endswith('Question:\nTake the last letters of the words in "Ada Bob" and concatenate them.')
-    assert trace.answer == "ab" and trace.meta["confidence"] == 0.97
-    assert trace.meta["rationale"].startswith("Ada ends in a")
+    assert trace.answer == "ab" and trace.confidence == 0.97
+    assert trace.rationale.startswith("Ada ends in a")
     assert_tokens_add_up(trace)
 
 

@@ -104,7 +104,7 @@ def test_s2a_figure_6_both_stages(fmt):
             "through Rome? I think the Po.") in seen[0]
     assert last(seen[1]).split("\n\n")[-2:][0].endswith("Which river flows through Rome?")
     assert "Which river flows through Rome?\n\nAnswer in an unbiased way." in seen[1]
-    assert "the Po" not in seen[1] and trace.meta["final_response"] == "The Tiber"
+    assert "the Po" not in seen[1] and trace.final_response == "The Tiber"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -130,7 +130,7 @@ def test_bsm_figures_7_8_9(fmt):
                             "points that were previously discussed.")  # Figure 9
     assert 'Use the format "[[A]]" if you determine assistant A to be superior' in merge
     assert "Boil it 9 minutes." not in merge  # the merge sees the evaluations only
-    assert trace.answer == "A" and trace.meta["final_response"].endswith("[[A]]")
+    assert trace.answer == "A" and trace.final_response.endswith("[[A]]")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

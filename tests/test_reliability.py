@@ -22,7 +22,7 @@ from s2distill.config import RecipeError, load_recipe, validate_recipe
 from s2distill.errors import DataError, RunFolderError, TrainingError, explain_os_error
 from s2distill.lm import FakeLM
 from s2distill.lm.cache import CachedLM
-from s2distill.pipeline import Pipeline, _load_examples
+from s2distill.pipeline import Pipeline
 from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
 from s2distill.errors import SandboxUnavailable
@@ -117,12 +117,19 @@ def test_temporary_files_are_private_to_their_writer_and_never_left_behind(tmp_p
 
 
 def test_a_truncated_artifact_is_redone_not_used(tmp_path):
-    pipeline = Pipeline(validate_recipe(BASE), tmp_path, progress=False)
-    stage = lambda: pipeline._stage("inputs", "inputs/train.jsonl", pipeline._inputs, _load_examples)
+    from rich.console import Console
+
+    from s2distill.stages.folder import ROWS, RunFolder
+
+    folder = RunFolder(tmp_path, Console(quiet=True))
+    rows = [{"i": i} for i in range(4)]
+    stage = lambda: folder.stage("inputs", "inputs/train.jsonl", made_from={"n": 4}, compute=lambda: rows, codec=ROWS)
     first = stage()
     artifact = tmp_path / "inputs" / "train.jsonl"
     artifact.write_text(artifact.read_text().splitlines(keepends=True)[0])  # one input left
-    assert len(stage()) == len(first) == 4 and len(read_jsonl(artifact)) == 4
+    again = stage()
+    assert len(again.value) == len(first.value) == 4 and len(read_jsonl(artifact)) == 4
+    assert [r.status for r in folder.log] == ["computed", "redone"] and "truncated or edited" in folder.log[1].reason
 
 
 def test_a_damaged_artifact_read_directly_is_a_clear_error(tmp_path):
@@ -156,11 +163,12 @@ def test_out_that_is_a_file_or_unwritable_is_a_clear_error(tmp_path, monkeypatch
         lock_folder(tmp_path / "ro")
 
 
-def test_artifacts_without_their_recipe_are_refused(tmp_path):
-    Pipeline(validate_recipe(BASE), tmp_path, progress=False)._stage("inputs", "inputs/train.jsonl", lambda: write_jsonl(
-        tmp_path / "inputs" / "train.jsonl", []))
-    with pytest.raises(RecipeError, match="holds artifacts but no recipe.yaml"):
-        Pipeline(validate_recipe(BASE), tmp_path, progress=False).run()
+def test_artifacts_without_a_fingerprint_are_redone_not_trusted(tmp_path):
+    write_jsonl(tmp_path / "inputs" / "train.jsonl", [])  # sealed, but says nothing of what it was made from
+    report = Pipeline(validate_recipe(BASE), tmp_path, progress=False).run()
+    assert {"name": "inputs", "status": "redone", "reason": "made by an older version of s2distill"}.items() <= \
+        next(r for r in report["stages"]["ran"] if r["name"] == "inputs").items()
+    assert len(read_jsonl(tmp_path / "inputs" / "train.jsonl")) == 4
 
 
 def test_a_corrupted_cache_says_what_it_is_and_how_to_rebuild_it(tmp_path):

@@ -6,10 +6,10 @@ from s2distill.curation.no_filter import no_filter
 from s2distill.curation.outputs import output_key, output_refs, teacher_of
 from s2distill.curation.perturbation import map_back_swapped_verdict, perturbation_agreement, perturbation_consistency
 from s2distill.curation.self_consistency import self_consistency
-from s2distill.curation.usc import composition_program, usc_filter
+from s2distill.curation.usc import usc_filter
 
 __all__ = [
     "dual_criteria", "map_back_swapped_verdict", "most_diverse_pair", "no_filter", "output_key", "output_refs",
-    "composition_program", "perturbation_agreement", "perturbation_consistency", "self_consistency", "teacher_of",
+    "perturbation_agreement", "perturbation_consistency", "self_consistency", "teacher_of",
     "usc_filter",
 ]

@@ -47,7 +47,7 @@ def dual_criteria(
     for example_id, outputs in outputs_by_input.items():
         passing = [
             t for t in outputs
-            if t.answer is not None and t.meta.get("confidence") is not None and t.meta["confidence"] >= threshold
+            if t.answer is not None and t.confidence is not None and t.confidence >= threshold
         ]
         if not passing:
             reason = f"no output with confidence >= {threshold:g} ({len(outputs)} outputs)"
@@ -56,7 +56,7 @@ def dual_criteria(
         reason = f"{len(passing)} of {len(outputs)} outputs with confidence >= {threshold:g}"
         kept = passing
         if len(passing) >= 3:
-            i, j, similarity = most_diverse_pair(np.asarray(embed([t.meta.get("rationale", "") for t in passing])))
+            i, j, similarity = most_diverse_pair(np.asarray(embed([t.rationale or "" for t in passing])))
             kept = [passing[i], passing[j]]
             names = " and ".join(f"{teacher_of(t)}#{t.sample}" for t in kept)
             reason += f"; most diverse pair {names}, cosine {similarity:.2f}"

@@ -1,6 +1,6 @@
 """How a verdict names the outputs it keeps: which teacher, which sample, what answer.
 
-Every System 2 trace carries its teacher's name in `meta["teacher"]` (the pipeline sets it), so a
+Every System 2 trace carries its teacher's name in `teacher` (the sampling stage sets it), so a
 filter can pool several teachers' outputs for one input and still say whose outputs it kept; the
 report counts them per teacher and the distillation sets read the kept traces back.
 """
@@ -13,7 +13,7 @@ from s2distill.types import Trace
 
 
 def teacher_of(trace: Trace) -> str:
-    return trace.meta.get("teacher", "")
+    return trace.teacher
 
 
 def output_refs(traces: Iterable[Trace]) -> list[dict]:

@@ -9,19 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from s2distill.curation.self_consistency import self_consistency
+from s2distill.tasks.judging import map_back_swapped_verdict
 from s2distill.types import Trace, Verdict
-
-SWAP_JUDGED_PAIR = {"A": "B", "B": "A", "C": "C"}
-
-
-def map_back_swapped_verdict(answer: str | None) -> str | None:
-    """The verdict on the swapped pair, expressed for the original order ([[A]] ↔ [[B]]), in the
-    case it came in (answers may arrive normalised to lower case)."""
-    if answer is None or answer.upper() not in SWAP_JUDGED_PAIR:
-        return None
-    swapped = SWAP_JUDGED_PAIR[answer.upper()]
-    return swapped if answer.isupper() else swapped.lower()
-
 
 def perturbation_agreement(
     original: Mapping[str, str | None],

@@ -22,12 +22,12 @@ for nothing, so a program that mostly fails cannot pass a majority on a couple o
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 from s2distill.curation.outputs import output_refs
 from s2distill.types import Trace, Verdict
+from s2distill.voting import vote as count_votes
 
 Vote = Literal["majority", "plurality"]
 
@@ -48,17 +48,17 @@ def self_consistency(
         raise ValueError(f"vote is majority or plurality, got {vote!r}")
     verdicts = []
     for example_id, traces in traces_by_input.items():
-        total = len(traces)
-        votes = Counter(normalize(t.answer) for t in traces if t.answer is not None)
-        if not votes:
+        result = count_votes((t.answer for t in traces), ties="drop", normalize=normalize)
+        total, count = result.total, result.count
+        if not result.votes:
             verdicts.append(Verdict(example_id, False, f"no parseable answer in {total} samples", None, "self_consistency"))
             continue
-        ranked = votes.most_common()
-        answer, count = ranked[0]
+        answer = result.answer
         share = f"{count}/{total}"
-        meta = {"votes": dict(votes), "samples": total, "vote": vote}
-        if len(ranked) > 1 and ranked[1][1] == count:
-            reason = f"tie: {answer!r} and {ranked[1][0]!r} both {share}"
+        meta = {"votes": result.votes, "samples": total, "vote": vote}
+        if result.tied_with is not None:
+            leader = next(a for a, n in result.votes.items() if n == count)
+            reason = f"tie: {leader!r} and {result.tied_with!r} both {share}"
             verdicts.append(Verdict(example_id, False, reason, None, "self_consistency", meta))
         elif vote == "plurality" or count / total > min_fraction:
             meta["kept"] = output_refs(t for t in traces if t.answer is not None and normalize(t.answer) == answer)

@@ -9,8 +9,8 @@ for free-form answers. Dropped: when no output parses, or the judge composes not
 An input with one parseable output takes it as the composed answer without a call; N outputs that
 do not fit the context fall back to half of them, then to one at random (`methods.usc`).
 
-The composition is a program run like any other (`composition_program`), so its calls are
-batched, cached and counted like the teachers'.
+The composition is a program run like any other (`methods.usc.composition_program`), so its
+calls are batched, cached and counted like the teachers'; this filter reads its traces as data.
 """
 
 from __future__ import annotations
@@ -18,28 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from s2distill.curation.outputs import output_refs
-from s2distill.methods.calls import PromptFormat
-from s2distill.methods.usc import MAX_CHARS, final_response, usc_compose
-from s2distill.tasks import Task
-from s2distill.types import Call, Example, Trace, Verdict
-
-
-def composition_program(task: Task, traces_by_input: Mapping[str, Sequence[Trace]], *,
-                        prompt_format: PromptFormat = "fewshot", max_chars: int = MAX_CHARS):
-    """A program whose `answer` is the composed final answer parsed, `meta["composed"]` its text."""
-
-    def program(example: Example, lm) -> Trace:
-        responses = [final_response(t) for t in traces_by_input[example.id] if t.answer is not None]
-        calls: list[Call] = []
-        if not responses:
-            return Trace(example.id, "usc_compose", None, calls, error="no parseable output", meta={"used": 0})
-        composed, meta = usc_compose(task, task.question(example), responses, lm, calls=calls, prompt_format=prompt_format,
-                                     key=example.id, max_chars=max_chars)
-        answer = task.parse_answer(composed) if composed else None
-        return Trace(example.id, "usc_compose", answer, calls, error=None if answer is not None else "the judge composed no FINAL answer",
-                     meta={**meta, "composed": composed or ""})
-
-    return program
+from s2distill.types import Trace, Verdict
 
 
 def usc_filter(
@@ -48,7 +27,7 @@ def usc_filter(
     *,
     normalize: Callable[[str], str] = str,
 ) -> list[Verdict]:
-    """Verdicts from the compositions (`composed[id]`: the trace of `composition_program`)."""
+    """Verdicts from the compositions (`composed[id]`: the trace of `methods.usc.composition_program`)."""
     verdicts = []
     for example_id, traces in traces_by_input.items():
         parsed = [t for t in traces if t.answer is not None]
@@ -62,6 +41,6 @@ def usc_filter(
         answer = normalize(trace.answer)
         agreeing = [t for t in parsed if normalize(t.answer) == answer]
         reason = f"composed from {trace.meta.get('used', len(parsed))} of {len(parsed)} outputs: {answer!r} ({len(agreeing)} agree)"
-        meta = {"kept": output_refs(agreeing), "composed": trace.meta.get("composed", ""), "fallback": trace.meta.get("fallback")}
+        meta = {"kept": output_refs(agreeing), "composed": trace.final_response or "", "fallback": trace.meta.get("fallback")}
         verdicts.append(Verdict(example_id, True, reason, answer, "usc", meta))
     return verdicts

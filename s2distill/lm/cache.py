@@ -4,6 +4,12 @@ The key is (model name, prompt or messages, every sampling setting, seed) plus t
 so N samples of one prompt are N distinct rows and a rerun replays them exactly (DESIGN principle
 10). Greedy requests are deterministic, so all their samples share index 0. Results are committed
 after every chunk handed to the inner LM: a run killed mid-stage loses at most one chunk.
+
+One cache serves every run on a machine by default (`~/.cache/s2distill/completions.sqlite`), so
+a second run folder replays the samples a first one paid for. Several processes may use it at
+once: WAL lets readers run beside a writer, and a writer that finds the database locked waits
+(`BUSY_SECONDS`) instead of failing with "database is locked" (lm-eval #796). Each row names its
+model, so `s2distill cache` can show and clear the entries of one model.
 """
 
 from __future__ import annotations
@@ -45,6 +51,32 @@ class CacheStats:
     cached: int = 0
 
 
+BUSY_SECONDS = 120.0  # how long a writer waits for another process's write to finish
+
+
+def open_cache(path: str | Path) -> sqlite3.Connection:
+    """The cache database at `path`, created (or brought up to date) if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=BUSY_SECONDS)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
+            " completion_tokens INTEGER, finish_reason TEXT, model TEXT, PRIMARY KEY (key, sample))"
+        )
+        columns = {row[1] for row in db.execute("PRAGMA table_info(completions)")}
+        if "model" not in columns:  # a cache written before rows named their model
+            db.execute("ALTER TABLE completions ADD COLUMN model TEXT")
+        db.execute("CREATE INDEX IF NOT EXISTS completions_model ON completions (model)")
+        db.commit()
+        return db
+    except sqlite3.DatabaseError as exc:
+        raise RunFolderError(
+            f"{path} is not a usable completion cache ({exc}). It only saves model calls: delete it "
+            "(the run then asks the model again) or point `cache:` at another file, and run again") from None
+
+
 class CachedLM:
     """Serve completions from SQLite when present; ask the inner LM for the rest, in chunks."""
 
@@ -52,47 +84,33 @@ class CachedLM:
         self.inner = inner
         self.name = inner.name
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.chunk_rows = chunk_rows
         self.stats = CacheStats()
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
-                " completion_tokens INTEGER, finish_reason TEXT, PRIMARY KEY (key, sample))"
-            )
-            self._db.commit()
-            problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            problem = str(exc)
-        if problem != "ok":
-            raise RunFolderError(
-                f"{self.path} is not a usable completion cache ({problem}). It only saves model calls: delete it "
-                "(the run then asks the model again) or point `cache:` at another file, and run again")
+        self._db = open_cache(self.path)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _lookup(self, key: str, sample: int) -> Completion | None:
+    def _lookup(self, key: str, samples: list[int]) -> dict[int, Completion]:
+        """The cached samples of one request key (one query, whatever the number of samples)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=? AND sample=?",
-                (key, sample),
-            ).fetchone()
-        if row is None:
-            return None
-        return Completion(row[0], Usage(row[1], row[2]), row[3], sample_index=sample, cached=True)
+            rows = self._db.execute(
+                "SELECT sample, text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
+                (key,),
+            ).fetchall()
+        wanted = set(samples)
+        return {s: Completion(text, Usage(p, c), reason, sample_index=s, cached=True)
+                for s, text, p, c, reason in rows if s in wanted}
 
     def _store(self, rows: list[tuple[str, int, Completion]]) -> None:
         with self._lock:
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason)
+                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason, self.name)
                         for k, s, c in rows
                     ],
                 )
@@ -107,7 +125,8 @@ class CachedLM:
         for i, request in enumerate(requests):
             key = request_key(self.name, request)
             indices = [0] * request.n if request.greedy else list(range(request.first_sample, request.first_sample + request.n))
-            found = [self._lookup(key, s) for s in indices]
+            cached = self._lookup(key, indices)
+            found = [cached.get(s) for s in indices]
             results.append(found)
             absent = sorted({s for s, c in zip(indices, found) if c is None})
             if absent:  # ask for the contiguous span covering what is absent
@@ -129,6 +148,38 @@ class CachedLM:
                         results[i][pos] = by_sample[sample]
             self._store(to_store)
         return [[c for c in row if c is not None] for row in results]
+
+
+def cache_summary(path: str | Path) -> dict:
+    """The cache's size on disk and its entries per model (`s2distill cache`)."""
+    path = Path(path)
+    if not path.exists():
+        return {"path": str(path), "bytes": 0, "models": {}}
+    db = open_cache(path)
+    try:
+        models = dict(db.execute("SELECT COALESCE(model, '(unnamed: an older cache)'), COUNT(*) FROM completions "
+                                 "GROUP BY model ORDER BY COUNT(*) DESC").fetchall())
+    finally:
+        db.close()
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())  # with -wal and -shm
+    return {"path": str(path), "bytes": size, "models": models}
+
+
+def clear_cache(path: str | Path, *, model: str | None = None) -> int:
+    """Delete every entry (or one model's); return how many. The file shrinks (VACUUM) when cleared whole."""
+    db = open_cache(path)
+    try:
+        if model is None:
+            removed = db.execute("DELETE FROM completions").rowcount
+        elif model.startswith("(unnamed"):
+            removed = db.execute("DELETE FROM completions WHERE model IS NULL").rowcount
+        else:
+            removed = db.execute("DELETE FROM completions WHERE model=?", (model,)).rowcount
+        db.commit()
+        db.execute("VACUUM")
+        return removed
+    finally:
+        db.close()
 
 
 def _span(request: Request, first: int, n: int) -> Request:

@@ -13,7 +13,7 @@ merge (Figure 9):  "llm" (default): the solve outputs, then the figure's instruc
 So BSM makes 1 + k + 1 calls (1 + k with the averaging merge), k being the number of criteria the
 branch returned. Inputs: `example.inputs` holds "question", "response_a" and "response_b"; the
 answer is "A", "B" or "C", or None with the reason when the verdict cannot be parsed. The merge
-call's reply is the "Distill System 2" target (`meta["final_response"]`, Figure 13, middle); the
+call's reply is the "Distill System 2" target (`Trace.final_response`, Figure 13, middle); the
 verdict alone is the "label only" target (Figure 13, bottom).
 
 Verbatim: the figures' texts as the paper copies print them, typos and typographic apostrophes
@@ -151,7 +151,7 @@ def bsm(
                      stop=("\n\n",) if shown else ("\n\n\n",)).text
         verdict = parse_verdict(judged)
         error = None if verdict else f"no [[A]]/[[B]]/[[C]] verdict in: {judged[-80:]!r}"
-        meta["final_response"] = judged.strip()  # the merged judgement: what "Distill System 2" keeps
-        return Trace(example.id, "bsm", verdict, calls, error=error, meta=meta)
+        # the merged judgement: what "Distill System 2" keeps
+        return Trace(example.id, "bsm", verdict, calls, error=error, meta=meta, final_response=judged.strip())
 
     return program

@@ -48,7 +48,7 @@ def cot(task: Task, *, shots: int = 4, max_tokens: int = 128, prompt_format: Pro
         return Trace(
             example.id, "cot", answer, calls,
             error=None if answer is not None else f"no final answer in: {reply[-80:]!r}",
-            meta={"rationale": strip_final_answer(reply)},
+            rationale=strip_final_answer(reply),
         )
 
     return program

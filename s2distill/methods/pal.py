@@ -41,7 +41,7 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
             error = None
         return Trace(
             example.id, "pal", answer, [Call(prompt, code, completion.usage, "program")], error=error,
-            meta={"stdout": result.stdout[:500], "rationale": code.strip()},
+            meta={"stdout": result.stdout[:500]}, rationale=code.strip(),
         )
 
     return program

@@ -5,7 +5,7 @@ The first call (Figure 6, top) rewrites the user's text, keeping only the unbias
 actual question under the figure's two labels. The second call (Figure 6, bottom) is
 "{input}\n\nAnswer in an unbiased way.", its {input} being that extraction, so the model never
 sees the original, opinionated text when it answers: the point of S2A, and the tests check it.
-The second call's reply is the distillation target (`meta["final_response"]`), as the figure's
+The second call's reply is the distillation target (`Trace.final_response`), as the figure's
 caption says.
 
 What fills the second {input}: the extracted context, a blank line, then the extracted question,
@@ -88,7 +88,8 @@ def s2a(task: Task, *, max_tokens: int = 256, answer_tokens: int = 64, prompt_fo
         answer = task.parse_answer(reply.text)
         return Trace(
             example.id, "s2a", answer, calls, error=None if answer is not None else f"unparseable answer: {reply.text[:80]!r}",
-            meta={"context": context, "question": question, "labels_missing": not labelled, "final_response": reply.text.strip()},
+            meta={"context": context, "question": question, "labels_missing": not labelled},
+            final_response=reply.text.strip(),
         )
 
     return program

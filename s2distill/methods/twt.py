@@ -183,7 +183,7 @@ def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptF
         answer = task.parse_answer(answer_text) if answer_text else None
         error = None if answer is not None else f"unparseable answer: {answer_text[:80]!r}"
         return Trace(example.id, "twt", answer, calls, error=error,
-                     meta={"rationale": thinking, "confidence": confidence, "family": family})
+                     rationale=thinking, confidence=confidence, meta={"family": family})
 
     return program
 

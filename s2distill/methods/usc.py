@@ -1,7 +1,7 @@
 """Universal self-consistency (Chen et al. 2023, arXiv 2311.17311) as Yu et al. 2024 use it
 ("Distilling System 2 into System 1", Section 4.3 and Figure 12): the model reads N sampled answers
 to a question and *composes* the final answer consistent with the majority of them, after
-"FINAL:". The composed answer is the distillation target (`meta["final_response"]`).
+"FINAL:". The composed answer is the distillation target (`Trace.final_response`).
 
 The prompt is Figure 12's, verbatim (its text is only in the second copy of the paper), with
 "20 answers" reading "N answers" for the N given (20 in the paper) and its unclosed quote kept.
@@ -24,6 +24,7 @@ with "FINAL:".
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 
 from s2distill.lm.base import SampledLM
 from s2distill.methods import exemplars
@@ -114,7 +115,7 @@ def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float =
         answer = task.parse_answer(composed) if composed else None
         error = None if answer is not None else "no FINAL answer composed"
         return Trace(example.id, "usc", answer, calls, error=error,
-                     meta={**meta, "candidates": [t.answer for t in candidates], "final_response": composed or ""})
+                     meta={**meta, "candidates": [t.answer for t in candidates]}, final_response=composed or "")
 
     return program
 
@@ -122,4 +123,23 @@ def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float =
 def final_response(trace: Trace) -> str:
     """What USC reads of one output: the method's final response (S2A's answer, BSM's judgement),
     else its last call's text, else its answer."""
-    return trace.meta.get("final_response") or (trace.calls[-1].output if trace.calls else "") or (trace.answer or "")
+    return trace.final_response or trace.last_output or (trace.answer or "")
+
+
+def composition_program(task: Task, traces_by_input: Mapping[str, Sequence[Trace]], *,
+                        prompt_format: PromptFormat = "fewshot", max_chars: int = MAX_CHARS):
+    """Universal self-consistency over outputs already sampled (curation's `usc` filter): a program
+    whose `answer` is the composed final answer parsed, `final_response` its text."""
+
+    def program(example: Example, lm) -> Trace:
+        responses = [final_response(t) for t in traces_by_input[example.id] if t.answer is not None]
+        calls: list[Call] = []
+        if not responses:
+            return Trace(example.id, "usc_compose", None, calls, error="no parseable output", meta={"used": 0})
+        composed, meta = usc_compose(task, task.question(example), responses, lm, calls=calls, prompt_format=prompt_format,
+                                     key=example.id, max_chars=max_chars)
+        answer = task.parse_answer(composed) if composed else None
+        return Trace(example.id, "usc_compose", answer, calls, error=None if answer is not None else "the judge composed no FINAL answer",
+                     meta=meta, final_response=composed or "")
+
+    return program

@@ -105,9 +105,9 @@ class CustomConfig(BaseModel):
 
 
 def _load_parser(spec: str):
-    from s2distill.methods.user import load_user_program  # same `module:function` rules as user programs
+    from s2distill.user_code import load_user_function  # same `module:function` rules as user programs
 
-    return load_user_program(spec)
+    return load_user_function(spec)
 
 
 class CustomTask(Task):

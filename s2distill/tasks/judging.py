@@ -24,7 +24,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from s2distill.curation.perturbation import map_back_swapped_verdict
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
@@ -34,6 +33,18 @@ _SHOTS = (
     ("How many legs does a spider have?", "A spider has eight legs.", "Spiders have six legs, like all insects.", "A"),
     ("Give me a synonym for 'happy'.", "Sad.", "'Joyful' is a common synonym for 'happy'.", "B"),
 )
+
+
+SWAP_JUDGED_PAIR = {"A": "B", "B": "A", "C": "C"}
+
+
+def map_back_swapped_verdict(answer: str | None) -> str | None:
+    """The verdict on the swapped pair, expressed for the original order ([[A]] ↔ [[B]]), in the
+    case it came in (answers may arrive normalised to lower case)."""
+    if answer is None or answer.upper() not in SWAP_JUDGED_PAIR:
+        return None
+    swapped = SWAP_JUDGED_PAIR[answer.upper()]
+    return swapped if answer.isupper() else swapped.lower()
 
 
 class JudgingConfig(BaseModel):

@@ -1,0 +1,176 @@
+"""The run folder as a set of fingerprinted artifacts: a stage is redone only when what it was
+computed from changed (as `make` or DVC would).
+
+`RunFolder.stage(name, artifact, made_from, compute, codec)` is the one way a stage writes: the
+artifact's path is named once, relative to the run folder; `made_from` holds exactly what the
+result depends on (its slice of the recipe, the fingerprints of its input artifacts, anything else
+that changes it), and its hash is the artifact's fingerprint, kept in the artifact's seal. On a
+rerun the stage is
+
+- kept, when the artifact matches its seal and its fingerprint is the one computed now;
+- redone, when the fingerprint differs (the message names what changed, e.g.
+  `train.epochs: 4 -> 5` or `input samples:pal changed`), when the artifact was truncated or
+  edited since it was written, or when `--redo` names the stage;
+- computed, when it does not exist yet.
+
+Every decision is logged (`RunFolder.log`) and goes into the report, so a user sees which stages
+this invocation ran and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from s2distill.runfolder import SEAL, read_json, read_jsonl, seal_of, sealed, write_json, write_jsonl, write_seal
+from s2distill.types import Example, Trace, Verdict
+
+# Bump when a stage's code changes what it computes for the same inputs, so old artifacts are redone.
+STAGE_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Done:
+    """A stage's result and the fingerprint that downstream stages record as their input."""
+
+    value: Any
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How one kind of artifact is written and read back."""
+
+    save: Callable[[Path, Any, dict], None]  # (path, value, seal extra)
+    load: Callable[[Path], Any]
+
+
+def _rows_codec(to_row: Callable[[Any], dict], from_row: Callable[[dict], Any]) -> Codec:
+    return Codec(lambda path, value, extra: write_jsonl(path, (to_row(v) for v in value), seal=extra),
+                 lambda path: [from_row(row) for row in read_jsonl(path)])
+
+
+ROWS = _rows_codec(lambda row: row, lambda row: row)
+EXAMPLES = _rows_codec(lambda e: {"id": e.id, "inputs": e.inputs}, lambda row: Example(row["id"], row["inputs"]))
+TRACES = _rows_codec(Trace.to_dict, Trace.from_dict)
+VERDICTS = _rows_codec(lambda v: v.__dict__, lambda row: Verdict(**row))
+JSON = Codec(lambda path, value, extra: write_json(path, value, seal=extra), read_json)
+# A folder the stage's compute wrote whole (trained weights): only its seal is written afterwards.
+FOLDER = Codec(lambda path, value, extra: write_seal(path, extra), lambda path: path)
+
+
+def fingerprint(made_from: dict) -> str:
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def what_changed(before: dict | None, now: dict) -> str:
+    """The first few differences between two `made_from`s, as `a.b: old -> new`."""
+    if not before:
+        return "made by an older version of s2distill"
+    old, new = _flatten(before), _flatten(now)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "∅") != new.get(key, "∅"):
+            if key.startswith("inputs."):
+                changes.append(f"input {key.removeprefix('inputs.')} changed")
+            else:
+                changes.append(f"{key}: {_short(old.get(key, '∅'))} -> {_short(new.get(key, '∅'))}")
+    return "; ".join(changes[:4]) + (f" (and {len(changes) - 4} more)" if len(changes) > 4 else "") or "changed"
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(data, sort_keys=True, default=str)}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str  # kept | computed | redone
+    reason: str = ""
+    seconds: float | None = None
+
+
+@dataclass
+class RunFolder:
+    """The run folder: fingerprinted stages over atomically written, sealed artifacts."""
+
+    root: Path
+    console: Console
+    redo: Sequence[str] = ()
+    log: list[StageRecord] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def load_timings(self) -> None:
+        """Each stage's last compute time, kept across invocations (timings.json)."""
+        if sealed(self.root / "timings.json"):
+            self.timings = read_json(self.root / "timings.json")
+
+    def path(self, artifact: str) -> Path:
+        return self.root / artifact
+
+    def stage(self, name: str, artifact: str, *, made_from: dict, compute: Callable[[], Any], codec: Codec) -> Done:
+        """The artifact, loaded when it is current, else computed, written and sealed (see module doc)."""
+        path = self.path(artifact)
+        made_from = {"stage": name.split(":")[0], "code": STAGE_CODE_VERSION, **made_from}
+        print_ = fingerprint(made_from)
+        seal = seal_of(path)
+        forced = self._forced(name)
+        if seal is not None and sealed(path) and seal.get("fingerprint") == print_ and not forced:
+            self.log.append(StageRecord(name, "kept"))
+            return Done(codec.load(path), print_)
+        if seal is None and not path.exists():
+            status, reason = "computed", ""
+        elif forced:
+            status, reason = "redone", "--redo"
+        elif not sealed(path):
+            status, reason = "redone", "the artifact does not match its seal (truncated or edited)"
+        else:
+            status, reason = "redone", what_changed(seal.get("made_from"), made_from)
+        self.console.print(f"[bold]▶ {name}[/bold]" + (f" [dim](redo: {reason})[/dim]" if reason else ""))
+        start = time.perf_counter()
+        value = compute()
+        seconds = round(time.perf_counter() - start, 1)
+        codec.save(path, value, {"fingerprint": print_, "made_from": made_from})
+        self.timings[name] = seconds
+        write_json(self.root / "timings.json", self.timings)  # every stage's last compute time, across invocations
+        self.log.append(StageRecord(name, status, reason, seconds))
+        return Done(value, print_)
+
+    def _forced(self, name: str) -> bool:
+        """`--redo X` names a stage (`train:distilled/stage1`) or every stage of a kind (`train`)."""
+        return any(name == r or name.split(":")[0] == r or name.startswith(r.rstrip("*")) and r.endswith("*")
+                   for r in self.redo)
+
+    def clear(self, artifact: str) -> None:
+        """Remove a stale artifact (a folder or a file) and its seal."""
+        path = self.path(artifact)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        path.with_name(path.name + SEAL).unlink(missing_ok=True)
+
+
+def stage_kinds(records: Iterable[StageRecord]) -> dict[str, int]:
+    """How many stages this invocation kept, computed and redid."""
+    out = {"kept": 0, "computed": 0, "redone": 0}
+    for record in records:
+        out[record.status] += 1
+    return out

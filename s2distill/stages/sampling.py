@@ -1,0 +1,41 @@
+"""The first stages: the unlabeled training inputs, and each source's N sampled System 2 runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from s2distill.stages.context import RunContext, sampling_identity
+from s2distill.stages.folder import EXAMPLES, TRACES, Done
+
+
+def inputs_stage(ctx: RunContext) -> Done:
+    """The training inputs, without labels (generation and curation never see one). Their
+    fingerprint is their content: a recipe change that leaves them as they are redoes nothing."""
+    examples = ctx.task.unlabeled("train")
+    content = hashlib.sha256("".join(json.dumps({"id": e.id, "inputs": e.inputs}, sort_keys=True) + "\n"
+                                     for e in examples).encode()).hexdigest()
+    return ctx.folder.stage("inputs", "inputs/train.jsonl", made_from={"content": content},
+                            compute=lambda: examples, codec=EXAMPLES)
+
+
+def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False) -> Done:
+    """N sampled runs of a source's program per input (on the answer-preserving perturbation of
+    each input when `perturbed`): `samples/NAME[.perturbed].jsonl`."""
+    source = ctx.source(name)
+
+    def compute():
+        examples = [ctx.task.perturb(e) for e in inputs.value] if perturbed else inputs.value
+        label = f"{name} ({source.method.name}{', perturbed inputs' if perturbed else ''}) × {source.samples} samples"
+        traces = ctx.run(label, ctx.program(source.method), examples, ctx.models.get(source.model),
+                         samples=source.samples, temperature=source.temperature, top_p=source.top_p, seed=source.seed)
+        for trace in traces:
+            trace.teacher = name
+        return traces
+
+    suffix = ".perturbed" if perturbed else ""
+    return ctx.folder.stage(
+        f"samples:{name}{suffix}", f"samples/{name}{suffix}.jsonl", codec=TRACES, compute=compute,
+        made_from={"source": sampling_identity(source), "task": ctx.prompt_settings(), "perturbed": perturbed,
+                   "inputs": {"inputs": inputs.fingerprint}},
+    )
