@@ -1,0 +1,105 @@
+"""Fingerprinted stages: a changed recipe redoes exactly the stages that depend on the change,
+counted in model calls, and the completion cache is shared across run folders and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+from typer.testing import CliRunner
+
+from s2distill.cli import app
+from s2distill.config import load_recipe
+from s2distill.lm import CachedLM, FakeLM
+from s2distill.pipeline import Pipeline
+from s2distill.types import Request
+
+SAMPLES = 24 * 4  # the smoke recipe's teacher samples
+TEST = 8  # its test inputs, each evaluated greedily once per system
+
+
+def _run(recipes_dir, out, *overrides, **kwargs):
+    return Pipeline(load_recipe(recipes_dir / "smoke.yaml", list(overrides)), out, progress=False, **kwargs).run()
+
+
+def _ran(report) -> dict[str, str]:
+    return {r["name"]: r["status"] for r in report["stages"]["ran"]}
+
+
+def test_changing_train_epochs_retrains_and_reevaluates_the_student_only(recipes_dir, tmp_path):
+    first = _run(recipes_dir, tmp_path)
+    assert first["lm"]["calls"] == SAMPLES + 3 * TEST
+    again = _run(recipes_dir, tmp_path, "train.epochs=3")
+    assert _ran(again) == {"train:distilled/stage1": "redone", "eval:distilled-stage1": "redone"}
+    assert again["lm"] == {"calls": TEST, "cached": 0, "faults": {}}  # the new student's answers, nothing else
+    reason = next(r["reason"] for r in again["stages"]["ran"] if r["name"] == "train:distilled/stage1")
+    assert reason == "train.epochs: 2.0 -> 3.0"
+    assert again["stages"]["this_invocation"]["kept"] >= 5  # inputs, samples, curation, set, System 1 and 2
+
+
+def test_runtime_settings_redo_nothing(recipes_dir, tmp_path):
+    _run(recipes_dir, tmp_path)
+    again = _run(recipes_dir, tmp_path, "workers=3", "student.model.batch_rows=2", "max_failures=0.5")
+    assert _ran(again) == {} and again["lm"] == {"calls": 0, "cached": 0, "faults": {}}
+
+
+def test_a_curation_change_redoes_curation_and_what_follows_but_no_sampling(recipes_dir, tmp_path):
+    _run(recipes_dir, tmp_path)
+    again = _run(recipes_dir, tmp_path, "curation.vote=plurality")
+    assert set(_ran(again)) == {"curation:distilled", "distill:distilled/stage1-answer_only", "train:distilled/stage1",
+                                "eval:distilled-stage1"}
+    assert again["lm"]["calls"] == TEST  # the retrained student's evaluation only
+
+
+def test_redo_forces_a_stage_whose_calls_then_come_from_the_cache(recipes_dir, tmp_path):
+    _run(recipes_dir, tmp_path)
+    again = _run(recipes_dir, tmp_path, redo=["samples"])
+    assert _ran(again) == {"samples:pal": "redone"}  # same fingerprint: nothing downstream changes
+    assert again["lm"] == {"calls": 0, "cached": SAMPLES, "faults": {}}
+
+
+def test_a_second_run_folder_replays_the_samples_already_paid_for(recipes_dir, tmp_path):
+    _run(recipes_dir, tmp_path / "one")
+    other = _run(recipes_dir, tmp_path / "two", "train.epochs=3")
+    assert other["lm"]["cached"] == SAMPLES + 2 * TEST  # samples, System 1 and System 2 from the shared cache
+    assert other["lm"]["calls"] == TEST  # only the differently trained student is asked
+
+
+def _write_many(path: str, worker: int, rows: int) -> None:
+    lm = CachedLM(FakeLM(default=f"w{worker}"), path, chunk_rows=1)
+    for i in range(rows):  # one commit per completion: as many write transactions as possible
+        lm.generate([Request(prompt=f"{worker}-{i}", temperature=0.7, n=2)])
+    lm.close()
+
+
+def test_several_processes_share_one_cache_without_database_is_locked(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    CachedLM(FakeLM(), path).close()  # created once, as a first run would
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_many, args=(path, w, 60)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 4 * 60 * 2
+
+
+def test_the_cache_command_shows_entries_per_model_and_clears_one(recipes_dir, tmp_path, monkeypatch):
+    _run(recipes_dir, tmp_path / "run")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["cache"])
+    assert shown.exit_code == 0, shown.output
+    assert "fake" in shown.output and "tiny" in shown.output and f"{SAMPLES + 3 * TEST} entries" in shown.output
+    from s2distill.lm.cache import cache_summary
+    from s2distill.pipeline import default_cache
+
+    fake = next(name for name in cache_summary(default_cache(load_recipe(recipes_dir / "smoke.yaml")))["models"]
+                if name.startswith("fake:"))
+    cleared = runner.invoke(app, ["cache", "--clear", "--model", fake])
+    assert cleared.exit_code == 0, cleared.output
+    assert f"removed {SAMPLES + TEST} entries" in cleared.output  # the teacher's samples and System 2
+    assert f"{2 * TEST} entries" in runner.invoke(app, ["cache"]).output  # the tiny student's remain
+    unknown = runner.invoke(app, ["cache", "--clear", "--model", "nope"])
+    assert unknown.exit_code == 2 and "no entries of model 'nope'" in unknown.output
