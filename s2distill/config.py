@@ -14,8 +14,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from s2distill.configbase import Strict as _Strict
 from s2distill.configbase import runtime_field
-from s2distill.errors import S2DistillError
 from s2distill.curation.filters import FILTER_CLASSES, FilterConfig, SelfConsistencyFilter
+from s2distill.errors import S2DistillError
 from s2distill.lm.configs import BACKENDS, EmbeddedModel, ModelConfig
 from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s2distill.report import row_detail, row_method
-from s2distill.runfolder import read_jsonl
+from s2distill.runfolder import atomic_write_bytes, read_jsonl
 
 TEMPLATE = Path(__file__).parent / "assets" / "report.html"
 _MIN_PREFIX = 80  # characters: shorter common prefixes are not worth a table entry
@@ -330,7 +330,5 @@ def render_html(out: Path, report: dict, *, task=None) -> str:
 def write_html_report(out: Path, report: dict, *, task=None) -> Path:
     """Write `out/report.html` from the run folder and its report; return its path."""
     path = Path(out) / "report.html"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(render_html(Path(out), report, task=task), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, render_html(Path(out), report, task=task).encode("utf-8"))
     return path

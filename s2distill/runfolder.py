@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,26 @@ def atomic_write_bytes(path: Path, content: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def folder_written_whole(target: Path, *, replace: bool = False) -> Iterator[Path]:
+    """A private staging folder, renamed to `target` once the block completes, so a killed writer
+    never leaves a half-written folder that looks finished. When `target` appeared meanwhile (another
+    process built the same thing), it is kept unless `replace`."""
+    staging = _partial(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.exists() or replace:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write(path: Path, data: bytes, seal: dict | None = None) -> None:

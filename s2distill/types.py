@@ -61,6 +61,25 @@ class Request:
     def greedy(self) -> bool:
         return not self.temperature
 
+    def settings(self) -> dict[str, Any]:
+        """The sampling settings as a backend should apply them: a greedy request's are canonical
+        (temperature 0, top_p 1, seed 0) whatever it was built with, since its output cannot depend on them."""
+        if self.greedy:
+            return {"temperature": 0.0, "top_p": 1.0, "seed": 0}
+        return {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+
+    def sample_seed(self, k: int, *, bits: int = 63) -> int:
+        """The seed of sample `k`: a deterministic function of (seed, k), so sample k is the same
+        whether it is drawn alone or beside others, by any backend that honours seeds."""
+        return (self.seed * 1_000_003 + k) % (2**bits)
+
+    def sample_indices(self) -> list[int]:
+        """The sample index of each of its `n` completions; a greedy request's are all the first,
+        since its samples are one and the same completion."""
+        if self.greedy:
+            return [self.first_sample] * self.n
+        return list(range(self.first_sample, self.first_sample + self.n))
+
 
 @dataclass(frozen=True)
 class Usage:

@@ -24,8 +24,8 @@ def test_auto_dtype_follows_the_cpu_flags(monkeypatch, flags, expected):
 
 
 def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
-    from s2distill.lm.configs import TinyModel
     from s2distill.lm import build_lm
+    from s2distill.lm.configs import TinyModel
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")

@@ -19,13 +19,12 @@ import s2distill.pipeline as pipeline_module
 from s2distill import sandbox
 from s2distill.cli import app
 from s2distill.config import RecipeError, load_recipe, validate_recipe
-from s2distill.errors import DataError, RunFolderError, TrainingError, explain_os_error
+from s2distill.errors import DataError, RunFolderError, SandboxUnavailable, TrainingError, explain_os_error
 from s2distill.lm import FakeLM
 from s2distill.lm.cache import CachedLM
 from s2distill.pipeline import Pipeline
 from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
-from s2distill.errors import SandboxUnavailable
 from s2distill.tasks.data import read_jsonl as read_data_jsonl
 from s2distill.types import Request
 

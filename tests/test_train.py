@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from s2distill.config import TrainConfig
-from s2distill.lm.configs import TinyModel
 from s2distill.lm import build_lm
+from s2distill.lm.configs import TinyModel
 from s2distill.lm.tiny import tiny_model_dir
 from s2distill.train import build_trainer, train_student
 from s2distill.types import Request

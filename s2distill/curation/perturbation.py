@@ -12,6 +12,7 @@ from s2distill.curation.self_consistency import self_consistency
 from s2distill.tasks.judging import map_back_swapped_verdict
 from s2distill.types import Trace, Verdict
 
+
 def perturbation_agreement(
     original: Mapping[str, str | None],
     perturbed: Mapping[str, str | None],

@@ -63,22 +63,15 @@ class SampledLM:
 def sample_rows(requests: Sequence[Request]) -> list[tuple[int, int]]:
     """(request index, sample index) of every completion a backend must produce: a greedy
     request needs one row whatever its `n`, since all its samples are the same."""
-    return [
-        (i, k)
-        for i, r in enumerate(requests)
-        for k in ([r.first_sample] if r.greedy else range(r.first_sample, r.first_sample + r.n))
-    ]
+    return [(i, k) for i, r in enumerate(requests) for k in dict.fromkeys(r.sample_indices())]
 
 
 def gather_samples(requests: Sequence[Request], done: dict[tuple[int, int], Completion]) -> list[list[Completion]]:
     """Each request's `n` completions from the rows of `sample_rows`, greedy rows copied to every index."""
     results = []
     for i, r in enumerate(requests):
-        if r.greedy:
-            one = done[(i, r.first_sample)]
-            results.append([dataclasses.replace(one, sample_index=r.first_sample + j) for j in range(r.n)])
-        else:
-            results.append([done[(i, k)] for k in range(r.first_sample, r.first_sample + r.n)])
+        completions = [done[(i, k)] for k in r.sample_indices()]
+        results.append([dataclasses.replace(c, sample_index=r.first_sample + j) for j, c in enumerate(completions)])
     return results
 
 

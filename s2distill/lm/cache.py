@@ -29,16 +29,13 @@ from s2distill.types import Completion, Request, Usage
 
 def request_key(model: str, request: Request) -> str:
     """A stable hash of everything that determines a request's samples, bar the sample index."""
-    greedy = request.greedy
     payload = {
         "model": model,
         "prompt": request.prompt,
         "messages": request.messages,
-        "temperature": 0.0 if greedy else request.temperature,
-        "top_p": 1.0 if greedy else request.top_p,
+        **request.settings(),
         "max_tokens": request.max_tokens,
         "stop": list(request.stop),
-        "seed": 0 if greedy else request.seed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -124,7 +121,7 @@ class CachedLM:
         missing: list[tuple[int, Request, str]] = []  # (request index, request for the missing samples, key)
         for i, request in enumerate(requests):
             key = request_key(self.name, request)
-            indices = [0] * request.n if request.greedy else list(range(request.first_sample, request.first_sample + request.n))
+            indices = [0] * request.n if request.greedy else request.sample_indices()  # greedy: one row, index 0
             cached = self._lookup(key, indices)
             found = [cached.get(s) for s in indices]
             results.append(found)

@@ -8,12 +8,12 @@ folder in seconds.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from s2distill.lm.hf import HFLM
 from s2distill.paths import cache_home
+from s2distill.runfolder import folder_written_whole
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,9 @@ def embedded_model_dir() -> Path:
     model.config.__dict__.pop("quantization_config", None)
     model.hf_quantizer = None
     model.is_quantized = False
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(target)  # atomic: a killed conversion never leaves a half-written model
-    except OSError:
-        if not (target / "model.safetensors").exists():  # not just another process finishing first
-            raise
+    with folder_written_whole(target) as staging:  # a killed conversion never leaves a half-written model
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 

@@ -120,7 +120,7 @@ class HFLM:
         generators = []
         for req, k in zip(row_requests, samples):
             g = torch.Generator(device=self._device)
-            g.manual_seed((req.seed * 1_000_003 + k) % (2**63))
+            g.manual_seed(req.sample_seed(k))
             generators.append(g)
 
         n_rows = len(row_requests)

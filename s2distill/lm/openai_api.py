@@ -113,10 +113,10 @@ class OpenAICompatibleLM:
         settings = {
             "model": self.model,
             "max_tokens": request.max_tokens,
-            "temperature": 0.0 if request.greedy else request.temperature,
-            "top_p": 1.0 if request.greedy else request.top_p,
+            "temperature": request.settings()["temperature"],
+            "top_p": request.settings()["top_p"],
             **({"stop": list(request.stop)} if request.stop else {}),
-            **({} if request.greedy else {"seed": (request.seed * 1_000_003 + sample) % (2**31)}),
+            **({} if request.greedy else {"seed": request.sample_seed(sample, bits=31)}),
         }
         if request.prompt is not None:
             return client.completions.create(prompt=request.prompt, **settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2distill.paths import cache_home
+from s2distill.runfolder import folder_written_whole
 
 TINY_NAME = "tiny-llama-bytes"
 
@@ -39,12 +40,7 @@ def tiny_model_dir(seed: int = 0) -> Path:
         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
-    staging = target.with_name(target.name + ".partial")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(target)
-    except OSError:
-        if not (target / "model.safetensors").exists():
-            raise
+    with folder_written_whole(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target

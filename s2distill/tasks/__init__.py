@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2distill.errors import DataError
 from s2distill.tasks.base import Shot, Task
 from s2distill.tasks.coin_flip import CoinFlip, CoinFlipConfig
 from s2distill.tasks.commonsenseqa import CommonsenseQA, CommonsenseQAConfig
@@ -13,7 +14,6 @@ from s2distill.tasks.judging import Judging, JudgingConfig
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
 from s2distill.tasks.mbpp import MBPP, MBPPConfig
 from s2distill.tasks.triviaqa import TriviaQA, TriviaQAConfig
-from s2distill.errors import DataError
 
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (LastLetters, CoinFlip, GSM8K, CommonsenseQA, MBPP, TriviaQA, Judging, CustomTask)

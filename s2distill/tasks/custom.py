@@ -35,8 +35,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from s2distill.tasks.base import Shot, Task, normalize_number
 from s2distill.errors import DataError
+from s2distill.tasks.base import Shot, Task, normalize_number
 from s2distill.tasks.user_files import FORMATS, held_out_split, read_rows
 from s2distill.types import Example, Labeled
 
