@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from s2distill.sandbox import SandboxPolicy
@@ -42,6 +43,13 @@ class Task:
     description: ClassVar[str] = ""
     shots: ClassVar[tuple[Shot, ...]] = ()
     sandbox: SandboxPolicy = SandboxPolicy()  # how model-written code may run; the pipeline sets the recipe's
+    config_class: ClassVar[type]  # the task's recipe section (a pydantic model named by `name`)
+
+    def __init__(self, config=None, *, data_root: Path | None = None):
+        """`config`: the recipe's task section (default: its defaults); `data_root`: the data folder
+        (default: found by `paths.data_dir`)."""
+        self.config = config if config is not None else self.config_class()
+        self.data_root = data_root
 
     def labeled(self, split: str) -> list[Labeled]:
         """The examples of a split ("train" or "test") with their targets. Evaluation only."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,9 +77,7 @@ class CoinFlip(Task):
     name = "coin_flip"
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
 
-    def __init__(self, config: CoinFlipConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or CoinFlipConfig()
-        self.data_root = data_root
+    config_class = CoinFlipConfig
 
     @cached_property
     def _rar_rows(self) -> list[dict]:

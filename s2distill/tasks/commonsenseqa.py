@@ -12,7 +12,6 @@ import hashlib
 import random
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,9 +56,7 @@ class CommonsenseQA(Task):
     metric = "exact_match"
     twt_family = "multiple_choice"
 
-    def __init__(self, config: CommonsenseQAConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or CommonsenseQAConfig()
-        self.data_root = data_root
+    config_class = CommonsenseQAConfig
 
     @cached_property
     def _train(self) -> list[dict]:

@@ -117,8 +117,10 @@ class CustomTask(Task):
     description = "your own data: JSONL, CSV, Parquet or a datasets folder (task: {name: custom, path: ...})"
     metric = "exact_match"
 
+    config_class = CustomConfig
+
     def __init__(self, config: CustomConfig, *, data_root: Path | None = None):
-        self.config = config
+        super().__init__(config, data_root=data_root)
         self.skipped: list[str] = []
         self.has_labels = config.label is not None
         self.answer_kind = config.answer if config.answer in ANSWER_KINDS else "parser"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,9 +52,7 @@ class GSM8K(Task):
     metric = "exact_match"
     twt_family = "math"
 
-    def __init__(self, config: GSM8KConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or GSM8KConfig()
-        self.data_root = data_root
+    config_class = GSM8KConfig
 
     def _rows(self, split: str) -> list[dict]:
         return read_jsonl(f"gsm8k/{split}.jsonl", self.data_root)

@@ -73,9 +73,10 @@ class Judging(Task):
     shots = tuple(Shot(PAIR.format(question=q, response_a=a, response_b=b), "", "", v) for q, a, b, v in _SHOTS)
     twt_family = "multiple_choice"
 
+    config_class = JudgingConfig
+
     def __init__(self, config: JudgingConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or JudgingConfig()
-        self.data_root = data_root
+        super().__init__(config, data_root=data_root)
         if self.config.source == "mt_bench":
             self.metric = "position_consistency"  # no human labels: consistency is what can be measured
 

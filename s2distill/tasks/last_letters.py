@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,9 +61,7 @@ class LastLetters(Task):
         Shot(_question(w), _rationale(w), _program(w), "".join(x[-1] for x in w).lower(), _rephrased(w)) for w in _SHOT_WORDS
     )
 
-    def __init__(self, config: LastLettersConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or LastLettersConfig()
-        self.data_root = data_root
+    config_class = LastLettersConfig
 
     @cached_property
     def _rar_rows(self) -> list[dict]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,9 +46,7 @@ class MBPP(Task):
     twt_family = "code"
     multiline_answers = True
 
-    def __init__(self, config: MBPPConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or MBPPConfig()
-        self.data_root = data_root
+    config_class = MBPPConfig
 
     @cached_property
     def _by_id(self) -> dict[int, dict]:

@@ -17,7 +17,6 @@ import json
 import re
 import string
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,9 +59,7 @@ class TriviaQA(Task):
     metric = "accuracy"
     shots = tuple(Shot(q, f"This is general knowledge: {a}.", "", a) for q, a in _SHOTS)
 
-    def __init__(self, config: TriviaQAConfig | None = None, *, data_root: Path | None = None):
-        self.config = config or TriviaQAConfig()
-        self.data_root = data_root
+    config_class = TriviaQAConfig
 
     @cached_property
     def _questions(self) -> list[list[dict]]:
