@@ -8,6 +8,8 @@ import platform
 from collections import Counter
 from typing import Any
 
+from s2distill.curation.filters import FILTER_CLASSES
+
 
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on."""
@@ -100,13 +102,26 @@ def _metric_cell(name: str, value: float | None) -> str:
     return f"{value:.0f}" if name == "pairs" else f"{100 * value:.1f}%"
 
 
+def _stage_lines(stages: dict | None) -> list[str]:
+    """Which stages this invocation ran, and why (the others were current and kept)."""
+    if not stages:
+        return []
+    counts = stages["this_invocation"]
+    head = f"**Stages this invocation**: {counts['kept']} kept, {counts['computed']} computed, {counts['redone']} redone"
+    redone = [f"{r['name']} ({r['reason']})" for r in stages["ran"] if r["status"] == "redone"]
+    return [head + (": " + "; ".join(redone) if redone else "") + ".", ""]
+
+
+FILTER_SETTINGS = {name for cls in FILTER_CLASSES for name in cls.model_fields if name != "name"}
+
+
 def _curation_lines(summaries: list[dict]) -> list[str]:
     if not summaries:
         return ["(No curation: this run trains no student.)"]
     lines = ["## Curation", "", "| variant | filter | inputs kept | teacher | outputs | parseable | outputs kept |",
              "|---|---|---:|---|---:|---:|---:|"]
     for cur in summaries:
-        settings = ", ".join(f"{k} {v}" for k, v in cur.items() if k in ("min_fraction", "threshold", "embedder"))
+        settings = ", ".join(f"{k} {v}" for k, v in cur.items() if k in FILTER_SETTINGS and v is not None)
         scope = "first sample" if cur["first_sample_only"] else "all samples"
         for i, (name, counts) in enumerate(cur["per_teacher"].items()):
             head = (f"| {cur['variant']} | {cur['filter']} ({scope}{', ' + settings if settings else ''}) "
@@ -154,6 +169,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if report["lm"].get("faults") else "."
         ),
         "",
+        *_stage_lines(report.get("stages")),
         "**Wall time per stage** (seconds, when the stage ran): "
         + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())
         + f"; stages total {sum(report['timings'].values()):.0f} s. This invocation: {report['invocation_seconds']:.0f} s "
