@@ -4,11 +4,24 @@ a single process (`train.run_training`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from s2distill.errors import S2DistillError
+from s2distill.errors import S2DistillError, TrainingError
 from s2distill.train_launch import ERROR_FILE, read_job
+
+
+def check_world(config) -> None:
+    """Fail when accelerate started another number of processes than `train.processes` asks for
+    (an accelerate config of `distributed_type: MULTI_CPU` starts one, unless MPI is set up)."""
+    started = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.processes > 1 and started != config.processes:
+        raise TrainingError(
+            f"train.processes={config.processes}, but accelerate started {started} process(es)"
+            + (f" with {config.accelerate_config}" if config.accelerate_config else "")
+            + ": for data-parallel processes on the CPU without MPI, use `distributed_type: MULTI_GPU` "
+            "(it falls back to the gloo backend where there is no CUDA device), or leave out train.accelerate_config")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from s2distill.train import run_training
 
     try:
+        check_world(job["config"])
         run_training(job["pairs"], job["model_path"], job["output_dir"], job["config"], init_adapter=job["init_adapter"])
     except S2DistillError as exc:  # the launching process raises it again, as one line
         try:
