@@ -51,11 +51,11 @@ def _answer_only_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = answer_positions_loss(model, inputs, num_items_in_batch)
-            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-                # as Trainer.compute_loss: the count is every process's, and DDP averages the gradients
-                # over processes, so each one's loss is scaled back up (a no-op in a single process)
-                scale = self.accelerator.num_processes // self.get_tp_size()
-                loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+            processes = self.accelerator.num_processes
+            if processes > 1 and self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss: the count is every process's and DDP averages the gradients
+                # over processes, so each process's loss is scaled back up (else the loss is 1/N)
+                loss = loss * (processes // self.get_tp_size())
             if model.training:  # TRL's own loss logs token accuracy; ours does too (train_log.jsonl)
                 self._metrics["train"]["mean_token_accuracy"].append(token_accuracy(outputs.logits.detach(), inputs["labels"]))
             return (loss, outputs) if return_outputs else loss
