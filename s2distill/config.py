@@ -200,6 +200,19 @@ class TrainConfig(_Strict):
             return [] if value == "none" else [value]
         return value
 
+    processes: int = Field(1, ge=1, description="training processes (data parallel, through `accelerate launch`); "
+                           "1 trains in this process")
+    accelerate_config: str | None = Field(None, description="an accelerate config YAML (e.g. DeepSpeed or FSDP, from "
+                                          "`accelerate config`) to launch training with; it sets the processes unless "
+                                          "`processes` is above 1")
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _config_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"accelerate config file not found: {value}")
+        return value
+
 
 class EvaluateConfig(_Strict):
     systems: list[Literal["system1", "system2", "distilled"]] = Field(

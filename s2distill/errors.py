@@ -31,6 +31,11 @@ class TrainingError(S2DistillError):
     """Training cannot run on these pairs and settings, or produced a non-finite model."""
 
 
+class TrainingLaunchError(TrainingError):
+    """Training launched in several processes (`accelerate launch`) failed outside s2distill's own
+    checks: the message carries the end of the launcher's error output."""
+
+
 def explain_os_error(exc: OSError) -> str:
     """One line for a failure of the file system: what happened to which file, and what to do."""
     name = exc.filename or "a file"

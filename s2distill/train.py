@@ -13,6 +13,7 @@ head falls back to a torch loop over vocabulary tiles without Triton: 20.3 s a s
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,11 @@ def _answer_only_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = answer_positions_loss(model, inputs, num_items_in_batch)
+            processes = self.accelerator.num_processes
+            if processes > 1 and self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # as Trainer.compute_loss: the count is every process's and DDP averages the gradients
+                # over processes, so each process's loss is scaled back up (else the loss is 1/N)
+                loss = loss * (processes // self.get_tp_size())
             if model.training:  # TRL's own loss logs token accuracy; ours does too (train_log.jsonl)
                 self._metrics["train"]["mean_token_accuracy"].append(token_accuracy(outputs.logits.detach(), inputs["labels"]))
             return (loss, outputs) if return_outputs else loss
@@ -69,7 +75,8 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
 
     from s2distill.hardware import available_cores, resolve_dtype
 
-    torch.set_num_threads(available_cores())
+    # Several processes on one machine share its cores (torchrun's LOCAL_WORLD_SIZE: processes on this node)
+    torch.set_num_threads(max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     bf16 = resolve_dtype(config.precision) == "bfloat16"
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
@@ -117,9 +124,23 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
 
 
 def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
-    """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`."""
+    """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`: in
+    this process, or in `train.processes` processes through `accelerate launch` (train_launch.py)."""
     if not pairs:
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
+    from s2distill.train_launch import wants_launch
+
+    if wants_launch(config):
+        from s2distill.train_launch import launch_training
+
+        return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+    return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+
+
+def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
+    """The training itself, in this process: alone, or as one of several that `accelerate launch`
+    started (train_worker.py), where every process trains and saves (DeepSpeed and FSDP gather the
+    weights) but only the main one writes and moves the files."""
     from s2distill.train_guard import guard_training  # imports transformers: only when training
     from s2distill.train_log import check_report_to, keep_history
 
@@ -131,11 +152,16 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     weights = output_dir / "weights"
     staging = output_dir / "weights.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    trainer.save_model(str(staging))
-    if config.mode == "full":
-        trainer.processing_class.save_pretrained(str(staging))
-    shutil.rmtree(weights, ignore_errors=True)
-    staging.rename(weights)
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()  # a no-op in a single process
+    trainer.save_model(str(staging))  # writes on the main process only
+    if main:
+        if config.mode == "full":
+            trainer.processing_class.save_pretrained(str(staging))
+        shutil.rmtree(weights, ignore_errors=True)
+        staging.rename(weights)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return weights

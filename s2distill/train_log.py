@@ -50,7 +50,7 @@ def _history_callback_class():
             self.path = path
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if self.path.exists():
+            if state.is_world_process_zero and self.path.exists():  # one writer when several processes train
                 rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
                 kept = [r for r in rows if r.get("step", 0) <= state.global_step and "train_runtime" not in r]
                 self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
