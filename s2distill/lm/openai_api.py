@@ -132,7 +132,14 @@ class OpenAICompatibleLM:
         estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
         for attempt in range(self.max_retries + 1):
             self.limits.before(estimate, stop)
-            replica, probe = self._acquire(failed_on, stop)
+            replica, probe = self.pool.acquire(failed_on, stop)
+            problem = self._health_problem(replica.url) if probe and self.health_check else None
+            if problem is not None:  # still down after its cooldown: this attempt goes no further
+                self.pool.release(replica, probe=True, fault="health", error=problem, health=True)
+                failed_on, last_error = replica, f"health check: {problem}"
+                with self._lock:
+                    self.faults["health"] += 1
+                continue
             server_wait = None
             try:
                 response = self._call(request, sample, replica.url)
@@ -168,17 +175,6 @@ class OpenAICompatibleLM:
             raise BackendError(f"{self.base_url} failed after {self.max_retries + 1} attempts: {last_error}")
         raise BackendError(f"every replica of {self.model} failed: a call failed after {self.max_retries + 1} attempts; "
                            f"replicas: {self.pool.describe_all()}")
-
-    def _acquire(self, avoid, stop):
-        """A replica for the next attempt; one back from its cooldown must pass the health check first."""
-        while True:
-            replica, probe = self.pool.acquire(avoid, stop)
-            if not (probe and self.health_check):
-                return replica, probe
-            problem = self._health_problem(replica.url)
-            if problem is None:
-                return replica, probe
-            self.pool.release(replica, probe=True, fault="health", error=problem, health=True)
 
     def _health_problem(self, url: str) -> str | None:
         """Why the server at `url` looks down (GET /models), or None. A server without that route
