@@ -33,6 +33,7 @@ class FaultyOpenAIServer:
         self.delay = delay
         self.healthy = True
         self.health_checks = 0
+        self.dead = False  # killed: connections still open get no answer
         self._open: set[socket.socket] = set()  # connections being served, cut by kill()
         self.refuse = refuse
         self.times: list[float] = []
@@ -60,7 +61,16 @@ class FaultyOpenAIServer:
                 except OSError:  # cut by kill()
                     pass
 
+            def _cut(self):
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
             def do_GET(self):
+                if server.dead:
+                    return self._cut()
                 if not self.path.endswith("/models"):
                     return self._send(404, {"error": {"message": "no such route"}})
                 with server._lock:
@@ -71,6 +81,8 @@ class FaultyOpenAIServer:
                                                              "owned_by": "test"}]})
 
             def do_POST(self):
+                if server.dead:
+                    return self._cut()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.received.append(body)
@@ -79,6 +91,8 @@ class FaultyOpenAIServer:
                     action = server.plan.pop(0) if server.plan else server.default
                 if server.delay:
                     time.sleep(server.delay)
+                if server.dead:  # killed while this request was in flight
+                    return self._cut()
                 chat = self.path.endswith("/chat/completions")
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 refusal = server.refuse(prompt) if server.refuse else None
@@ -127,7 +141,7 @@ class FaultyOpenAIServer:
         self.httpd = _QuietServer(("127.0.0.1", port), self._handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -139,7 +153,12 @@ class FaultyOpenAIServer:
 
     def kill(self) -> None:
         """Stop listening and cut every connection being served, as a crashed server would."""
+        self.dead = True
+        self._cut_all()
         self.__exit__()
+        self._cut_all()
+
+    def _cut_all(self) -> None:
         with self._lock:
             connections = list(self._open)
         for connection in connections:
@@ -150,6 +169,7 @@ class FaultyOpenAIServer:
 
     def restart(self) -> None:
         """Serve again on the same port after `kill()`."""
+        self.dead = False
         self._serve(self.port)
         self._thread.start()
 
