@@ -253,3 +253,27 @@ def test_the_config_takes_one_server_or_replicas_and_names_replicas_by_the_model
     lm = three.build()
     assert lm.limits.requests.rate == pytest.approx(500 / 60) and lm.pool.cooldown == 10
     assert model_config(three.model_dump(), saved=True) == three  # a saved recipe reads back
+
+
+def test_a_recipe_with_a_replicated_teacher_runs_end_to_end_past_a_failing_replica(tmp_path):
+    from s2distill.config import validate_recipe
+    from s2distill.pipeline import Pipeline
+    from tests.test_lm_openai import pal_teacher
+
+    with FaultyOpenAIServer(pal_teacher) as good, FaultyOpenAIServer(pal_teacher, default="500") as bad:
+        recipe = validate_recipe({
+            "task": {"name": "last_letters", "train_size": 8, "test_size": 4},
+            "teacher": {
+                "model": {"backend": "openai", "base_urls": [bad.url, good.url], "model": "teacher", "max_concurrency": 4,
+                          "replica_cooldown": 60},
+                "method": {"name": "pal", "shots": 2}, "samples": 2,
+            },
+            "student": {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}},
+            "train": {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4},
+        })
+        report = Pipeline(recipe, tmp_path, progress=False).run()
+    system2 = report["rows"][1]
+    assert system2["system"] == "system2" and system2["score"] == 1.0
+    assert system2["model"] == f"teacher on 2 replicas ({bad.url}, {good.url})"
+    assert report["curation"][0]["kept"] == 8
+    assert set(report["lm"]["faults"]) == {"500"} and 3 <= report["lm"]["faults"]["500"] <= 3 + 4

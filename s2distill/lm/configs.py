@@ -144,7 +144,8 @@ class OpenAIModel(_Backend):
         "calls go to the least loaded, failing ones are set aside for replica_cooldown seconds")
     model: str = Field(description="the model name the server knows")
     api_key_env: str = runtime_field("OPENAI_API_KEY", description="environment variable holding the key")
-    max_concurrency: int = runtime_field(8, ge=1, le=1024, description="requests in flight")
+    max_concurrency: int = runtime_field(8, ge=1, le=1024, description="requests in flight (with base_urls: over all "
+                                         "replicas together)")
     timeout: float = runtime_field(60.0, gt=0, description="seconds per request")
     max_retries: int = runtime_field(5, ge=0, le=100, description="retries on timeouts, 429, 5xx, malformed bodies")
     replica_cooldown: float = runtime_field(30.0, gt=0, description="seconds a failing replica is set aside before "

@@ -19,12 +19,17 @@
   It never enters the LM's name (the cache key and the report use the URL and model only) nor
   any artifact.
 - `base_urls` lists replicas of one model instead of one `base_url` (s2distill/lm/replicas.py):
-  each call goes to the least loaded replica; a failed call moves to another replica at once; a
-  replica failing again and again is set aside for `replica_cooldown` seconds, then probed (after
-  `GET /models` when `health_check`). The LM is then named by its model alone, `openai:{model}`:
-  which servers answered, and how many there were, does not change a completion (sample k has its
-  seed), so adding or losing a replica keeps the cache. One `base_url` keeps the name
-  `openai:{base_url}:{model}` it always had. `replica_stats` counts each replica's calls and faults.
+  each call goes to the least loaded replica (`max_concurrency` counts the calls in flight on all of
+  them); a failed call moves to another replica at once; a replica failing again and again is set
+  aside for `replica_cooldown` seconds, then probed (after `GET /models` when `health_check`; a
+  failed health check is one of the call's attempts, counted in `faults` as `health`). When every
+  replica is set aside a call waits for the first cooldown to end. The LM is then named by its
+  model alone, `openai:{model}`: which server answered, and how many there were, does not change a
+  completion (sample k has its seed), so adding or losing a replica keeps the cache. One
+  `base_url` keeps the name `openai:{base_url}:{model}` it always had. `replica_stats` counts each
+  replica's calls, successes, faults and times set aside.
+- Once one call of a batch has failed for good (`BackendError`), the batch's other calls stop at
+  their next attempt instead of spending their own retries.
 - `requests_per_minute` and `tokens_per_minute` (a hosted API's limits) space the calls of all
   replicas together; a call's tokens are estimated before it (prompt characters / 4 + max_tokens)
   and corrected with the usage the server reports.
@@ -189,7 +194,7 @@ class OpenAICompatibleLM:
             if exc.status_code >= 500 and exc.status_code != 501:
                 return f"{exc.status_code}: {server_message(exc)}"
         except Exception:  # noqa: BLE001 - a reply that is not a model list still comes from a live server
-            pass
+            return None
         return None
 
     def _call(self, request: Request, sample: int, url: str | None = None):
