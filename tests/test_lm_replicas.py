@@ -25,7 +25,8 @@ def echo(prompt, seed):
 
 
 def lm_on(servers, **kwargs) -> OpenAICompatibleLM:
-    return OpenAICompatibleLM(base_urls=[s.url for s in servers], model="test-model", backoff=0.01, **kwargs)
+    kwargs.setdefault("backoff", 0.01)
+    return OpenAICompatibleLM(base_urls=[s.url for s in servers], model="test-model", **kwargs)
 
 
 def batch(count, seed=3):
@@ -84,9 +85,11 @@ def test_load_spreads_over_three_healthy_replicas():
 def test_a_replica_that_always_fails_is_set_aside_and_the_others_give_the_same_completions():
     with ExitStack() as stack:
         bad, good1, good2, alone = servers(stack, {"default": "500"}, {}, {}, {})
-        lm = lm_on([bad, good1, good2], max_concurrency=4, replica_cooldown=60)
+        lm = lm_on([bad, good1, good2], max_concurrency=4, replica_cooldown=60, backoff=10)
         requests = batch(40) + [Request(messages=(("user", "chat 7"),), temperature=0.7, seed=3, n=2)]
+        start = time.monotonic()
         out = lm.generate(requests)
+        assert time.monotonic() - start < 5  # a failed call moved to another replica at once, without backing off
         single = OpenAICompatibleLM(base_url=alone.url, model="test-model").generate(requests)
         assert out == single  # texts, usage, sample indices: sample k does not depend on the server
         # Three failures in a row set it aside; only calls already on their way can reach it after that.
@@ -146,6 +149,14 @@ def test_a_replica_failing_its_health_check_stays_aside_until_it_passes():
         assert len(sick.received) > served and not lm.replica_stats[sick.url]["down"]
 
 
+def test_a_blip_on_every_replica_costs_a_backoff_not_the_call():
+    with ExitStack() as stack:
+        replicas = servers(stack, {"plan": ["503"]}, {"plan": ["503"]})
+        lm = lm_on(replicas, max_retries=1, max_concurrency=1)  # one retry: one more round over both
+        assert lm.generate(batch(1))[0][0].text == "echo 0 seed=3000009"
+        assert lm.faults == {"503": 2} and [len(s.received) for s in replicas] in ([2, 1], [1, 2])
+
+
 def test_every_replica_down_is_a_backend_error_naming_them_all_in_bounded_time():
     urls = [dead_url() for _ in range(3)]
     lm = OpenAICompatibleLM(base_urls=urls, model="test-model", backoff=0.01, timeout=2, max_retries=5,
@@ -153,7 +164,7 @@ def test_every_replica_down_is_a_backend_error_naming_them_all_in_bounded_time()
     start = time.monotonic()
     with pytest.raises(BackendError) as caught:
         lm.generate(batch(12))
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 6
     message = str(caught.value)
     assert message.startswith("every replica of test-model failed")
     for url in urls:  # each with its state and last error (a refused connection, or a failed health check)
@@ -165,7 +176,7 @@ def test_every_replica_down_is_a_backend_error_naming_them_all_in_bounded_time()
         start = time.monotonic()
         with pytest.raises(BackendError, match=r"last error: 500: injected 500.*last error: 500: injected 500"):
             lm.generate(batch(8))
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 6
 
 
 def test_requests_per_minute_spaces_the_calls_of_all_replicas():

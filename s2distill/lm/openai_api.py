@@ -20,14 +20,16 @@
   any artifact.
 - `base_urls` lists replicas of one model instead of one `base_url` (s2distill/lm/replicas.py):
   each call goes to the least loaded replica (`max_concurrency` counts the calls in flight on all of
-  them); a failed call moves to another replica at once; a replica failing again and again is set
-  aside for `replica_cooldown` seconds, then probed (after `GET /models` when `health_check`; a
-  failed health check is one of the call's attempts, counted in `faults` as `health`). When every
-  replica is set aside a call waits for the first cooldown to end. The LM is then named by its
-  model alone, `openai:{model}`: which server answered, and how many there were, does not change a
-  completion (sample k has its seed), so adding or losing a replica keeps the cache. One
-  `base_url` keeps the name `openai:{base_url}:{model}` it always had. `replica_stats` counts each
-  replica's calls, successes, faults and times set aside.
+  them). A failed call moves at once to a replica it has not tried; only when it has tried every
+  ready one does it back off as above (`max_retries` counts these rounds, so a call gets at least
+  the time one server would). A replica failing again and again is set aside for
+  `replica_cooldown` seconds, then probed (after `GET /models` when `health_check`; a failed health
+  check counts in `faults` as `health`). When every replica is set aside a call waits for the
+  first cooldown to end. The LM is then named by its model alone, `openai:{model}`: which server
+  answered, and how many there were, does not change a completion (sample k has its seed), so
+  adding or losing a replica keeps the cache. One `base_url` keeps the name
+  `openai:{base_url}:{model}` it always had. `replica_stats` counts each replica's calls,
+  successes, faults and times set aside.
 - Once one call of a batch has failed for good (`BackendError`), the batch's other calls stop at
   their next attempt instead of spending their own retries.
 - `requests_per_minute` and `tokens_per_minute` (a hosted API's limits) space the calls of all
@@ -127,59 +129,75 @@ class OpenAICompatibleLM:
         return gather_samples(requests, {job: f.result() for job, f in zip(jobs, futures)})
 
     def _one(self, request: Request, sample: int, stop: threading.Event | None = None) -> Completion:
-        """One completion, retried on transient faults (on another replica when there is one); a
-        refusal for good comes back as a completion with `error` set (the stage goes on; the runner
-        counts it against `max_failures`)."""
+        """One completion, retried on transient faults; a refusal for good comes back as a
+        completion with `error` set (the stage goes on; the runner counts it against `max_failures`).
+
+        Tries go in rounds: a failed try moves at once to a ready replica this round has not tried;
+        when none is left the round ends, and the next one starts after the backoff (never sooner
+        than a `Retry-After`). `max_retries` counts rounds, so one server retries as it always did
+        and replicas give a call at least the same time to get through."""
+        last_error, attempts, delay = "no attempt", 0, 0.0
+        estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
+        for round_ in range(self.max_retries + 1):
+            time.sleep(delay)  # the backoff after the previous round
+            tried: set = set()
+            server_wait = None
+            while True:
+                self.limits.before(estimate, stop)
+                replica, probe = self.pool.acquire(tried, stop)
+                attempts += 1
+                completion, kind, error, wait = self._attempt(request, sample, replica, probe, estimate)
+                if completion is not None:
+                    return completion
+                last_error = error
+                server_wait = wait if wait is not None else server_wait
+                with self._lock:
+                    self.faults[kind] += 1
+                tried.add(replica)
+                if not self.pool.has_ready_besides(tried):
+                    break
+            delay = self.backoff * (2**round_) * (0.5 + random.random())
+            if server_wait is not None:  # the server said when: never sooner
+                delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
+        if len(self.base_urls) == 1:
+            raise BackendError(f"{self.base_url} failed after {attempts} attempts: {last_error}")
+        raise BackendError(f"every replica of {self.model} failed: a call failed after {attempts} attempts in "
+                           f"{self.max_retries + 1} rounds; replicas: {self.pool.describe_all()}")
+
+    def _attempt(self, request: Request, sample: int, replica, probe: bool, estimate: int):
+        """One try on `replica`: (completion, None, None, None), or (None, fault kind, error,
+        seconds the server asked to wait) after a transient failure, which is counted against it."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
-        last_error = "no attempt"
-        failed_on = None  # the replica of the last failed attempt
-        estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
-        for attempt in range(self.max_retries + 1):
-            self.limits.before(estimate, stop)
-            replica, probe = self.pool.acquire(failed_on, stop)
-            problem = self._health_problem(replica.url) if probe and self.health_check else None
-            if problem is not None:  # still down after its cooldown: this attempt goes no further
+        if probe and self.health_check:
+            problem = self._health_problem(replica.url)
+            if problem is not None:  # still down after its cooldown: no request
                 self.pool.release(replica, probe=True, fault="health", error=problem, health=True)
-                failed_on, last_error = replica, f"health check: {problem}"
-                with self._lock:
-                    self.faults["health"] += 1
-                continue
-            server_wait = None
-            try:
-                response = self._call(request, sample, replica.url)
-                completion = self._parse(response, sample)
-            except APITimeoutError as exc:
-                kind, last_error = "timeout", str(exc)
-            except APIConnectionError as exc:
-                kind, last_error = "connection", str(exc)
-            except APIStatusError as exc:
-                status = exc.status_code
-                if 400 <= status < 500 and status != 429:
-                    self.pool.release(replica, probe=probe)  # the server answered: it is healthy
-                    return Completion("", Usage(0, 0), "stop", sample, error=f"refused ({status}): {server_message(exc)}")
-                kind, last_error = str(status), server_message(exc)
-                server_wait = retry_after(exc.response.headers)
-            except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
-                kind, last_error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
-            else:
-                self.pool.release(replica, probe=probe)
-                self.limits.after(estimate, completion.usage.prompt_tokens + completion.usage.completion_tokens)
-                return completion
-            self.pool.release(replica, probe=probe, fault=kind, error=last_error)
-            failed_on = replica
-            with self._lock:
-                self.faults[kind] += 1
-            # Another replica takes the retry at once; backing off is for going back to the same server.
-            if attempt < self.max_retries and self.pool.only_choice_is(replica):
-                delay = self.backoff * (2**attempt) * (0.5 + random.random())
-                if server_wait is not None:  # the server said when: never sooner
-                    delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
-                time.sleep(delay)
-        if len(self.base_urls) == 1:
-            raise BackendError(f"{self.base_url} failed after {self.max_retries + 1} attempts: {last_error}")
-        raise BackendError(f"every replica of {self.model} failed: a call failed after {self.max_retries + 1} attempts; "
-                           f"replicas: {self.pool.describe_all()}")
+                return None, "health", f"health check: {problem}", None
+        server_wait = None
+        try:
+            response = self._call(request, sample, replica.url)
+            completion = self._parse(response, sample)
+        except APITimeoutError as exc:
+            kind, error = "timeout", str(exc)
+        except APIConnectionError as exc:
+            kind, error = "connection", str(exc)
+        except APIStatusError as exc:
+            status = exc.status_code
+            if 400 <= status < 500 and status != 429:
+                self.pool.release(replica, probe=probe)  # the server answered: it is healthy
+                message = f"refused ({status}): {server_message(exc)}"
+                return Completion("", Usage(0, 0), "stop", sample, error=message), None, None, None
+            kind, error = str(status), server_message(exc)
+            server_wait = retry_after(exc.response.headers)
+        except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
+            kind, error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            self.pool.release(replica, probe=probe)
+            self.limits.after(estimate, completion.usage.prompt_tokens + completion.usage.completion_tokens)
+            return completion, None, None, None
+        self.pool.release(replica, probe=probe, fault=kind, error=error)
+        return None, kind, error, server_wait
 
     def _health_problem(self, url: str) -> str | None:
         """Why the server at `url` looks down (GET /models), or None. A server without that route

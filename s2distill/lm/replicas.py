@@ -4,8 +4,8 @@ for failing, and the request and token budgets of hosted APIs. Used by `OpenAICo
 - Each request goes to the replica with the fewest requests in flight; ties go round robin.
 - A transient failure (timeout, connection error, 429, 5xx, a body that is not a completion)
   counts against its replica. After `FAILURES_TO_SET_ASIDE` failures in a row, or one failed
-  probe, the replica is set aside for `cooldown` seconds; the failed call moves to another replica
-  at once. When the cooldown has passed, the next call probes the replica (after a health check,
+  probe, the replica is set aside for `cooldown` seconds. The failed call moves at once to a ready
+  replica it has not tried yet; when it has tried them all, it backs off (the caller's rounds). When the cooldown has passed, the next call probes the replica (after a health check,
   `GET {base_url}/models`, when the LM does one): a success brings it back, a failure sets it
   aside again. Only when every replica is set aside does a call wait, until the first cooldown
   ends. A pool of one replica never sets it aside: there is nowhere else to go, and the caller's
@@ -30,7 +30,7 @@ class Abandoned(Exception):
     """Another call of the same batch failed for good: this one stops instead of waiting."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class Replica:
     url: str
     index: int
@@ -63,17 +63,17 @@ class ReplicaPool:
         """In service, or past its cooldown with no probe under way."""
         return replica.down_until is None or (now >= replica.down_until and not replica.probing)
 
-    def acquire(self, avoid: Replica | None = None, stop: threading.Event | None = None) -> tuple[Replica, bool]:
-        """A replica for one request, and whether the request probes it after a cooldown. `avoid`
-        (the replica the call just failed on) is taken only when no other is ready. Waits while
-        every replica is set aside; raises `Abandoned` once `stop` is set."""
+    def acquire(self, avoid=(), stop: threading.Event | None = None) -> tuple[Replica, bool]:
+        """A replica for one request, and whether the request probes it after a cooldown. Replicas
+        in `avoid` (those the call just failed on) are taken only when no other is ready. Waits
+        while every replica is set aside; raises `Abandoned` once `stop` is set."""
         with self._cond:
             while True:
                 if stop is not None and stop.is_set():
                     raise Abandoned
                 now = self._clock()
                 ready = [r for r in self.replicas if self._ready(r, now)]
-                ready = [r for r in ready if r is not avoid] or ready
+                ready = [r for r in ready if r not in avoid] or ready
                 if ready:
                     due = [r for r in ready if r.down_until is not None]  # back from cooldown: probe it first
                     n = len(self.replicas)
@@ -86,11 +86,11 @@ class ReplicaPool:
                 wait = min(ends) if ends else POLL  # probes under way: their release wakes us
                 self._cond.wait(timeout=max(0.001, min(wait, POLL)))
 
-    def only_choice_is(self, replica: Replica) -> bool:
-        """Whether `replica` is the one ready replica (a retry would go back to it, so it should back off)."""
+    def has_ready_besides(self, tried) -> bool:
+        """Whether a replica outside `tried` could take a request now."""
         with self._cond:
             now = self._clock()
-            return [r for r in self.replicas if self._ready(r, now)] == [replica]
+            return any(self._ready(r, now) and r not in tried for r in self.replicas)
 
     def release(self, replica: Replica, *, probe: bool = False, fault: str | None = None, error: str | None = None,
                 health: bool = False) -> None:
