@@ -103,7 +103,7 @@ def test_a_replica_that_always_fails_is_set_aside_and_the_others_give_the_same_c
 def test_a_replica_killed_mid_batch_hands_its_calls_to_the_others_and_comes_back_after_its_cooldown():
     cooldown = 1.0
     with ExitStack() as stack:
-        a, b, c = servers(stack, {"delay": 0.05}, {"delay": 0.05}, {"delay": 0.05})
+        a, b, c = servers(stack, {"delay": 0.05}, {"delay": 0.05}, {"delay": 0.2})  # c's calls stay in flight
         lm = lm_on([a, b, c], max_concurrency=6, replica_cooldown=cooldown, timeout=5)
         killer = threading.Thread(target=kill_after, args=(c, 4))
         killer.start()
@@ -118,6 +118,7 @@ def test_a_replica_killed_mid_batch_hands_its_calls_to_the_others_and_comes_back
         assert set(lm.faults) <= {"connection", "health"}
         assert len(a.received) + len(b.received) == 60 - before["ok"]
 
+        c.delay = 0.05
         c.restart()
         replica_c = lm.pool.replicas[2]
         while replica_c.down_until is not None and time.monotonic() < replica_c.down_until + 0.05:
@@ -140,7 +141,8 @@ def test_a_replica_failing_its_health_check_stays_aside_until_it_passes():
         assert lm.replica_stats[sick.url]["down"]
         time.sleep(0.55)
         lm.generate(batch(4, seed=5))
-        assert sick.health_checks == 1 and lm.replica_stats[sick.url]["faults"]["health"] == 1
+        assert sick.health_checks >= 1  # (two if the batch outlasted another cooldown)
+        assert lm.replica_stats[sick.url]["faults"]["health"] == sick.health_checks
         assert len(sick.received) == 3  # no request after a failed health check
         sick.healthy = True
         time.sleep(0.55)
