@@ -73,7 +73,7 @@ class OpenAICompatibleLM:
         tokens_per_minute: float | None = None,
     ):
         if (base_url is None) == (base_urls is None):
-            raise ValueError("give either base_url (one server) or base_urls (replicas of one model), not both")
+            raise ValueError("give exactly one of base_url (one server) or base_urls (replicas of one model)")
         urls = [u.rstrip("/") for u in ([base_url] if base_url is not None else base_urls)]
         if not urls or len(set(urls)) != len(urls):
             raise ValueError(f"base_urls must list each server once, got {list(base_urls or [])}")
@@ -139,7 +139,10 @@ class OpenAICompatibleLM:
         last_error, attempts, delay = "no attempt", 0, 0.0
         estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
         for round_ in range(self.max_retries + 1):
-            time.sleep(delay)  # the backoff after the previous round
+            if stop is None:  # the backoff after the previous round
+                time.sleep(delay)
+            elif stop.wait(delay):
+                raise Abandoned
             tried: set = set()
             server_wait = None
             while True:
