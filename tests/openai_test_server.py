@@ -7,19 +7,34 @@ returning a message makes the server answer that prompt with a 400 carrying it, 
 refusal for good, e.g. context length exceeded). Replies come from `responder(prompt, seed)`.
 Every request body, its Authorization header and its arrival time are recorded. It serves until
 stopped and sends traffic nowhere else.
+
+For replicas: `default` is the action once the plan is used up ("500": a server that always
+fails); `delay` seconds pass before each answer (requests stay in flight); `GET /models` answers
+a model list, or 503 while `healthy` is false, and is counted in `health_checks`; `kill()` stops
+the server mid-run, cutting the connections of requests in flight, and `restart()` serves again on
+the same port.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FaultyOpenAIServer:
-    def __init__(self, responder, plan=(), stall_seconds: float = 2.0, refuse=None):
+    def __init__(self, responder, plan=(), stall_seconds: float = 2.0, refuse=None, default: str = "ok",
+                 delay: float = 0.0):
         self.responder = responder
+        self.default = default
+        self.delay = delay
+        self.healthy = True
+        self.health_checks = 0
+        self.dead = False  # killed: connections still open get no answer
+        self._open: set[socket.socket] = set()  # connections being served, cut by kill()
         self.refuse = refuse
         self.times: list[float] = []
         self.plan = list(plan)
@@ -33,13 +48,51 @@ class FaultyOpenAIServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def setup(self):
+                super().setup()
+                with server._lock:
+                    server._open.add(self.connection)
+
+            def finish(self):
+                with server._lock:
+                    server._open.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # cut by kill()
+                    pass
+
+            def _cut(self):
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def do_GET(self):
+                if server.dead:
+                    return self._cut()
+                if not self.path.endswith("/models"):
+                    return self._send(404, {"error": {"message": "no such route"}})
+                with server._lock:
+                    server.health_checks += 1
+                if not server.healthy:
+                    return self._send(503, {"error": {"message": "loading"}})
+                self._send(200, {"object": "list", "data": [{"id": "test-model", "object": "model", "created": 0,
+                                                             "owned_by": "test"}]})
+
             def do_POST(self):
+                if server.dead:
+                    return self._cut()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.received.append(body)
                     server.auth.append(self.headers.get("Authorization"))
                     server.times.append(time.monotonic())
-                    action = server.plan.pop(0) if server.plan else "ok"
+                    action = server.plan.pop(0) if server.plan else server.default
+                if server.delay:
+                    time.sleep(server.delay)
+                if server.dead:  # killed while this request was in flight
+                    return self._cut()
                 chat = self.path.endswith("/chat/completions")
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 refusal = server.refuse(prompt) if server.refuse else None
@@ -80,10 +133,15 @@ class FaultyOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self._serve(0)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self, port: int) -> None:
+        self.httpd = _QuietServer(("127.0.0.1", port), self._handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -92,3 +150,33 @@ class FaultyOpenAIServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def kill(self) -> None:
+        """Stop listening and cut every connection being served, as a crashed server would."""
+        self.dead = True
+        self._cut_all()
+        self.__exit__()
+        self._cut_all()
+
+    def _cut_all(self) -> None:
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restart(self) -> None:
+        """Serve again on the same port after `kill()`."""
+        self.dead = False
+        self._serve(self.port)
+        self._thread.start()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):  # a connection cut by kill(): nothing to report
+            super().handle_error(request, client_address)

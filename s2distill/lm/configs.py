@@ -128,26 +128,70 @@ class HFModel(_Transformers):
 
 
 class OpenAIModel(_Backend):
-    """Any OpenAI-compatible server: vLLM, SGLang, llama.cpp's server, a hosted API."""
+    """Any OpenAI-compatible server: vLLM, SGLang, llama.cpp's server, a hosted API; or several
+    servers of one model (`base_urls`), which share its calls (s2distill/lm/replicas.py).
+
+    Replicas are named by the model alone: the cache key is `openai:{model}` and `base_urls` is a
+    runtime field, so adding, removing or losing a replica redoes nothing and reuses the cache
+    (every replica must serve the same weights under that name; sample k has its own seed). One
+    `base_url` keeps its old identity, `openai:{base_url}:{model}`, so existing caches stay valid.
+    """
 
     backend: Literal["openai"] = "openai"
-    base_url: str = Field(description="the server, e.g. http://127.0.0.1:8000/v1")
+    base_url: str | None = Field(None, description="the server, e.g. http://127.0.0.1:8000/v1")
+    base_urls: list[str] | None = runtime_field(
+        None, min_length=1, description="instead of base_url: replicas of one model, e.g. one per vLLM server; "
+        "calls go to the least loaded, failing ones are set aside for replica_cooldown seconds")
     model: str = Field(description="the model name the server knows")
     api_key_env: str = runtime_field("OPENAI_API_KEY", description="environment variable holding the key")
-    max_concurrency: int = runtime_field(8, ge=1, le=1024, description="requests in flight")
+    max_concurrency: int = runtime_field(8, ge=1, le=1024, description="requests in flight (with base_urls: over all "
+                                         "replicas together)")
     timeout: float = runtime_field(60.0, gt=0, description="seconds per request")
     max_retries: int = runtime_field(5, ge=0, le=100, description="retries on timeouts, 429, 5xx, malformed bodies")
+    replica_cooldown: float = runtime_field(30.0, gt=0, description="seconds a failing replica is set aside before "
+                                            "it is tried again")
+    health_check: bool = runtime_field(True, description="GET {base_url}/models before trying a replica again "
+                                       "after its cooldown")
+    requests_per_minute: float | None = runtime_field(None, gt=0, description="at most this many requests a minute "
+                                                      "(a hosted API's limit), all replicas together")
+    tokens_per_minute: float | None = runtime_field(None, gt=0, description="at most this many tokens a minute, "
+                                                    "estimated as prompt characters / 4 + max_tokens, corrected "
+                                                    "with the usage the server reports")
+
+    @model_validator(mode="after")
+    def _one_way_to_the_servers(self) -> OpenAIModel:
+        if (self.base_url is None) == (self.base_urls is None):
+            raise ValueError("give either base_url (one server) or base_urls (a list of replicas of one model), not both"
+                             if self.base_url is not None else
+                             "base_url (one server) or base_urls (a list of replicas of one model) is required")
+        urls = self.urls
+        repeated = sorted({u for u in urls if urls.count(u) > 1})
+        if repeated:
+            raise ValueError(f"base_urls lists {', '.join(repeated)} more than once")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers, one or several, without trailing slashes."""
+        return [u.rstrip("/") for u in ([self.base_url] if self.base_url is not None else self.base_urls or [])]
 
     def build(self, *, adapter: str | Path | None = None):
         from s2distill.lm.openai_api import OpenAICompatibleLM
 
         self._no_adapter(adapter)
-        return OpenAICompatibleLM(base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+        servers = {"base_url": self.base_url} if self.base_url is not None else {"base_urls": self.urls}
+        return OpenAICompatibleLM(**servers, model=self.model, api_key_env=self.api_key_env,
                                   max_concurrency=self.max_concurrency, timeout=self.timeout,
-                                  max_retries=self.max_retries)
+                                  max_retries=self.max_retries, replica_cooldown=self.replica_cooldown,
+                                  health_check=self.health_check, requests_per_minute=self.requests_per_minute,
+                                  tokens_per_minute=self.tokens_per_minute)
 
     def describe(self, adapter: Path | None = None) -> str:
-        return f"{self.model} at {self.base_url}"
+        if self.base_url is not None:
+            return f"{self.model} at {self.base_url}"
+        urls = self.urls
+        shown = ", ".join(urls[:3]) + (f", … ({len(urls)} in all)" if len(urls) > 3 else "")
+        return f"{self.model} on {len(urls)} replica{'s' if len(urls) > 1 else ''} ({shown})"
 
 
 class FakeModel(_Backend):

@@ -18,6 +18,23 @@
 - The API key is read from the environment variable `api_key_env` when the first call is made.
   It never enters the LM's name (the cache key and the report use the URL and model only) nor
   any artifact.
+- `base_urls` lists replicas of one model instead of one `base_url` (s2distill/lm/replicas.py):
+  each call goes to the least loaded replica (`max_concurrency` counts the calls in flight on all of
+  them). A failed call moves at once to a replica it has not tried; only when it has tried every
+  ready one does it back off as above (`max_retries` counts these rounds, so a call gets at least
+  the time one server would). A replica failing again and again is set aside for
+  `replica_cooldown` seconds, then probed (after `GET /models` when `health_check`; a failed health
+  check counts in `faults` as `health`). When every replica is set aside a call waits for the
+  first cooldown to end. The LM is then named by its model alone, `openai:{model}`: which server
+  answered, and how many there were, does not change a completion (sample k has its seed), so
+  adding or losing a replica keeps the cache. One `base_url` keeps the name
+  `openai:{base_url}:{model}` it always had. `replica_stats` counts each replica's calls,
+  successes, faults and times set aside.
+- Once one call of a batch has failed for good (`BackendError`), the batch's other calls stop at
+  their next attempt instead of spending their own retries.
+- `requests_per_minute` and `tokens_per_minute` (a hosted API's limits) space the calls of all
+  replicas together; a call's tokens are estimated before it (prompt characters / 4 + max_tokens)
+  and corrected with the usage the server reports.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import gather_samples, sample_rows
+from s2distill.lm.replicas import Abandoned, RateLimits, ReplicaPool, estimate_tokens
 from s2distill.types import Completion, Request, Usage
 
 
@@ -41,75 +59,167 @@ class OpenAICompatibleLM:
     def __init__(
         self,
         *,
-        base_url: str,
         model: str,
+        base_url: str | None = None,
+        base_urls: Sequence[str] | None = None,
         api_key_env: str = "OPENAI_API_KEY",
         max_concurrency: int = 8,
         timeout: float = 60.0,
         max_retries: int = 5,
         backoff: float = 0.5,
+        replica_cooldown: float = 30.0,
+        health_check: bool = True,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
     ):
-        self.base_url = base_url.rstrip("/")
+        if (base_url is None) == (base_urls is None):
+            raise ValueError("give exactly one of base_url (one server) or base_urls (replicas of one model)")
+        urls = [u.rstrip("/") for u in ([base_url] if base_url is not None else base_urls)]
+        if not urls or len(set(urls)) != len(urls):
+            raise ValueError(f"base_urls must list each server once, got {list(base_urls or [])}")
+        self.base_url = urls[0]
+        self.base_urls = urls
         self.model = model
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
-        self.name = f"openai:{self.base_url}:{model}"
+        self.health_check = health_check
+        # Replicas serve one model: the cache key names the model, not the servers (see the module doc).
+        self.name = f"openai:{self.base_url}:{model}" if base_url is not None else f"openai:{model}"
         self.faults: Counter[str] = Counter()
+        self.pool = ReplicaPool(urls, cooldown=replica_cooldown)
+        self.limits = RateLimits(requests_per_minute, tokens_per_minute)
         self._lock = threading.Lock()
-        self._client = None
+        self._clients: dict[str, object] = {}
 
-    def _get_client(self):
-        if self._client is None:
-            from openai import OpenAI
+    @property
+    def replica_stats(self) -> dict[str, dict]:
+        """Per server: calls, successes, faults by kind, times set aside, whether it is set aside now."""
+        return self.pool.stats()
 
-            # Local servers need no key; the client insists on one, so a placeholder stands in.
-            key = os.environ.get(self.api_key_env) or "no-key"
-            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0)
-        return self._client
+    def _get_client(self, url: str | None = None):
+        url = url or self.base_url
+        with self._lock:
+            if url not in self._clients:
+                from openai import OpenAI
+
+                # Local servers need no key; the client insists on one, so a placeholder stands in.
+                key = os.environ.get(self.api_key_env) or "no-key"
+                self._clients[url] = OpenAI(base_url=url, api_key=key, timeout=self.timeout, max_retries=0)
+            return self._clients[url]
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         jobs = sample_rows(requests)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(jobs)))) as pool:
-            done = dict(zip(jobs, pool.map(lambda job: self._one(requests[job[0]], job[1]), jobs)))
-        return gather_samples(requests, done)
+        stop = threading.Event()  # set by the first call that fails for good: the others stop waiting
 
-    def _one(self, request: Request, sample: int) -> Completion:
+        def run(job):
+            try:
+                return self._one(requests[job[0]], job[1], stop)
+            except BaseException:
+                stop.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(jobs)))) as pool:
+            futures = [pool.submit(run, job) for job in jobs]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, Abandoned)), errors[0])
+        return gather_samples(requests, {job: f.result() for job, f in zip(jobs, futures)})
+
+    def _one(self, request: Request, sample: int, stop: threading.Event | None = None) -> Completion:
         """One completion, retried on transient faults; a refusal for good comes back as a
-        completion with `error` set (the stage goes on; the runner counts it against `max_failures`)."""
+        completion with `error` set (the stage goes on; the runner counts it against `max_failures`).
+
+        Tries go in rounds: a failed try moves at once to a ready replica this round has not tried;
+        when none is left the round ends, and the next one starts after the backoff (never sooner
+        than a `Retry-After`). `max_retries` counts rounds, so one server retries as it always did
+        and replicas give a call at least the same time to get through."""
+        last_error, attempts, delay = "no attempt", 0, 0.0
+        estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
+        for round_ in range(self.max_retries + 1):
+            if stop is None:  # the backoff after the previous round
+                time.sleep(delay)
+            elif stop.wait(delay):
+                raise Abandoned
+            tried: set = set()
+            server_wait = None
+            while True:
+                self.limits.before(estimate, stop)
+                replica, probe = self.pool.acquire(tried, stop)
+                attempts += 1
+                completion, kind, error, wait = self._attempt(request, sample, replica, probe, estimate)
+                if completion is not None:
+                    return completion
+                last_error = error
+                server_wait = wait if wait is not None else server_wait
+                with self._lock:
+                    self.faults[kind] += 1
+                tried.add(replica)
+                if not self.pool.has_ready_besides(tried):
+                    break
+            delay = self.backoff * (2**round_) * (0.5 + random.random())
+            if server_wait is not None:  # the server said when: never sooner
+                delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
+        if len(self.base_urls) == 1:
+            raise BackendError(f"{self.base_url} failed after {attempts} attempts: {last_error}")
+        raise BackendError(f"every replica of {self.model} failed: a call failed after {attempts} attempts in "
+                           f"{self.max_retries + 1} rounds; replicas: {self.pool.describe_all()}")
+
+    def _attempt(self, request: Request, sample: int, replica, probe: bool, estimate: int):
+        """One try on `replica`: (completion, None, None, None), or (None, fault kind, error,
+        seconds the server asked to wait) after a transient failure, which is counted against it."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
-        last_error = "no attempt"
-        for attempt in range(self.max_retries + 1):
-            server_wait = None
-            try:
-                response = self._call(request, sample)
-                return self._parse(response, sample)
-            except APITimeoutError as exc:
-                kind, last_error = "timeout", str(exc)
-            except APIConnectionError as exc:
-                kind, last_error = "connection", str(exc)
-            except APIStatusError as exc:
-                status = exc.status_code
-                if 400 <= status < 500 and status != 429:
-                    return Completion("", Usage(0, 0), "stop", sample, error=f"refused ({status}): {server_message(exc)}")
-                kind, last_error = str(status), server_message(exc)
-                server_wait = retry_after(exc.response.headers)
-            except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
-                kind, last_error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
-            with self._lock:
-                self.faults[kind] += 1
-            if attempt < self.max_retries:
-                delay = self.backoff * (2**attempt) * (0.5 + random.random())
-                if server_wait is not None:  # the server said when: never sooner
-                    delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
-                time.sleep(delay)
-        raise BackendError(f"{self.base_url} failed after {self.max_retries + 1} attempts: {last_error}")
+        if probe and self.health_check:
+            problem = self._health_problem(replica.url)
+            if problem is not None:  # still down after its cooldown: no request
+                self.pool.release(replica, probe=True, fault="health", error=problem, health=True)
+                return None, "health", f"health check: {problem}", None
+        server_wait = None
+        try:
+            response = self._call(request, sample, replica.url)
+            completion = self._parse(response, sample)
+        except APITimeoutError as exc:
+            kind, error = "timeout", str(exc)
+        except APIConnectionError as exc:
+            kind, error = "connection", str(exc)
+        except APIStatusError as exc:
+            status = exc.status_code
+            if 400 <= status < 500 and status != 429:
+                self.pool.release(replica, probe=probe)  # the server answered: it is healthy
+                message = f"refused ({status}): {server_message(exc)}"
+                return Completion("", Usage(0, 0), "stop", sample, error=message), None, None, None
+            kind, error = str(status), server_message(exc)
+            server_wait = retry_after(exc.response.headers)
+        except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
+            kind, error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            self.pool.release(replica, probe=probe)
+            self.limits.after(estimate, completion.usage.prompt_tokens + completion.usage.completion_tokens)
+            return completion, None, None, None
+        self.pool.release(replica, probe=probe, fault=kind, error=error)
+        return None, kind, error, server_wait
 
-    def _call(self, request: Request, sample: int):
-        client = self._get_client()
+    def _health_problem(self, url: str) -> str | None:
+        """Why the server at `url` looks down (GET /models), or None. A server without that route
+        (404, 405, 501) is up: it answered."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
+        try:
+            self._get_client(url).with_options(timeout=min(self.timeout, 10.0)).models.list()
+        except (APIConnectionError, APITimeoutError) as exc:
+            return str(exc)[:300]
+        except APIStatusError as exc:
+            if exc.status_code >= 500 and exc.status_code != 501:
+                return f"{exc.status_code}: {server_message(exc)}"
+        except Exception:  # noqa: BLE001 - a reply that is not a model list still comes from a live server
+            return None
+        return None
+
+    def _call(self, request: Request, sample: int, url: str | None = None):
+        client = self._get_client(url)
         settings = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -137,6 +247,13 @@ class OpenAICompatibleLM:
         tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
         finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
         return Completion(text, tokens, finish, sample)
+
+
+def prompt_chars(request: Request) -> int:
+    """The characters a request sends: its prompt, or its messages' contents."""
+    if request.prompt is not None:
+        return len(request.prompt)
+    return sum(len(content) for _, content in request.messages or ())
 
 
 MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited only this long before trying again
