@@ -61,6 +61,15 @@ class Models:
         stats = [lm.stats for lm in self._held.values()] + self._released
         return {"calls": sum(s.generated for s in stats), "cached": sum(s.cached for s in stats)}
 
+    def replicas(self) -> dict[str, dict]:
+        """Per model served by several replicas: each replica's calls, faults and times set aside."""
+        out = {}
+        for lm in self._held.values():
+            stats = getattr(lm.inner, "replica_stats", None)  # an OpenAI-compatible model's servers
+            if stats and len(stats) > 1:
+                out[lm.name] = stats
+        return out
+
     def faults(self) -> dict[str, int]:
         """Transient server faults retried in this invocation (timeouts, 429, 5xx, malformed)."""
         total = Counter(self._released_faults)

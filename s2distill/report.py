@@ -168,6 +168,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             "; server faults retried: " + ", ".join(f"{k} ×{v}" for k, v in sorted(report["lm"]["faults"].items())) + "."
             if report["lm"].get("faults") else "."
         ),
+        *[f"- {model} on {url}: {r['calls']} calls, {r['ok']} answered, set aside {r['set_aside']}×"
+          + (f", last error: {r['last_error']}" if r.get("last_error") else "")
+          for model, servers in (report["lm"].get("replicas") or {}).items() for url, r in servers.items()],
         "",
         *_stage_lines(report.get("stages")),
         "**Wall time per stage** (seconds, when the stage ran): "

@@ -290,3 +290,5 @@ def test_a_recipe_with_a_replicated_teacher_runs_end_to_end_past_a_failing_repli
     assert system2["model"] == f"teacher on 2 replicas ({bad.url}, {good.url})"
     assert report["curation"][0]["kept"] == 8
     assert set(report["lm"]["faults"]) == {"500"} and 3 <= report["lm"]["faults"]["500"] <= 3 + 4
+    replicas = report["lm"]["replicas"]["openai:teacher"]  # the report counts each server's share
+    assert replicas[bad.url]["faults"]["500"] >= 3 and replicas[good.url]["ok"] > 0
