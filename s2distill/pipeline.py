@@ -22,6 +22,7 @@ import yaml
 from rich.console import Console
 
 from s2distill.config import Recipe, RecipeError, runs_model_code
+from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
 from s2distill.paths import cache_home
 from s2distill.report import curation_summary
@@ -76,6 +77,7 @@ class Pipeline:
         lock = lock_folder(self.out)  # one run at a time in a folder
         try:
             ctx.folder.load_timings()
+            _import_legacy_cache(self.out, ctx.models.cache_path, self.console)
             with ctx.models:
                 _record_recipe(self.out, recipe)
                 inputs = inputs_stage(ctx)
@@ -128,6 +130,16 @@ def _sources(variants: Sequence[Variant]) -> list[tuple[str, bool]]:
             if variant.needs_perturbed:
                 needed[(name, True)] = None
     return list(needed)
+
+
+def _import_legacy_cache(out: Path, cache: Path, console: Console) -> None:
+    """A run folder from before caches were shared kept its own `cache.sqlite`: its completions
+    join the shared cache once (the file is then renamed), so redone stages replay them."""
+    legacy = out / "cache.sqlite"
+    if legacy.is_file() and legacy.resolve() != cache.resolve():
+        added = import_cache(legacy, cache)
+        legacy.rename(legacy.with_name("cache.sqlite.imported"))
+        console.print(f"  {added} completions of {legacy} joined the shared cache {cache}")
 
 
 def _record_recipe(out: Path, recipe: Recipe) -> None:

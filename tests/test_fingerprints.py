@@ -103,3 +103,16 @@ def test_the_cache_command_shows_entries_per_model_and_clears_one(recipes_dir, t
     assert f"{2 * TEST} entries" in runner.invoke(app, ["cache"]).output  # the tiny student's remain
     unknown = runner.invoke(app, ["cache", "--clear", "--model", "nope"])
     assert unknown.exit_code == 2 and "no entries of model 'nope'" in unknown.output
+
+
+def test_a_run_folders_own_cache_from_an_older_version_joins_the_shared_one(recipes_dir, tmp_path, monkeypatch):
+    _run(recipes_dir, tmp_path / "old")
+    shared = tmp_path / "completions.sqlite"
+    shared.rename(tmp_path / "old" / "cache.sqlite")  # as an older version kept it: in the run folder
+    for seal in (tmp_path / "old").rglob("*.seal"):
+        seal.write_text('{"bytes": 0}')  # and artifacts without fingerprints: every stage is redone
+    again = _run(recipes_dir, tmp_path / "old")
+    # Every stage redone, yet only a retrained student that differs from the old one would be asked again.
+    assert again["lm"]["calls"] + again["lm"]["cached"] == SAMPLES + 3 * TEST
+    assert again["lm"]["cached"] >= SAMPLES + 2 * TEST and again["stages"]["this_invocation"]["redone"] >= 6
+    assert (tmp_path / "old" / "cache.sqlite.imported").exists() and not (tmp_path / "old" / "cache.sqlite").exists()

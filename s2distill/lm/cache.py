@@ -147,6 +147,24 @@ class CachedLM:
         return [[c for c in row if c is not None] for row in results]
 
 
+def import_cache(source: str | Path, into: str | Path) -> int:
+    """Copy the entries of another cache file (e.g. a run folder's own, from before caches were
+    shared) into `into`, keeping what `into` already has; return how many were new."""
+    db = open_cache(into)
+    try:
+        open_cache(source).close()  # brought up to date: it has the model column
+        db.execute("ATTACH DATABASE ? AS source", (str(source),))
+        before = db.total_changes
+        db.execute("INSERT OR IGNORE INTO completions SELECT key, sample, text, prompt_tokens, completion_tokens, "
+                   "finish_reason, model FROM source.completions")
+        db.commit()
+        added = db.total_changes - before
+        db.execute("DETACH DATABASE source")
+        return added
+    finally:
+        db.close()
+
+
 def cache_summary(path: str | Path) -> dict:
     """The cache's size on disk and its entries per model (`s2distill cache`)."""
     path = Path(path)
