@@ -87,7 +87,7 @@ def main() -> None:
 
     recipe, examples, verdicts, traces = load_pool(args.run, args.overrides)
     kept = [v for v in verdicts if v.kept]
-    print(f"pool: {args.run} — {len(examples)} unlabeled inputs, {len(kept)} kept by {recipe.curation.filter}")
+    print(f"pool: {args.run} — {len(examples)} unlabeled inputs, {len(kept)} kept by {recipe.curation.names()}")
     print("hardware:", json.dumps(describe(resolve_dtype(recipe.student.model.dtype))),
           f"training precision: {resolve_dtype(recipe.train.precision)}")
     print(f"student prompt: {recipe.student.method.name}, {recipe.student.method.shots}-shot; train: "

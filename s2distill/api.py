@@ -55,9 +55,10 @@ class Report:
 
 
 def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None = None,
-        overrides: Sequence[str] = (), progress: bool = False) -> Report:
+        overrides: Sequence[str] = (), progress: bool = False, redo: Sequence[str] = ()) -> Report:
     """Run every stage of a recipe (a YAML path, a dict, or a `config.Recipe`) into `out` (default
-    runs/NAME); return its report. Finished stages of an earlier run in `out` are reused."""
+    runs/NAME); return its report. Stages of an earlier run in `out` whose inputs did not change are
+    reused; `redo` names stages to redo anyway (as `s2distill run --redo`)."""
     from s2distill.config import Recipe, apply_override, apply_size, load_recipe, validate_recipe
     from s2distill.pipeline import Pipeline
 
@@ -74,7 +75,7 @@ def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None 
     else:
         config = load_recipe(recipe, list(overrides))
     folder = Path(out) if out is not None else Path("runs") / config.name
-    return Report(Pipeline(config, folder, progress=progress).run(), folder)
+    return Report(Pipeline(config, folder, progress=progress, redo=redo).run(), folder)
 
 
 __all__ = ["Report", "Student", "load_student", "run"]
