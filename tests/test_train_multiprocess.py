@@ -9,7 +9,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from s2distill.config import ModelConfig, TrainConfig
+from s2distill.config import TrainConfig
+from s2distill.lm.configs import TinyModel
 from s2distill.errors import TrainingError, TrainingLaunchError
 from s2distill.lm import build_lm
 from s2distill.lm.tiny import tiny_model_dir
@@ -98,6 +99,6 @@ def test_two_cpu_processes_save_the_adapter_once_and_the_loss_falls(tmp_path):
     assert losses[0] > 4.5, losses
     first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
     assert last < first - 0.3, losses  # one process falls by about 0.8 on this job
-    tuned = build_lm(ModelConfig(backend="tiny"), adapter=weights)
+    tuned = build_lm(TinyModel(), adapter=weights)
     [[completion]] = tuned.generate([Request(prompt=PAIRS[0]["prompt"], temperature=0.0, max_tokens=4)])
     assert completion.usage.completion_tokens >= 1
