@@ -1,0 +1,260 @@
+"""An LM whose `generate` runs on a pool of Ray actors, each holding its own copy of the model.
+
+The driver keeps everything else: the programs, the batching of their calls and the completion
+cache (`CachedLM` wraps this pool like any backend). Each actor builds its LM once, in its own
+process (an in-process transformers model on its GPU, or a client of a server's replicas), and a
+call's requests are cut into one shard per live actor, balanced by the sample rows they cost (a
+sampled request may be split by sample index: sample k depends only on (model, prompt, settings,
+seed, k), so where it is generated does not matter). Results come back in request order.
+
+The pool's `name` is the inner LM's, read from the first actor, so the driver's cache key is the
+same whether generation is local or on Ray. An actor process that crashes is restarted by Ray
+(`restarts`) and its call retried there; one that is gone for good has its shard retried on
+another actor, up to `max_retries` times, and when no actor is left the call fails with
+`RayExecutorError`. An error raised by the model itself (a refused request, a bad setting) is
+not retried: it reaches the caller as the original exception.
+
+`ray` is an optional extra (pip install 's2distill[ray]'); it is imported only here, when used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from s2distill.errors import S2DistillError
+from s2distill.lm.base import LM
+from s2distill.types import Completion, Request
+
+INSTALL_HINT = "pip install 's2distill[ray]'"
+
+
+class RayExecutorError(S2DistillError):
+    """Generation on Ray cannot go on: Ray is missing, no actor started, or every actor died."""
+
+
+def import_ray():
+    """The `ray` module, or a `RayExecutorError` that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayExecutorError(f"generation.executor is 'ray' but Ray is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+class _ModelActor:
+    """Holds one LM in a Ray worker process; made a Ray actor class by `_actor_class`."""
+
+    def __init__(self, factory: Callable[[], LM]):
+        self.lm = factory()
+
+    def name(self) -> str:
+        return self.lm.name
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def faults(self) -> dict[str, int]:
+        return dict(getattr(self.lm, "faults", {}) or {})
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        return self.lm.generate(requests)
+
+
+@functools.cache
+def _actor_class():
+    return import_ray().remote(_ModelActor)
+
+
+def _cost(request: Request) -> int:
+    """Sample rows a backend decodes for a request: a greedy request is one row whatever its n."""
+    return 1 if request.greedy else request.n
+
+
+def split_pieces(requests: Sequence[Request], shards: int) -> list[list[tuple[int, Request]]]:
+    """Cut `requests` into at most `shards` contiguous shards of about equal cost.
+
+    Each shard is a list of (request index, piece); a sampled request may be cut into pieces by
+    sample index (`first_sample`, `n`). Pieces are in request and sample order across the shards,
+    so concatenating the shards' completions per request index gives each request's samples.
+    """
+    total = sum(_cost(r) for r in requests)
+    shards = max(1, min(shards, total))
+    target = -(-total // shards)  # ceil: the last shard is the smallest
+    out: list[list[tuple[int, Request]]] = [[]]
+    room = target
+    for i, request in enumerate(requests):
+        if request.greedy:
+            if room <= 0 and len(out) < shards:
+                out.append([])
+                room = target
+            out[-1].append((i, request))
+            room -= 1
+            continue
+        first, left = request.first_sample, request.n
+        while left:
+            if room <= 0 and len(out) < shards:
+                out.append([])
+                room = target
+            take = left if len(out) == shards else min(left, room)
+            out[-1].append((i, replace(request, first_sample=first, n=take)))
+            first, left, room = first + take, left - take, room - take
+    return [shard for shard in out if shard]
+
+
+class RayPoolLM:
+    """The LM protocol over `actors` Ray actors, each running `factory()` (for a recipe's model:
+    `RayPoolLM.from_model_config`)."""
+
+    def __init__(
+        self,
+        factory: Callable[[], LM],
+        *,
+        actors: int = 2,
+        num_gpus: float = 0.0,
+        num_cpus: float = 1.0,
+        address: str | None = None,
+        restarts: int = 1,  # Ray restarts a crashed actor process this many times (its call is retried there)
+        max_retries: int = 3,  # a shard whose actor is gone is sent to another actor this many times
+        startup_timeout: float = 900.0,  # seconds for the first actor to build its model
+        init_kwargs: dict | None = None,  # for ray.init when this pool starts Ray
+    ):
+        if actors < 1:
+            raise ValueError(f"actors must be >= 1, got {actors}")
+        ray = import_ray()
+        self._ray = ray
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": True, **(init_kwargs or {})}
+            ray.init(address=address, **kwargs)
+        self.max_retries = max_retries
+        self._lock = threading.Lock()
+        options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": restarts, "max_task_retries": restarts}
+        cls = _actor_class().options(**options)
+        # The first actor alone: a model folder built on first use (tiny, embedded) is built once,
+        # and a bad config fails once, before more actors are started.
+        first = cls.remote(factory)
+        try:
+            self.name: str = ray.get(first.name.remote(), timeout=startup_timeout)
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(first)
+            raise RayExecutorError(
+                f"no Ray actor started within {startup_timeout:g} s: each asks for {num_cpus:g} CPUs and {num_gpus:g} "
+                f"GPUs, the cluster has {ray.cluster_resources()}; lower generation.num_gpus_per_actor or "
+                "num_cpus_per_actor, or add nodes") from None
+        except ray.exceptions.RayTaskError as exc:
+            ray.kill(first)
+            raise _cause(exc) from None
+        except ray.exceptions.RayActorError as exc:
+            raise RayExecutorError(f"the first Ray actor died while building its model: {exc}") from None
+        self._actors = [first] + [cls.remote(factory) for _ in range(actors - 1)]
+        self._alive = [True] * actors
+        self._load = [0] * actors  # sample rows in flight per actor, across concurrent callers
+
+    @classmethod
+    def from_model_config(cls, model_config, *, adapter: str | Path | None = None, **kwargs) -> RayPoolLM:
+        """A pool whose actors each run `build_lm(model_config, adapter=adapter)`. The config object
+        is pickled as is (not re-validated in the actor, where a driver's path may not exist); an
+        `adapter` folder and an `hf` model path must be readable on the actors' nodes."""
+        from s2distill.lm import build_lm
+
+        return cls(functools.partial(build_lm, model_config, adapter=adapter), **kwargs)
+
+    # -- the LM protocol -----------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        requests = list(requests)
+        if not requests:
+            return []
+        ray = self._ray
+        shards = split_pieces(requests, max(1, sum(self._alive)))
+        pending: dict = {}  # object ref -> (shard number, actor index, attempts)
+        outputs: list[list[list[Completion]] | None] = [None] * len(shards)
+        try:
+            for s in range(len(shards)):
+                self._submit(shards, s, 0, pending)
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                s, actor, attempts = pending.pop(ref)
+                self._release(actor, shards[s])
+                try:
+                    outputs[s] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # the model raised: not a fault of the actor
+                    raise _cause(exc) from None
+                except ray.exceptions.RayActorError as exc:
+                    if not isinstance(exc, ray.exceptions.ActorUnavailableError):
+                        with self._lock:
+                            self._alive[actor] = False
+                    if attempts >= self.max_retries:
+                        raise RayExecutorError(
+                            f"a shard of {len(shards[s])} requests failed on {attempts + 1} Ray actors (last: {exc}); "
+                            f"{sum(self._alive)} of {len(self._actors)} actors are alive") from None
+                    self._submit(shards, s, attempts + 1, pending)
+        finally:
+            for s, actor, _ in pending.values():  # an error left calls in flight: they no longer count
+                self._release(actor, shards[s])
+        results: list[list[Completion]] = [[] for _ in requests]
+        for shard, completions in zip(shards, outputs):
+            for (i, _), got in zip(shard, completions):  # type: ignore[arg-type]
+                results[i].extend(got)
+        return results
+
+    @property
+    def faults(self) -> Counter[str]:
+        """Transient server faults the actors' LMs retried (an openai backend's), summed."""
+        total: Counter[str] = Counter()
+        live = [a for a, ok in zip(self._actors, self._alive) if ok]
+        for counts in self._ray.get([a.faults.remote() for a in live]) if live else []:
+            total.update(counts)
+        return total
+
+    def close(self) -> None:
+        """Kill the actors (their models and GPU memory go with them). Ray itself keeps running."""
+        with self._lock:
+            actors, self._actors = self._actors, []
+            self._alive, self._load = [], []
+        for actor in actors:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # noqa: BLE001 - already dead, or Ray shut down
+                pass
+
+    def actor_pids(self) -> list[int | None]:
+        """The live actors' process ids (None for dead ones), for tests and diagnostics."""
+        refs = [a.pid.remote() if ok else None for a, ok in zip(self._actors, self._alive)]
+        return [self._ray.get(r) if r is not None else None for r in refs]
+
+    @property
+    def actors(self) -> list:
+        return list(self._actors)
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _submit(self, shards, s: int, attempts: int, pending: dict) -> None:
+        rows = sum(_cost(r) for _, r in shards[s])
+        with self._lock:
+            live = [i for i, ok in enumerate(self._alive) if ok]
+            if not live:
+                raise RayExecutorError(
+                    f"all {len(self._actors)} Ray actors have died (out of memory, a lost node, or killed); "
+                    "the completions made so far are in the cache: run the same command again to go on")
+            actor = min(live, key=lambda i: self._load[i])  # the least busy, across concurrent callers
+            self._load[actor] += rows
+        ref = self._actors[actor].generate.remote([r for _, r in shards[s]])
+        pending[ref] = (s, actor, attempts)
+
+    def _release(self, actor: int, shard) -> None:
+        with self._lock:
+            if actor < len(self._load):
+                self._load[actor] -= sum(_cost(r) for _, r in shard)
+
+
+def _cause(exc) -> BaseException:
+    """The exception the model raised in an actor, as itself (a `BackendError` stays one)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        cause.add_note(f"(raised in a Ray actor, pid {getattr(exc, 'pid', '?')})")
+        return cause
+    return exc
