@@ -192,7 +192,7 @@ class RayPoolLM:
                         raise RayExecutorError(
                             f"a shard of {len(shards[s])} requests failed on {attempts + 1} Ray actors (last: {exc}); "
                             f"{sum(self._alive)} of {len(self._actors)} actors are alive") from None
-                    self._submit(shards, s, attempts + 1, pending)
+                    self._submit(shards, s, attempts + 1, pending, last_error=exc)
         finally:
             for s, actor, _ in pending.values():  # an error left calls in flight: they no longer count
                 self._release(actor, shards[s])
@@ -232,14 +232,15 @@ class RayPoolLM:
         return list(self._actors)
 
     # -- scheduling ----------------------------------------------------------------------------
-    def _submit(self, shards, s: int, attempts: int, pending: dict) -> None:
+    def _submit(self, shards, s: int, attempts: int, pending: dict, last_error: BaseException | None = None) -> None:
         rows = sum(_cost(r) for _, r in shards[s])
         with self._lock:
             live = [i for i, ok in enumerate(self._alive) if ok]
             if not live:
                 raise RayExecutorError(
-                    f"all {len(self._actors)} Ray actors have died (out of memory, a lost node, or killed); "
-                    "the completions made so far are in the cache: run the same command again to go on")
+                    f"all {len(self._actors)} Ray actors have died (out of memory, a lost node, killed, or a crash of "
+                    f"the model{': ' + str(last_error).splitlines()[0] if last_error else ''}); the completions made so "
+                    "far are in the cache: run the same command again to go on")
             actor = min(live, key=lambda i: self._load[i])  # the least busy, across concurrent callers
             self._load[actor] += rows
         ref = self._actors[actor].generate.remote([r for _, r in shards[s]])
