@@ -172,3 +172,12 @@ def test_tiny_model_samples_are_the_same_locally_and_on_ray(local_ray):
 def test_a_pool_no_actor_can_start_on_fails_with_the_resources_named(local_ray):
     with pytest.raises(RayExecutorError, match="GPUs"):
         RayPoolLM.from_model_config(FAKE, actors=1, num_cpus=0.5, num_gpus=1, startup_timeout=2)
+
+
+def test_closing_the_cache_closes_the_pool_and_frees_its_actors(local_ray, tmp_path):
+    pool = RayPoolLM.from_model_config(FAKE, **POOL)
+    actors = pool.actors
+    CachedLM(pool, tmp_path / "c.sqlite").close()  # the pipeline's _release of a trained student's weights
+    assert pool.actors == []
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actors[0].name.remote(), timeout=30)

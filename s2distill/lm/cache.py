@@ -73,8 +73,12 @@ class CachedLM:
                 "(the run then asks the model again) or point `cache:` at another file, and run again")
 
     def close(self) -> None:
+        """Close the database, and the inner LM where it holds something (a Ray pool's actors)."""
         with self._lock:
             self._db.close()
+        close_inner = getattr(self.inner, "close", None)
+        if callable(close_inner):
+            close_inner()
 
     def _lookup(self, key: str, sample: int) -> Completion | None:
         with self._lock:
