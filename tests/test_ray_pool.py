@@ -12,11 +12,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from s2distill.config import ModelConfig  # noqa: E402
-from s2distill.generation_config import GenerationConfig, wrap_for_executor  # noqa: E402
-from s2distill.lm import CachedLM, FakeLM, build_lm  # noqa: E402
-from s2distill.lm.ray_pool import RayExecutorError, RayPoolLM, split_pieces  # noqa: E402
-from s2distill.types import Request  # noqa: E402
+from s2distill.config import ModelConfig
+from s2distill.generation_config import GenerationConfig, wrap_for_executor
+from s2distill.lm import CachedLM, FakeLM, build_lm
+from s2distill.lm.ray_pool import RayExecutorError, RayPoolLM, split_pieces
+from s2distill.types import Request
 
 FAKE = ModelConfig(backend="fake", rules=[{"pattern": r"Q(\d+)", "responses": ["a\\1", "b\\1", "c\\1"]}], default="none")
 POOL = {"actors": 2, "num_cpus": 0.5}  # two pools fit at once in the 2 CPUs the instance has
@@ -33,7 +33,7 @@ def mixed_requests(count: int = 24) -> list[Request]:
     """Greedy and sampled requests, n > 1, first_sample > 0, prompts and chat messages."""
     out = []
     for i in range(count):
-        kind = dict(prompt=f"Q{i}") if i % 5 else dict(messages=(("user", f"Q{i}?"),))
+        kind = {"prompt": f"Q{i}"} if i % 5 else {"messages": (("user", f"Q{i}?"),)}
         out.append(Request(**kind, temperature=0.7 if i % 2 else 0.0, seed=i % 3, n=1 + i % 4, first_sample=i % 3,
                            max_tokens=8))
     return out
@@ -181,3 +181,18 @@ def test_closing_the_cache_closes_the_pool_and_frees_its_actors(local_ray, tmp_p
     assert pool.actors == []
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actors[0].name.remote(), timeout=30)
+
+
+def test_concurrent_callers_share_the_pool(local_ray):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = RayPoolLM.from_model_config(FAKE, **POOL)
+    try:
+        batches = [mixed_requests(8 + i) for i in range(6)]
+        local = build_lm(FAKE)
+        with ThreadPoolExecutor(3) as threads:
+            got = list(threads.map(pool.generate, batches))
+        assert got == [local.generate(b) for b in batches]
+        assert pool._load == [0, 0]  # every shard's rows were released
+    finally:
+        pool.close()

@@ -19,6 +19,7 @@ not retried: it reaches the caller as the original exception.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -217,10 +218,8 @@ class RayPoolLM:
             actors, self._actors = self._actors, []
             self._alive, self._load = [], []
         for actor in actors:
-            try:
+            with contextlib.suppress(Exception):  # already dead, or Ray was shut down
                 self._ray.kill(actor)
-            except Exception:  # noqa: BLE001 - already dead, or Ray shut down
-                pass
 
     def actor_pids(self) -> list[int | None]:
         """The live actors' process ids (None for dead ones), for tests and diagnostics."""
