@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 from collections import Counter
@@ -31,6 +32,8 @@ from pathlib import Path
 from s2distill.errors import S2DistillError
 from s2distill.lm.base import LM
 from s2distill.types import Completion, Request
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 's2distill[ray]'"
 
@@ -49,10 +52,25 @@ def import_ray():
 
 
 class _ModelActor:
-    """Holds one LM in a Ray worker process; made a Ray actor class by `_actor_class`."""
+    """Holds one LM in a Ray worker process; made a Ray actor class by `_actor_class`.
+
+    The model is built on first use, not in `__init__`: the driver can then tell an actor that
+    waits for resources (`ready` does not answer) from one that loads a large model, and an actor
+    Ray restarts after a crash builds its model again when its call is retried.
+    """
 
     def __init__(self, factory: Callable[[], LM]):
-        self.lm = factory()
+        self._factory = factory
+        self._lm: LM | None = None
+
+    @property
+    def lm(self) -> LM:
+        if self._lm is None:
+            self._lm = self._factory()
+        return self._lm
+
+    def ready(self) -> int:
+        return os.getpid()
 
     def name(self) -> str:
         return self.lm.name
@@ -61,7 +79,7 @@ class _ModelActor:
         return os.getpid()
 
     def faults(self) -> dict[str, int]:
-        return dict(getattr(self.lm, "faults", {}) or {})
+        return dict(getattr(self._lm, "faults", {}) or {})
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         return self.lm.generate(requests)
@@ -122,7 +140,7 @@ class RayPoolLM:
         address: str | None = None,
         restarts: int = 1,  # Ray restarts a crashed actor process this many times (its call is retried there)
         max_retries: int = 3,  # a shard whose actor is gone is sent to another actor this many times
-        startup_timeout: float = 900.0,  # seconds for the first actor to build its model
+        schedule_timeout: float = 300.0,  # seconds for the first actor to get its CPUs and GPUs
         init_kwargs: dict | None = None,  # for ray.init when this pool starts Ray
     ):
         if actors < 1:
@@ -140,21 +158,56 @@ class RayPoolLM:
         # and a bad config fails once, before more actors are started.
         first = cls.remote(factory)
         try:
-            self.name: str = ray.get(first.name.remote(), timeout=startup_timeout)
+            ray.get(first.ready.remote(), timeout=schedule_timeout)
         except ray.exceptions.GetTimeoutError:
             ray.kill(first)
             raise RayExecutorError(
-                f"no Ray actor started within {startup_timeout:g} s: each asks for {num_cpus:g} CPUs and {num_gpus:g} "
-                f"GPUs, the cluster has {ray.cluster_resources()}; lower generation.num_gpus_per_actor or "
-                "num_cpus_per_actor, or add nodes") from None
+                f"no Ray actor could start within {schedule_timeout:g} s: each asks for {num_cpus:g} CPUs and "
+                f"{num_gpus:g} GPUs; the cluster has {_resources(ray.cluster_resources())} of which "
+                f"{_resources(ray.available_resources())} are free (every model of a run holds its own actors). "
+                "Lower generation.actors, num_gpus_per_actor (a fraction shares a GPU) or num_cpus_per_actor, "
+                "or add nodes") from None
+        try:
+            self.name: str = ray.get(first.name.remote())
         except ray.exceptions.RayTaskError as exc:
             ray.kill(first)
             raise _cause(exc) from None
         except ray.exceptions.RayActorError as exc:
             raise RayExecutorError(f"the first Ray actor died while building its model: {exc}") from None
-        self._actors = [first] + [cls.remote(factory) for _ in range(actors - 1)]
-        self._alive = [True] * actors
-        self._load = [0] * actors  # sample rows in flight per actor, across concurrent callers
+        self._actors = [first] + self._start_more(cls, factory, actors - 1, schedule_timeout)
+        self._alive = [True] * len(self._actors)
+        self._load = [0] * len(self._actors)  # sample rows in flight per actor, across concurrent callers
+
+    def _start_more(self, cls, factory, count: int, schedule_timeout: float) -> list:
+        """The other actors, each with its model built; those that get no resources in time are
+        given up (with a warning), and models whose name differs from the first's are an error
+        (say, a GPU node resolving dtype auto to bfloat16 beside a CPU node's float32)."""
+        ray = self._ray
+        if count == 0:
+            return []
+        more = [cls.remote(factory) for _ in range(count)]
+        ready_refs = {a.ready.remote(): a for a in more}
+        ready, waiting = ray.wait(list(ready_refs), num_returns=len(ready_refs), timeout=schedule_timeout)
+        started = [ready_refs[r] for r in ready]
+        if waiting:
+            log.warning("only %d of %d Ray actors could start within %g s (free: %s); generating with those",
+                        len(started) + 1, count + 1, schedule_timeout, _resources(ray.available_resources()))
+            for ref in waiting:
+                ray.kill(ready_refs[ref])
+        try:
+            names = ray.get([a.name.remote() for a in started])
+        except ray.exceptions.RayError as exc:
+            for actor in more:
+                ray.kill(actor)
+            raise _cause(exc) if isinstance(exc, ray.exceptions.RayTaskError) else RayExecutorError(
+                f"a Ray actor died while building its model: {exc}") from None
+        if any(n != self.name for n in names):
+            for actor in more:
+                ray.kill(actor)
+            raise RayExecutorError(
+                f"the Ray actors built different models ({sorted(set(names) | {self.name})}): their completions "
+                "could not share one cache key. Pin model.dtype, or run on nodes of one kind")
+        return started
 
     @classmethod
     def from_model_config(cls, model_config, *, adapter: str | Path | None = None, **kwargs) -> RayPoolLM:
@@ -249,6 +302,10 @@ class RayPoolLM:
         with self._lock:
             if actor < len(self._load):
                 self._load[actor] -= sum(_cost(r) for _, r in shard)
+
+
+def _resources(resources: dict) -> str:
+    return ", ".join(f"{resources.get(k, 0):g} {k}s" for k in ("CPU", "GPU"))
 
 
 def _cause(exc) -> BaseException:
