@@ -112,9 +112,11 @@ def test_a_killed_actor_hands_its_shard_to_another_and_none_left_is_a_clear_erro
         requests = mixed_requests()
         expected = build_lm(FAKE).generate(requests)
         ray.kill(pool.actors[0])  # gone for good (no restart)
+        assert dies_soon(pool.actors[0])
         assert pool.generate(requests) == expected
         assert pool.actor_pids()[0] is None
         ray.kill(pool.actors[1])
+        assert dies_soon(pool.actors[1])
         with pytest.raises(RayExecutorError, match="actors"):
             pool.generate(requests)
     finally:
@@ -208,5 +210,30 @@ def test_concurrent_callers_share_the_pool(local_ray):
             got = list(threads.map(pool.generate, batches))
         assert got == [local.generate(b) for b in batches]
         assert pool._load == [0, 0]  # every shard's rows were released
+    finally:
+        pool.close()
+
+
+def slow_factory():
+    def respond(request, k):
+        time.sleep(0.2)
+        return f"{request.prompt}#{k}"
+
+    return FakeLM(responder=respond, name="fake:slow")
+
+
+def test_an_actor_killed_during_a_call_has_its_shard_redone_elsewhere(local_ray):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = RayPoolLM(slow_factory, **POOL)
+    try:
+        requests = [Request(prompt=f"p{i}", temperature=0.7, n=2) for i in range(16)]  # 16 rows, 3.2 s per actor
+        with ThreadPoolExecutor(1) as thread:
+            running = thread.submit(pool.generate, requests)
+            time.sleep(0.6)
+            ray.kill(pool.actors[0])
+            results = running.result(timeout=60)
+        assert [[c.text for c in row] for row in results] == [[f"p{i}#{k}" for k in range(2)] for i in range(16)]
+        assert pool.actor_pids()[0] is None
     finally:
         pool.close()

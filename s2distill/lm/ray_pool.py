@@ -277,7 +277,13 @@ class RayPoolLM:
     def actor_pids(self) -> list[int | None]:
         """The live actors' process ids (None for dead ones), for tests and diagnostics."""
         refs = [a.pid.remote() if ok else None for a, ok in zip(self._actors, self._alive)]
-        return [self._ray.get(r) if r is not None else None for r in refs]
+        pids: list[int | None] = []
+        for ref in refs:
+            try:
+                pids.append(self._ray.get(ref) if ref is not None else None)
+            except self._ray.exceptions.RayActorError:
+                pids.append(None)
+        return pids
 
     @property
     def actors(self) -> list:
