@@ -260,9 +260,10 @@ class RayPoolLM:
     def faults(self) -> Counter[str]:
         """Transient server faults the actors' LMs retried (an openai backend's), summed."""
         total: Counter[str] = Counter()
-        live = [a for a, ok in zip(self._actors, self._alive) if ok]
-        for counts in self._ray.get([a.faults.remote() for a in live]) if live else []:
-            total.update(counts)
+        refs = [a.faults.remote() for a, ok in zip(self._actors, self._alive) if ok]
+        for ref in refs:
+            with contextlib.suppress(self._ray.exceptions.RayActorError):  # a dead actor's counts are lost
+                total.update(self._ray.get(ref))
         return total
 
     def close(self) -> None:
