@@ -87,8 +87,12 @@ class CachedLM:
         self._db = open_cache(self.path)
 
     def close(self) -> None:
+        """Close the database, and the inner LM where it holds something (a Ray pool's actors)."""
         with self._lock:
             self._db.close()
+        close_inner = getattr(self.inner, "close", None)
+        if callable(close_inner):
+            close_inner()
 
     def _lookup(self, key: str, samples: list[int]) -> dict[int, Completion]:
         """The cached samples of one request key (one query, whatever the number of samples)."""
