@@ -16,6 +16,7 @@ from s2distill.configbase import Strict as _Strict
 from s2distill.configbase import runtime_field
 from s2distill.curation.filters import FILTER_CLASSES, FilterConfig, SelfConsistencyFilter
 from s2distill.errors import S2DistillError
+from s2distill.generation_config import GenerationConfig
 from s2distill.lm.configs import BACKENDS, EmbeddedModel, ModelConfig
 from s2distill.methods import METHODS, factory_options, method_parameters
 from s2distill.sandbox import SandboxPolicy
@@ -275,6 +276,9 @@ class Recipe(_Strict):
     cache: str | None = runtime_field(None, description="SQLite completion cache, shared by every run that names it "
                                       "(default: the user cache, ~/.cache/s2distill/completions.sqlite)")
     sandbox: SandboxConfig = runtime_field(default_factory=SandboxConfig)
+    generation: GenerationConfig = runtime_field(
+        default_factory=GenerationConfig, description="where model calls run: this process, or Ray actors "
+        "({executor: ray, address, actors, num_gpus_per_actor}); results do not depend on it")
     max_failures: float = runtime_field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
                                 "for good (a 4xx, e.g. context length) before the run stops, naming them")
 

@@ -12,17 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from s2distill.configbase import Strict
 from s2distill.lm.base import LM
 
 
-class _Strict(BaseModel):
-    # As in config.py: unknown keys are typos; infinities and NaN are never a setting.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class GenerationConfig(_Strict):
+class GenerationConfig(Strict):
     """How generation is executed. `ray` needs the extra: pip install 's2distill[ray]'."""
 
     executor: Literal["local", "ray"] = Field("local", description="local: this process; ray: Ray actors")

@@ -22,6 +22,7 @@ import yaml
 from rich.console import Console
 
 from s2distill.config import Recipe, RecipeError, runs_model_code
+from s2distill.generation_config import wrap_for_executor
 from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
 from s2distill.paths import cache_home
@@ -56,7 +57,7 @@ class Pipeline:
     `lm_factory` builds each model's LM from its config (tests pass one that injects faults)."""
 
     def __init__(self, recipe: Recipe, out: str | Path, *, console: Console | None = None, progress: bool = True,
-                 redo: Sequence[str] = (), lm_factory: LMFactory = build_from_config):
+                 redo: Sequence[str] = (), lm_factory: LMFactory | None = None):
         self.recipe = recipe
         self.out = Path(out)
         self.console = console or Console(stderr=True)
@@ -64,7 +65,7 @@ class Pipeline:
         self.redo = tuple(redo)
         self.variants = plan_variants(recipe)
         self.ctx = RunContext.open(recipe, RunFolder(self.out, self.console, redo=self.redo),
-                                   Models(default_cache(recipe), factory=lm_factory),
+                                   Models(default_cache(recipe), factory=lm_factory or executor_factory(recipe)),
                                    console=self.console, show_progress=progress)
         self._check(self.ctx)  # what can be refused is refused before the folder is touched
 
@@ -119,6 +120,13 @@ class Pipeline:
             previous = train_stage(ctx, step, pairs, previous)
             rows += student_rows(ctx, step, previous)
         return rows
+
+
+def executor_factory(recipe: Recipe) -> LMFactory:
+    """Models built where `generation.executor` says: here, or as a pool of Ray actors each holding one."""
+    if recipe.generation.executor == "local":
+        return build_from_config
+    return lambda config, *, adapter=None: wrap_for_executor(recipe.generation, config, adapter=adapter)
 
 
 def _sources(variants: Sequence[Variant]) -> list[tuple[str, bool]]:

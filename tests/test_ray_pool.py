@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from s2distill.config import ModelConfig
+from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 from s2distill.generation_config import GenerationConfig, wrap_for_executor
 from s2distill.lm import CachedLM, FakeLM, build_lm
 from s2distill.lm.ray_pool import RayExecutorError, RayPoolLM, split_pieces
@@ -237,3 +237,22 @@ def test_an_actor_killed_during_a_call_has_its_shard_redone_elsewhere(local_ray)
         assert pool.actor_pids()[0] is None
     finally:
         pool.close()
+
+
+@pytest.mark.slow
+def test_a_recipe_on_ray_gives_the_local_runs_report_and_shares_its_cache(local_ray, recipes_dir, tmp_path):
+    """`generation: {executor: ray}` on the smoke recipe: the same rows as a local run, and a Ray
+    run in a second folder replays what the local run paid for (the pool's name is the model's)."""
+    from s2distill.config import load_recipe
+    from s2distill.pipeline import Pipeline
+
+    def rows(report):
+        drop = {"seconds", "seconds_per_example", "examples_per_second", "model"}
+        return [{k: v for k, v in row.items() if k not in drop} for row in report["rows"]]
+
+    local = Pipeline(load_recipe(recipes_dir / "smoke.yaml"), tmp_path / "local", progress=False).run()
+    on_ray = Pipeline(load_recipe(recipes_dir / "smoke.yaml", ["generation={executor: ray, actors: 2, "
+                                                               "num_cpus_per_actor: 0.25}"]),
+                      tmp_path / "ray", progress=False).run()
+    assert rows(on_ray) == rows(local)
+    assert on_ray["lm"]["cached"] >= 24 * 4 + 2 * 8  # samples, System 1 and System 2 from the local run's cache
