@@ -90,6 +90,8 @@ class Pipeline:
                     summaries.append(curation_summary(variant, verdicts.value, variant_traces(variant, samples)))
                     rows += self._distil(ctx, variant, inputs, samples, verdicts)
                 rows = system_rows(ctx) + rows
+                for name in ctx.folder.unmatched_redo():
+                    self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
                 return write_report(ctx, rows, summaries, invocation_seconds=time.perf_counter() - started)
         finally:
             lock.release()

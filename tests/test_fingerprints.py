@@ -116,3 +116,13 @@ def test_a_run_folders_own_cache_from_an_older_version_joins_the_shared_one(reci
     assert again["lm"]["calls"] + again["lm"]["cached"] == SAMPLES + 3 * TEST
     assert again["lm"]["cached"] >= SAMPLES + 2 * TEST and again["stages"]["this_invocation"]["redone"] >= 6
     assert (tmp_path / "old" / "cache.sqlite.imported").exists() and not (tmp_path / "old" / "cache.sqlite").exists()
+
+
+def test_redo_of_an_unknown_stage_kind_is_refused_before_any_work(recipes_dir, tmp_path):
+    import pytest
+
+    from s2distill.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="--redo trian: no such stage"):
+        _run(recipes_dir, tmp_path / "run", redo=["trian"])
+    assert not (tmp_path / "run").exists()

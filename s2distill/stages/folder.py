@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +29,11 @@ from typing import Any
 
 from rich.console import Console
 
-from s2distill.runfolder import SEAL, read_json, read_jsonl, seal_of, sealed, write_json, write_jsonl, write_seal
+from s2distill.errors import RunFolderError
+from s2distill.runfolder import read_json, read_jsonl, seal_of, sealed, write_json, write_jsonl, write_seal
 from s2distill.types import Example, Trace, Verdict
 
+STAGE_KINDS = ("inputs", "samples", "curation", "compress", "distill", "train", "eval", "reference")
 # Bump when a stage's code changes what it computes for the same inputs, so old artifacts are redone.
 STAGE_CODE_VERSION = 1
 
@@ -153,19 +154,19 @@ class RunFolder:
         self.log.append(StageRecord(name, status, reason, seconds))
         return Done(value, print_)
 
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.redo if r.split(":")[0] not in STAGE_KINDS]
+        if unknown:
+            raise RunFolderError(f"--redo {unknown[0]}: no such stage; a kind ({', '.join(STAGE_KINDS)}) or one "
+                                 "stage by the name the run prints (e.g. train:distilled/stage1)")
+
     def _forced(self, name: str) -> bool:
         """`--redo X` names a stage (`train:distilled/stage1`) or every stage of a kind (`train`)."""
-        return any(name == r or name.split(":")[0] == r or name.startswith(r.rstrip("*")) and r.endswith("*")
-                   for r in self.redo)
+        return any(name == r or name.split(":")[0] == r for r in self.redo)
 
-    def clear(self, artifact: str) -> None:
-        """Remove a stale artifact (a folder or a file) and its seal."""
-        path = self.path(artifact)
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-        path.with_name(path.name + SEAL).unlink(missing_ok=True)
+    def unmatched_redo(self) -> list[str]:
+        """The `--redo` names that matched no stage of this run (a typo in a stage's name)."""
+        return [r for r in self.redo if not any(rec.name == r or rec.name.split(":")[0] == r for rec in self.log)]
 
 
 def stage_kinds(records: Iterable[StageRecord]) -> dict[str, int]:
