@@ -9,6 +9,7 @@ corrupt its answers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -32,23 +33,38 @@ def judge_rewrite(task: Task, original: str, rewritten: str, answer: str) -> tup
     return True, f"{len(original)} -> {len(rewritten)} characters"
 
 
-def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student_outputs: Mapping[str, str], *,
+def fixed_length(rationale: str, ratio: float) -> str:
+    """TwT Table 6's "Fixed-Length Compression": the rationale cut to its first `ratio` of words
+    (the paper names the method only; keeping the opening words is our reading), lines kept."""
+    words = rationale.split(" ")
+    return " ".join(words[: max(1, math.ceil(ratio * len(words)))]).strip()
+
+
+def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student_outputs: Mapping[str, str] | None, *,
                         prompt_format: PromptFormat, max_tokens: int = 160,
-                        rationales: Mapping[tuple[str, str, int], str] | None = None):
+                        rationales: Mapping[tuple[str, str, int], str] | None = None,
+                        ratio: float | None = None):
     """A program that rewrites every kept rationale of one input; `meta["rewrites"]` holds them.
 
-    `rationales` (output key -> rationale) replaces the traces' own: a later compression stage
-    rewrites the previous stage's result, not the original again (TwT Table 3's fourth stage:
-    "the teacher model further compresses the reasoning process based on the student's output")."""
+    Teacher-guided (TwT's HaRD, Figure 8) with `student_outputs`; the compressor alternative of
+    Table 6 with `student_outputs=None` (the same model, no student output); fixed-length with
+    `ratio` (no model call). `rationales` (output key -> rationale) replaces the traces' own: a later
+    compression stage rewrites the previous stage's result, not the original again (TwT Table 3's
+    fourth stage: "the teacher model further compresses the reasoning process based on the
+    student's output")."""
 
     def program(example: Example, lm) -> Trace:
         calls: list[Call] = []
         rewrites = []
         for trace in kept[example.id]:
             original = (rationales or {}).get(output_key(trace)) or rationale_of(trace)
-            rewritten = refine_rationale(lm, question=task.question(example), rationale=original, answer=trace.answer,
-                                         student=student_outputs.get(example.id, "").strip(), calls=calls,
-                                         prompt_format=prompt_format, max_tokens=max_tokens)
+            if ratio is not None:
+                rewritten = fixed_length(original, ratio)
+            else:
+                student = student_outputs.get(example.id, "").strip() if student_outputs is not None else None
+                rewritten = refine_rationale(lm, question=task.question(example), rationale=original,
+                                             answer=trace.answer, student=student, calls=calls,
+                                             prompt_format=prompt_format, max_tokens=max_tokens)
             rewritten = fold_blank_lines(rewritten)
             accepted, reason = judge_rewrite(task, original, rewritten, trace.answer)
             rewrites.append({"teacher": trace.teacher, "sample": trace.sample, "original": original,

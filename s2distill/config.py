@@ -163,6 +163,11 @@ class DistillConfig(_Strict):
     reasoning_max_tokens: int = Field(160, ge=8, description="the student's budget when it answers with reasoning")
     refiner: str | None = Field(None, description="compressed_reasoning: the teacher that rewrites its rationales "
                                 "(default: the first)")
+    compression: Literal["teacher_guided", "compressor", "fixed_length"] = Field(
+        "teacher_guided", description="compressed_reasoning: teacher_guided (TwT's HaRD: the refiner rewrites after "
+        "reading the student's output, Figure 8), compressor (the refiner compresses without it) or fixed_length "
+        "(the rationale's first compression_ratio of words): TwT Table 6")
+    compression_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fixed_length: the share of words kept")
 
     @field_validator("stages")
     @classmethod

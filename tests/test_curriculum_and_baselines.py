@@ -131,3 +131,26 @@ def test_twt_baselines_standard_kd_trains_on_labels_and_tinyllm_on_every_teacher
     assert variants["standard_kd"].stages == ("label_only",)  # TwT: "the teacher model's generated labels"
     tiny = variants["tinyllm"]
     assert tiny.stages == ("full_reasoning",) and tiny.sources == ("a", "b") and tiny.filter == "none" and tiny.first_sample_only
+
+
+def test_table6_compressor_and_fixed_length_compression_need_no_student_output(smoke_data, tmp_path):
+    """TwT Table 6's alternatives: the refiner compresses without the student's output, or the
+    rationale is cut to a fixed share of its words; switching redoes stage 2 on, never stage 1."""
+    smoke_data["distill"] = {"stages": ["full_reasoning", "compressed_reasoning"], "reasoning_max_tokens": 24,
+                             "compression": "compressor"}
+    report = Pipeline(validate_recipe(smoke_data), tmp_path, progress=False).run()
+    rows = read_jsonl(tmp_path / "distill" / "distilled" / "stage2-compressed_reasoning.rewrites.jsonl")
+    assert rows and all(row["student"] is None for row in rows)
+    assert all(r["accepted"] and r["rewritten"].startswith("print(") for row in rows for r in row["rewrites"])
+    assert report["rows"][-1]["stage"] == "2/2 compressed_reasoning"
+
+    smoke_data["distill"].update(compression="fixed_length", compression_ratio=0.5)
+    again = Pipeline(validate_recipe(smoke_data), tmp_path, progress=False).run()
+    redone = {r["name"] for r in again["stages"]["ran"]}
+    assert redone == {"compress:distilled/stage2-compressed_reasoning", "distill:distilled/stage2-compressed_reasoning",
+                      "train:distilled/stage2", "eval:distilled-stage2"}
+    for row in read_jsonl(tmp_path / "distill" / "distilled" / "stage2-compressed_reasoning.rewrites.jsonl"):
+        for r in row["rewrites"]:
+            words = r["original"].split(" ")
+            assert r["rewritten"] == " ".join(words[: -(-len(words) // 2)]).strip()
+    assert again["lm"]["calls"] == 8  # the retrained stage-2 student's evaluation: the cut needs no model

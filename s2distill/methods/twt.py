@@ -114,6 +114,16 @@ REFINE = (
     "Task: {question}\nYour previous thinking process: {rationale}\nYour answer: {answer}\n"
     "The student's thinking process: {student}\n\nYour revised thinking process:"
 )
+# TwT Table 6's "Compressor" alternative to teacher-guided compression. The paper names it only
+# ("Fixed-Length or Compressor-based methods", Section 4.5) and prints no prompt: this wording is
+# ours, Figure 8's instruction without the student, so the two differ in the student's output alone.
+COMPRESS = (
+    "Please compress your previous thinking process on this task.\n"
+    "Keep every step needed to reach the answer and drop everything else, preserving all essential "
+    "information.\n\n"
+    "Task: {question}\nYour previous thinking process: {rationale}\nYour answer: {answer}\n\n"
+    "Your compressed thinking process:"
+)
 _THINKING = re.compile(r"Thinking:\s*(?P<thinking>.*?)\s*(?=```|\bThe answer is\b|^\s*Answer:|^\s*Code:|score:|\Z)",
                        re.DOTALL | re.IGNORECASE | re.MULTILINE)
 _ANSWER = re.compile(r"(?:\bThe answer is|^\s*Answer)\s*:?\s*(?P<answer>[^\n]*)", re.IGNORECASE | re.MULTILINE)
@@ -188,15 +198,17 @@ def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptF
     return program
 
 
-def refine_rationale(lm, *, question: str, rationale: str, answer: str, student: str, calls: list[Call],
+def refine_rationale(lm, *, question: str, rationale: str, answer: str, student: str | None, calls: list[Call],
                      prompt_format: PromptFormat = "chat", max_tokens: int = 256) -> str:
-    """The teacher's rationale rewritten to the student's style and length (TwT's stage 2, Figure 8).
+    """The teacher's rationale rewritten to the student's style and length (TwT's stage 2, Figure 8);
+    with `student=None`, compressed without the student's output (`COMPRESS`, Table 6's compressor).
 
     In the `fewshot` format a worked rewrite (`exemplars.REFINE`) comes first, and the rewrite
     ends at the first blank line."""
-    text = REFINE.format(question=question, rationale=rationale, answer=answer, student=student)
+    template = REFINE if student is not None else COMPRESS
+    text = template.format(question=question, rationale=rationale, answer=answer, student=student)
     if prompt_format == "fewshot":
-        text = "".join(REFINE.format(**{k: e[k] for k in ("question", "rationale", "answer", "student")})
+        text = "".join(template.format(**{k: e[k] for k in ("question", "rationale", "answer", "student")})
                        + "\n" + e["rewritten"] + "\n\n\n" for e in exemplars.REFINE) + text + "\n"
     stop = ("\n\n",) if prompt_format == "fewshot" else ("\n\nPlease compare",)
     return ask(lm, text, calls=calls, name="refine", prompt_format=prompt_format, max_tokens=max_tokens,

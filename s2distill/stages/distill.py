@@ -83,21 +83,30 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, tr
     recipe = ctx.recipe
     refiner = recipe.teacher(recipe.distill.refiner)
 
+    how = recipe.distill.compression
+
     def compute():
         kept = kept_traces(verdicts.value, traces)
         cap = recipe.distill.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
         todo = [e for e in inputs.value if e.id in kept]
-        student = ctx.models.get(recipe.student.model, adapter=previous.weights.value)
-        answered = ctx.run("previous stage's student on the kept inputs", student_program_for(ctx, previous.multiline),
-                           todo, student, temperature=0.0)
-        ctx.models.release(student)
-        outputs = {t.example_id: t.last_output for t in answered}
+        outputs = None
+        if how == "teacher_guided":
+            student = ctx.models.get(recipe.student.model, adapter=previous.weights.value)
+            answered = ctx.run("previous stage's student on the kept inputs",
+                               student_program_for(ctx, previous.multiline), todo, student, temperature=0.0)
+            ctx.models.release(student)
+            outputs = {t.example_id: t.last_output for t in answered}
         program = compression_program(ctx.task, kept, outputs, prompt_format=refiner.method.prompt_format,
-                                      rationales=rewritten_rationales(earlier.value) if earlier else None)
-        refined = ctx.run(f"{refiner.name} rewrites its rationales", program, todo, ctx.models.get(refiner.model),
-                          temperature=0.0)
-        rows = [{"id": t.example_id, "student": outputs[t.example_id], "rewrites": t.meta["rewrites"]} for t in refined]
+                                      rationales=rewritten_rationales(earlier.value) if earlier else None,
+                                      ratio=recipe.distill.compression_ratio if how == "fixed_length" else None)
+        if how == "fixed_length":  # no model: the cut is a function of the rationale alone
+            refined = [program(example, None) for example in todo]
+        else:
+            refined = ctx.run(f"{refiner.name}: {how.replace('_', '-')} compression of the rationales", program, todo,
+                              ctx.models.get(refiner.model), temperature=0.0)
+        rows = [{"id": t.example_id, "student": (outputs or {}).get(t.example_id), "rewrites": t.meta["rewrites"]}
+                for t in refined]
         accepted = sum(r["accepted"] for row in rows for r in row["rewrites"])
         total = sum(len(row["rewrites"]) for row in rows)
         ctx.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)")
@@ -105,10 +114,13 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, tr
 
     return ctx.folder.stage(
         f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", codec=ROWS, compute=compute,
-        made_from={"refiner": sampling_identity(refiner), "student_method": identity(recipe.student.method),
+        made_from={"compression": how, **({"ratio": recipe.distill.compression_ratio} if how == "fixed_length"
+                                             else {"refiner": sampling_identity(refiner)}),
+                   "student_method": identity(recipe.student.method),
                    "max_per_input": recipe.distill.max_per_input,
                    "reasoning_max_tokens": recipe.distill.reasoning_max_tokens,
-                   "inputs": {"curation": verdicts.fingerprint, "previous weights": previous.weights.fingerprint,
+                   "inputs": {"curation": verdicts.fingerprint,
+                              **({"previous weights": previous.weights.fingerprint} if how == "teacher_guided" else {}),
                               **({"earlier rewrites": earlier.fingerprint} if earlier else {})}},
     )
 
