@@ -108,8 +108,8 @@ class StudentConfig(_Strict):
 
 
 _FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"name"} for cls in FILTER_CLASSES}
-FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
-BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm")
+FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning", "step_by_step")
+BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm", "distilling_step_by_step")
 
 
 class CurationConfig(_Strict):
@@ -304,7 +304,8 @@ class Recipe(_Strict):
     baselines: list[Literal[BASELINES]] = Field(
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
         "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
-        "tinyllm (every teacher's first rationale, no filter, full reasoning)"
+        "tinyllm (every teacher's first rationale, no filter, full reasoning), distilling_step_by_step (every "
+        "teacher's first sample, no filter, [label] and [rationale] tasks; asked with [label])"
     )
     workers: int = runtime_field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = runtime_field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
@@ -342,6 +343,11 @@ class Recipe(_Strict):
         for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
+        if ("distilling_step_by_step" in self.baselines or "step_by_step" in self.distill.stages) \
+                and self.student.method.name != "direct":
+            raise ValueError("Distilling Step-by-Step (baseline distilling_step_by_step, set step_by_step) asks the "
+                             f"student with a task prefix, which only the direct method has; student.method is "
+                             f"{self.student.method.name!r}")
         if "distill_system1" in self.baselines and any(f.name == "dual_criteria" for f in self.curation.filter):
             raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
                              "reads the teachers' self-reported confidence")
