@@ -125,3 +125,12 @@ def test_unknown_training_preset_is_a_clear_error(tmp_path):
         load_recipe(path)
     recipe = load_recipe(path, ["train.preset=yu2024", "train.learning_rate=1e-5"])
     assert recipe.train.mode == "full" and recipe.train.learning_rate == 1e-5
+
+
+def test_every_seed_recipe_loads_at_both_sizes_and_says_how_to_run_it(recipes_dir):
+    """recipes/seeds/*.yaml: each loads as shipped and with size=small, and names its command."""
+    seeds = sorted((recipes_dir / "seeds").glob("*.yaml"))
+    assert len(seeds) >= 9
+    for path in seeds:
+        assert load_recipe(path).name and load_recipe(path, ["size=small"]).name
+        assert f"# Run: s2distill run recipes/seeds/{path.name}" in path.read_text(), path.name
