@@ -11,12 +11,12 @@ distilled model is trained on exactly what it is evaluated on. The completion de
   "The answer is X." (HaRD stage 1; Standard KD).
 - `compressed_reasoning`: the rationale as the teacher rewrote it after seeing the student's
   stage-1 output (HaRD stage 2), then the answer.
-- `step_by_step`: Distilling Step-by-Step (Hsieh et al. 2023, TwT Table 1's "Distilling"): two tasks
-  with task prefixes, "we prepend 'task prefixes' ([label], [rationale]) to the input examples":
-  per kept output, the prompt after "[label] " with the answer as target, and the prompt after
-  "[rationale] " with the rationale alone as target, both in one set (the paper's two losses,
-  weighted equally). The student is then asked with the label prefix only (`evaluated_as`), so it
-  answers without a rationale: "rationale generation is not required at test time".
+- `step_by_step`: Distilling Step-by-Step (Hsieh et al. 2023, TwT Table 1's "Distilling"): label
+  prediction and rationale generation as two tasks told apart by task prefixes on the input,
+  [label] and [rationale]: per kept output, the prompt after "[label] " with the answer as target,
+  and the prompt after "[rationale] " with the rationale alone as target, both in one set (Hsieh et
+  al.'s two losses, summed with equal weight). The student is then asked with the label prefix only
+  (`evaluated_as`), so it answers without generating a rationale, as in Hsieh et al.'s inference.
 
 Universal self-consistency composes a final answer of its own (Yu et al. 2024, Figure 12); where
 a verdict carries it (`meta["composed"]`), it is the answer-only target of that input, one pair,
@@ -38,7 +38,7 @@ from s2distill.tasks import Task
 from s2distill.types import Example, Trace, Verdict
 
 REASONING_FORMATS = ("full_reasoning", "compressed_reasoning")
-# Distilling Step-by-Step's task prefixes (Hsieh et al. 2023, Section 3.2), before the student's prompt
+# Distilling Step-by-Step's task prefixes (Hsieh et al. 2023, multi-task training), before the student's prompt
 LABEL_PREFIX = "[label] "
 RATIONALE_PREFIX = "[rationale] "
 
