@@ -109,8 +109,8 @@ class StudentConfig(_Strict):
 
 
 _FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"name"} for cls in FILTER_CLASSES}
-FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning")
-BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm")
+FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning", "step_by_step")
+BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm", "distilling_step_by_step")
 
 
 class CurationConfig(_Strict):
@@ -178,10 +178,32 @@ class DistillConfig(_Strict):
         return stages
 
 
+# Training settings as the seed papers state them; `train: {preset: NAME}` fills them in and the
+# recipe's own keys win. Only what a paper says is here; every other field keeps its default.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # Yu et al. 2024, Appendix A.2 "Model training": "SFT training with CE loss. The loss is only
+    # applied on the answer part of the sequence. Model is trained with dropout 0.1, learning rate
+    # 5.5e-6, with warmup 1." SFT of all the weights (no adapter is mentioned), answer-only loss
+    # (already how train.py trains). "warmup 1" is read as one warmup step. Table 4's step counts
+    # are per task and in tokens per step, so they are not a preset.
+    "yu2024": {"mode": "full", "dropout": 0.1, "learning_rate": 5.5e-6, "warmup_steps": 1},
+    # TwT (Xu et al. 2025), Section 4.1 "Implementation Details": "training with LoRA fine-tuning,
+    # setting the LoRA rank to 8, a learning rate of 1e-5, a batch size of 8, 4 training epochs, and
+    # a context window of 4096 tokens." (LoRA alpha is not stated: the default stays.)
+    "twt": {"mode": "lora", "lora_r": 8, "learning_rate": 1e-5, "batch_size": 8, "epochs": 4, "max_length": 4096},
+}
+
+
 class TrainConfig(_Strict):
     """How the student is fine-tuned (s2distill/train.py). The defaults are the measured recipe of
-    issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own."""
+    issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own.
+    `preset: yu2024` or `preset: twt` starts from a seed paper's stated settings (TRAIN_PRESETS)."""
 
+    # runtime: the preset's values are what changes a training, and they are fields of their own
+    preset: Literal[tuple(TRAIN_PRESETS)] | None = runtime_field(
+        None, description="a seed paper's training settings as defaults: yu2024 (Yu et al. 2024, A.2: full SFT, "
+        "dropout 0.1, lr 5.5e-6, warmup 1) or twt (TwT Section 4.1: LoRA rank 8, lr 1e-5, batch 8, 4 epochs, "
+        "4096 tokens); the recipe's own keys win")
     mode: Literal["lora", "full"] = "lora"
     epochs: float = Field(4, gt=0)
     learning_rate: float = Field(1e-3, gt=0, description="LoRA's; full fine-tuning wants far less (e.g. 3e-5)")
@@ -190,6 +212,9 @@ class TrainConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_length: int = Field(512, ge=16)
+    warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear learning-rate warmup")
+    dropout: float | None = Field(None, ge=0.0, lt=1.0, description="the model's own dropout during training (its "
+                                  "config's attention/hidden dropout fields, whichever it has); None keeps the model's")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="mixed-precision compute: auto = bfloat16 where the hardware has it natively, else float32")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; only "
@@ -197,6 +222,17 @@ class TrainConfig(_Strict):
     seed: int = 0
     report_to: list[str] = runtime_field(default_factory=list, description="experiment trackers passed to TRL (tensorboard, "
                                  "wandb, trackio, mlflow, ...); the loss history is kept in train_log.jsonl regardless")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """`preset: NAME` fills in that paper's settings (TRAIN_PRESETS) under the recipe's own keys."""
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        name = data["preset"]
+        if name not in TRAIN_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; known: {', '.join(sorted(TRAIN_PRESETS))}")
+        return {**TRAIN_PRESETS[name], **data}
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -274,7 +310,8 @@ class Recipe(_Strict):
     baselines: list[Literal[BASELINES]] = Field(
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
         "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
-        "tinyllm (every teacher's first rationale, no filter, full reasoning)"
+        "tinyllm (every teacher's first rationale, no filter, full reasoning), distilling_step_by_step (every "
+        "teacher's first sample, no filter, [label] and [rationale] tasks; asked with [label])"
     )
     workers: int = runtime_field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = runtime_field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
@@ -315,6 +352,11 @@ class Recipe(_Strict):
         for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
+        if ("distilling_step_by_step" in self.baselines or "step_by_step" in self.distill.stages) \
+                and self.student.method.name != "direct":
+            raise ValueError("Distilling Step-by-Step (baseline distilling_step_by_step, set step_by_step) asks the "
+                             f"student with a task prefix, which only the direct method has; student.method is "
+                             f"{self.student.method.name!r}")
         if "distill_system1" in self.baselines and any(f.name == "dual_criteria" for f in self.curation.filter):
             raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
                              "reads the teachers' self-reported confidence")

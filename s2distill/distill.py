@@ -11,6 +11,12 @@ distilled model is trained on exactly what it is evaluated on. The completion de
   "The answer is X." (HaRD stage 1; Standard KD).
 - `compressed_reasoning`: the rationale as the teacher rewrote it after seeing the student's
   stage-1 output (HaRD stage 2), then the answer.
+- `step_by_step`: Distilling Step-by-Step (Hsieh et al. 2023, TwT Table 1's "Distilling"): label
+  prediction and rationale generation as two tasks told apart by task prefixes on the input,
+  [label] and [rationale]: per kept output, the prompt after "[label] " with the answer as target,
+  and the prompt after "[rationale] " with the rationale alone as target, both in one set (Hsieh et
+  al.'s two losses, summed with equal weight). The student is then asked with the label prefix only
+  (`evaluated_as`), so it answers without generating a rationale, as in Hsieh et al.'s inference.
 
 Universal self-consistency composes a final answer of its own (Yu et al. 2024, Figure 12); where
 a verdict carries it (`meta["composed"]`), it is the answer-only target of that input, one pair,
@@ -32,6 +38,9 @@ from s2distill.tasks import Task
 from s2distill.types import Example, Trace, Verdict
 
 REASONING_FORMATS = ("full_reasoning", "compressed_reasoning")
+# Distilling Step-by-Step's task prefixes (Hsieh et al. 2023, multi-task training), before the student's prompt
+LABEL_PREFIX = "[label] "
+RATIONALE_PREFIX = "[rationale] "
 
 
 def fold_blank_lines(text: str) -> str:
@@ -60,6 +69,8 @@ def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code
         return direct_completion(fold_blank_lines(final) if final else trace.answer)
     if fmt == "full_reasoning":
         return reasoning_completion(rationale_of(trace), trace.answer, code=code)
+    if fmt == "step_by_step":
+        raise ValueError("step_by_step has two completions per output: see step_by_step_pairs")
     if fmt == "compressed_reasoning":
         if rewritten is None:
             raise ValueError(f"no rewritten rationale for output {output_key(trace)}")
@@ -85,18 +96,24 @@ def distill_pairs(
     shots: int,
     max_per_input: int | None = None,
     rewritten: Mapping[tuple[str, str, int], str] | None = None,
+    question_suffix: str = "",
 ) -> list[dict]:
-    """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}."""
+    """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}
+    (`question_suffix`: the student's, after each question, as `direct` asks it)."""
     by_id = {e.id: e for e in examples}
     composed = {v.example_id: v for v in verdicts if v.kept and v.meta.get("composed")}
     pairs = []
     for example_id, kept in kept_traces(verdicts, traces).items():
-        prompt = direct_prompt(task, by_id[example_id], shots=shots)
+        prompt = direct_prompt(task, by_id[example_id], shots=shots, question_suffix=question_suffix)
         if example_id in composed and fmt in ("answer_only", "label_only"):
             verdict = composed[example_id]
             target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
             pairs.append({"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
                           "completion": direct_completion(target)})
+            continue
+        if fmt == "step_by_step":
+            pairs += step_by_step_pairs(task, by_id[example_id], kept, shots=shots, max_per_input=max_per_input,
+                                        question_suffix=question_suffix)
             continue
         seen: set[str] = set()
         for trace in kept:
@@ -110,6 +127,35 @@ def distill_pairs(
             if max_per_input and len(seen) >= max_per_input:
                 break
     return pairs
+
+
+def step_by_step_pairs(task: Task, example: Example, kept: Sequence[Trace], *, shots: int,
+                       max_per_input: int | None = None, question_suffix: str = "") -> list[dict]:
+    """Distilling Step-by-Step's two tasks for one input: a "[label] " pair (the answer) and a
+    "[rationale] " pair (the rationale alone) per kept output, each distinct completion once
+    (`max_per_input` caps the outputs used); pairs say their `task`."""
+    pairs, seen = [], set()
+    for trace in kept[:max_per_input] if max_per_input else kept:
+        for name, prefix, completion in (("label", LABEL_PREFIX, direct_completion(trace.answer)),
+                                         ("rationale", RATIONALE_PREFIX, f" {rationale_of(trace)}\n")):
+            if (name, completion) in seen:
+                continue
+            seen.add((name, completion))
+            pairs.append({"id": example.id, "teacher": trace.teacher, "sample": trace.sample, "task": name,
+                          "prompt": direct_prompt(task, example, shots=shots, task_prefix=prefix,
+                                                  question_suffix=question_suffix),
+                          "completion": completion})
+    return pairs
+
+
+def evaluated_as(pairs: Sequence[dict]) -> tuple[bool, str]:
+    """How a student trained on `pairs` is asked: (several lines?, task prefix). A Distilling
+    Step-by-Step student is asked with the label prefix and answers as its label pairs taught it;
+    any other student answers as all its pairs taught it, with no prefix."""
+    labels = [p for p in pairs if p.get("task") == "label"]
+    if labels:
+        return answers_on_several_lines(labels), LABEL_PREFIX
+    return answers_on_several_lines(pairs), ""
 
 
 def answers_on_several_lines(pairs: Sequence[dict]) -> bool:

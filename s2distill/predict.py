@@ -48,7 +48,7 @@ def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") ->
     import yaml
 
     from s2distill.config import validate_recipe
-    from s2distill.distill import answers_on_several_lines
+    from s2distill.distill import evaluated_as
     from s2distill.runfolder import read_jsonl
     from s2distill.tasks import build_task
 
@@ -59,7 +59,8 @@ def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") ->
     task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
     pairs = [p for f in sorted((Path(run_dir) / "distill" / variant).glob(f"{weights.parent.name}-*.jsonl"))
              if not f.name.endswith(".rewrites.jsonl") for p in read_jsonl(f)]
-    return prompt_spec(recipe, task, multiline=answers_on_several_lines(pairs))
+    multiline, task_prefix = evaluated_as(pairs)
+    return prompt_spec(recipe, task, multiline=multiline, task_prefix=task_prefix)
 
 
 @dataclass

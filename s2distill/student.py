@@ -28,11 +28,15 @@ TEXT_KEY = "_s2distill_question_text"  # an input given as the question's text, 
 SPEC_FORMAT = "s2distill-prompt/1"
 
 
-def student_program(task, method, *, multiline: bool, reasoning_max_tokens: int):
-    """How a distilled student is asked: its System 1 method; several lines when it was taught to reason."""
+def student_program(task, method, *, multiline: bool, reasoning_max_tokens: int, task_prefix: str = ""):
+    """How a distilled student is asked: its System 1 method; several lines when it was taught to reason;
+    after `task_prefix` when it was taught tasks by prefix (Distilling Step-by-Step's "[label] ")."""
     if not multiline:
-        return build_program(task, method.name, method.factory_options())
-    return direct(task, shots=method.shots, max_tokens=reasoning_max_tokens, multiline=True)
+        options = {**method.factory_options(), **({"task_prefix": task_prefix} if task_prefix else {})}
+        return build_program(task, method.name, options)
+    suffix = method.options.get("question_suffix", "") if method.name == "direct" else ""
+    return direct(task, shots=method.shots, max_tokens=reasoning_max_tokens, multiline=True, task_prefix=task_prefix,
+                  question_suffix=suffix)
 
 
 class TextQuestion:
@@ -63,11 +67,11 @@ class RecordingLM:
         return [[Completion("", Usage(), "stop", k) for k in range(r.n)] for r in requests]
 
 
-def prompt_spec(recipe, task, *, multiline: bool) -> dict[str, Any]:
+def prompt_spec(recipe, task, *, multiline: bool, task_prefix: str = "") -> dict[str, Any]:
     """The saved prompt template of a student trained under `recipe` (see the module docstring)."""
     method = recipe.student.method
     program = student_program(TextQuestion(task), method, multiline=multiline,
-                              reasoning_max_tokens=recipe.distill.reasoning_max_tokens)
+                              reasoning_max_tokens=recipe.distill.reasoning_max_tokens, task_prefix=task_prefix)
     recorder = RecordingLM()
     try:
         program(Example("template", {TEXT_KEY: PLACEHOLDER}), recorder)
@@ -80,6 +84,7 @@ def prompt_spec(recipe, task, *, multiline: bool) -> dict[str, Any]:
         "data_dir": _resolved_data_dir(recipe.data_dir),
         "student_method": method.model_dump(mode="json"),
         "multiline": multiline,
+        "task_prefix": task_prefix,
         "reasoning_max_tokens": recipe.distill.reasoning_max_tokens,
         "student_model": recipe.student.model.model_dump(mode="json"),
         "train_mode": recipe.train.mode,
@@ -125,4 +130,4 @@ def program_from_spec(spec: dict[str, Any], task):
     from s2distill.config import MethodConfig
 
     return student_program(TextQuestion(task), MethodConfig(**spec["student_method"]), multiline=spec["multiline"],
-                           reasoning_max_tokens=spec["reasoning_max_tokens"])
+                           reasoning_max_tokens=spec["reasoning_max_tokens"], task_prefix=spec.get("task_prefix", ""))

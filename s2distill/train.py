@@ -63,6 +63,30 @@ def _answer_only_trainer_class():
     return AnswerOnlySFTTrainer
 
 
+# A model config's dropout probabilities, by the names transformers' architectures give them
+DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                  "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop")
+
+
+def _dropout_settings(model_path: Path, config) -> dict:
+    """`train.dropout` as the model config's own dropout fields (Yu et al. 2024, A.2: "dropout 0.1"),
+    set on its text config where it has one: `from_pretrained`'s `config=` argument, or nothing when
+    `train.dropout` is unset. A model whose config has no such field cannot honour it: an error."""
+    if config.dropout is None:
+        return {}
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(model_path)
+    text_config = getattr(model_config, "text_config", None) or model_config
+    fields = [name for name in DROPOUT_FIELDS if isinstance(getattr(text_config, name, None), int | float)]
+    if not fields:
+        raise ValueError(f"train.dropout: the model at {model_path} has no dropout setting in its config "
+                         f"(looked for {', '.join(DROPOUT_FIELDS)})")
+    for name in fields:
+        setattr(text_config, name, config.dropout)
+    return {"config": model_config}
+
+
 def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
     """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels.
 
@@ -81,7 +105,7 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **_dropout_settings(model_path, config))
     peft_config = None
     if init_adapter is not None:
         from peft import PeftModel
@@ -100,7 +124,7 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type="linear",
-        warmup_steps=0,
+        warmup_steps=config.warmup_steps,
         max_length=config.max_length,
         # Precision and checkpointing are set here, never left to TRL's defaults (bf16 and gradient
         # checkpointing both on): bf16 autocast on a CPU without native bf16 runs a reference GEMM

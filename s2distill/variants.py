@@ -15,6 +15,11 @@ samples), the filter over them, and its training stages:
   teachers for one input (TwT Table 1's TinyLLM baseline as TwT describes it, "distills diverse
   reasoning paths from multiple teacher LLMs into a student model"). An approximation of Tian et
   al. 2024: without its in-context example generator and teacher-forcing chain of thought.
+- `distilling_step_by_step`: every teacher's first sample, no filter, as two tasks with task
+  prefixes, "[label]" -> the answer and "[rationale]" -> the rationale, in one set; the student is
+  then asked with "[label]" alone (Hsieh et al. 2023; TwT Table 1's "Distilling", "leverages
+  LLM-generated rationales as additional supervision"). Unfiltered first samples as for TwT's other
+  baselines; Hsieh et al. sample one teacher's few-shot CoT, which TwT does not describe further.
 """
 
 from __future__ import annotations
@@ -60,4 +65,6 @@ def plan_variants(recipe) -> list[Variant]:
             variants.append(Variant(name, teachers, none, True, stages))
         elif name == "tinyllm":
             variants.append(Variant(name, teachers, none, True, ("full_reasoning",)))
+        elif name == "distilling_step_by_step":
+            variants.append(Variant(name, teachers, none, True, ("step_by_step",)))
     return variants

@@ -100,3 +100,37 @@ def test_size_small_applies_the_recipes_own_overrides_and_the_command_line_still
     assert load_recipe(path, ["size=small", "teacher.samples=3"]).teachers[0].samples == 3
     with pytest.raises(RecipeError, match="size 'tiny' is not defined by this recipe's sizes section \\(defined: small\\)"):
         load_recipe(path, ["size=tiny"])
+
+
+def test_training_presets_fill_the_papers_settings_and_the_recipe_wins():
+    """`train: {preset: ...}` gives Yu et al. 2024 A.2's and TwT Section 4.1's settings; explicit keys override."""
+    from s2distill.config import TrainConfig
+    from s2distill.configbase import identity
+
+    yu = TrainConfig(preset="yu2024")
+    assert (yu.mode, yu.dropout, yu.learning_rate, yu.warmup_steps) == ("full", 0.1, 5.5e-6, 1)
+    twt = TrainConfig.model_validate({"preset": "twt", "learning_rate": 2e-5})
+    assert (twt.mode, twt.lora_r, twt.batch_size, twt.epochs, twt.max_length) == ("lora", 8, 8, 4, 4096)
+    assert twt.learning_rate == 2e-5  # the recipe's own key wins over the preset
+    assert identity(TrainConfig(preset="twt")) == identity(TrainConfig(**TRAIN_PRESETS_TWT))  # values, not the name
+    assert TrainConfig().warmup_steps == 0 and TrainConfig().dropout is None  # no preset: unchanged defaults
+
+
+TRAIN_PRESETS_TWT = {"mode": "lora", "lora_r": 8, "learning_rate": 1e-5, "batch_size": 8, "epochs": 4, "max_length": 4096}
+
+
+def test_unknown_training_preset_is_a_clear_error(tmp_path):
+    path = write(tmp_path, "task: {name: last_letters}\ntrain: {preset: hinton}\n")
+    with pytest.raises(RecipeError, match=r"train: unknown training preset 'hinton'; known: twt, yu2024"):
+        load_recipe(path)
+    recipe = load_recipe(path, ["train.preset=yu2024", "train.learning_rate=1e-5"])
+    assert recipe.train.mode == "full" and recipe.train.learning_rate == 1e-5
+
+
+def test_every_seed_recipe_loads_at_both_sizes_and_says_how_to_run_it(recipes_dir):
+    """recipes/seeds/*.yaml: each loads as shipped and with size=small, and names its command."""
+    seeds = sorted((recipes_dir / "seeds").glob("*.yaml"))
+    assert len(seeds) >= 9
+    for path in seeds:
+        assert load_recipe(path).name and load_recipe(path, ["size=small"]).name
+        assert f"# Run: s2distill run recipes/seeds/{path.name}" in path.read_text(), path.name

@@ -154,3 +154,44 @@ def test_table6_compressor_and_fixed_length_compression_need_no_student_output(s
             words = r["original"].split(" ")
             assert r["rewritten"] == " ".join(words[: -(-len(words) // 2)]).strip()
     assert again["lm"]["calls"] == 8  # the retrained stage-2 student's evaluation: the cut needs no model
+
+
+def test_distilling_step_by_step_trains_two_prefixed_tasks_and_is_asked_with_the_label_prefix(smoke_data, tmp_path):
+    """Hsieh et al. 2023 (TwT Table 1's "Distilling"): per kept input a "[label]" pair (the answer) and a
+    "[rationale]" pair (the rationale alone), in one set; evaluation, predict and export ask with "[label]"."""
+    from s2distill.predict import load_student
+
+    smoke_data["baselines"] = ["distilling_step_by_step"]
+    smoke_data["evaluate"] = {"systems": ["system1"]}
+    report = Pipeline(validate_recipe(smoke_data), tmp_path, progress=False).run()
+    assert [r["system"] for r in report["rows"]] == ["system1", "distilling_step_by_step"]
+    curation = {c["variant"]: c for c in report["curation"]}["distilling_step_by_step"]
+    assert curation["filter"] == "none" and curation["first_sample_only"]  # each teacher's first sample, unfiltered
+    pairs = read_jsonl(tmp_path / "distill" / "distilling_step_by_step" / "stage1-step_by_step.jsonl")
+    by_input: dict[str, list[dict]] = {}
+    for pair in pairs:
+        by_input.setdefault(pair["id"], []).append(pair)
+    assert len(by_input) == curation["kept"] > 0 and all(len(p) == 2 for p in by_input.values())
+    for label, rationale in by_input.values():
+        assert (label["task"], rationale["task"]) == ("label", "rationale")
+        assert label["prompt"].startswith("[label] Q: ") and rationale["prompt"].startswith("[rationale] Q: ")
+        assert label["prompt"].removeprefix("[label] ") == rationale["prompt"].removeprefix("[rationale] ")
+        assert "\n" not in label["completion"].strip() and "The answer is" not in label["completion"]
+        assert rationale["completion"].startswith(' words = ["') and "The answer is" not in rationale["completion"]
+    # The student answers one line after the label prefix: the saved prompt, and predict's program, carry it.
+    weights = tmp_path / "student" / "distilling_step_by_step" / "stage1" / "weights"
+    spec = json.loads((weights / "s2distill_prompt.json").read_text())
+    assert spec["task_prefix"] == "[label] " and spec["prompt"].startswith("[label] Q: ") and not spec["multiline"]
+    assert spec["stop"] == ["\n"]
+    student = load_student(tmp_path, variant="distilling_step_by_step")
+    assert student.prompt({"words": ["Ada", "Bob"]}).startswith("[label] Q: Take the last letters")
+    # Evaluation asked with the prefix too: every test prompt is longer than System 1's by the same tokens.
+    system1 = {r["id"]: r["prompt_tokens"] for r in read_jsonl(tmp_path / "eval" / "system1.jsonl")}
+    asked = {r["id"]: r["prompt_tokens"] for r in read_jsonl(tmp_path / "eval" / "distilling_step_by_step-stage1.jsonl")}
+    assert len({asked[i] - system1[i] for i in system1}) == 1 and asked["test-0"] > system1["test-0"]
+
+
+def test_step_by_step_needs_the_direct_student_method():
+    with pytest.raises(Exception, match="only the direct method has"):
+        validate_recipe({"task": {"name": "last_letters"}, "baselines": ["distilling_step_by_step"],
+                         "student": {"method": {"name": "cot"}}})

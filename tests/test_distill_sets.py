@@ -87,3 +87,38 @@ def test_a_rewrite_is_accepted_only_when_shorter_non_empty_and_keeping_the_answe
 def test_the_rationale_of_a_method_without_one_is_its_last_output():
     trace = Trace("x", "rar", "ao", [Call("p", "rephrased", Usage()), Call("p", "Ada ends in a.\n\nSo ao.", Usage())])
     assert rationale_of(trace) == "Ada ends in a.\nSo ao."
+
+
+def test_step_by_step_gives_a_label_and_a_rationale_pair_per_output_with_task_prefixes():
+    """Hsieh et al. 2023: "[label]" -> the answer, "[rationale]" -> the rationale alone; one label pair when they agree."""
+    from s2distill.distill import evaluated_as
+
+    traces = [pal_trace(0, PROGRAM_A), pal_trace(0, PROGRAM_B, teacher="cot")]
+    pairs = build("step_by_step", traces, traces)
+    assert [(p["task"], p["completion"]) for p in pairs] == [
+        ("label", " ao\n"), ("rationale", ' words = ["Ada", "Bo"]\nprint("".join(w[-1] for w in words))\n'),
+        ("rationale", ' print("ao")\n')]
+    assert all(p["prompt"].startswith(f"[{p['task']}] Q: ") for p in pairs)
+    assert evaluated_as(pairs) == (False, "[label] ")  # asked with the label prefix, one line
+    assert evaluated_as(build("full_reasoning", traces, traces)) == (True, "")
+    assert len(build("step_by_step", traces, traces, max_per_input=1)) == 2
+
+
+def test_the_students_question_suffix_is_in_every_question_of_the_training_prompt():
+    """Yu et al. 2024 Table 6: "{question} Flip means reverse." is the student's prompt, in training too."""
+    from s2distill.lm import FakeLM
+    from s2distill.methods.direct import direct
+
+    suffix = " Flip means reverse."
+    [pair] = build("answer_only", [pal_trace(0, PROGRAM_A)], [pal_trace(0, PROGRAM_A)], question_suffix=suffix)
+    assert pair["prompt"].endswith(f'"Ada Bo" and concatenate them.{suffix}\nA:')
+    assert pair["prompt"].count(f".{suffix}\nA:") == 3  # two exemplars and the question
+    asked = direct(TASK, shots=2, question_suffix=suffix)(EXAMPLE, FakeLM(default=" ao"))
+    assert asked.calls[0].prompt == pair["prompt"]
+    from s2distill.config import validate_recipe
+    from s2distill.student import prompt_spec
+
+    recipe = validate_recipe({"task": {"name": "last_letters"},
+                              "student": {"method": {"name": "direct", "options": {"question_suffix": suffix}}}})
+    for multiline in (False, True):  # the saved prompt (predict, export) carries it, reasoning students' too
+        assert prompt_spec(recipe, TASK, multiline=multiline)["prompt"] == "Q: {question}" + suffix + "\nA:"

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 from s2distill.errors import S2DistillError
 from s2distill.generation_config import GenerationConfig, wrap_for_executor
 from s2distill.lm import FakeLM
+from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 
 
 def test_defaults_are_local_and_unknown_keys_fail():

@@ -13,9 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 from s2distill.generation_config import GenerationConfig, wrap_for_executor
 from s2distill.lm import CachedLM, FakeLM, build_lm
+from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 from s2distill.lm.ray_pool import RayExecutorError, RayPoolLM, split_pieces
 from s2distill.types import Request
 

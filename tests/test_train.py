@@ -79,3 +79,16 @@ def test_training_changes_the_adapter_and_lowers_the_loss(tmp_path):
     steps = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     losses = [s["loss"] for s in steps if "loss" in s]
     assert len(losses) >= 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses  # measured: 5.4 -> 4.5
+
+
+def test_dropout_and_warmup_reach_the_model_and_trl(tmp_path):
+    """`train.dropout` sets the model config's dropout fields (Yu et al. 2024 A.2: "dropout 0.1");
+    `train.warmup_steps` is TRL's warmup."""
+    config = TrainConfig(preset="yu2024", epochs=1, batch_size=2)
+    trainer = build_trainer(PAIRS, tiny_model_dir(), tmp_path, config)
+    model_config = trainer.model.config
+    dropouts = {name: getattr(model_config, name) for name in ("attention_dropout", "hidden_dropout", "dropout")
+                if hasattr(model_config, name)}
+    assert dropouts and all(value == 0.1 for value in dropouts.values())
+    assert trainer.args.warmup_steps == 1 and trainer.args.learning_rate == 5.5e-6
+    assert build_trainer(PAIRS, tiny_model_dir(), tmp_path, TrainConfig(epochs=1)).model.config.attention_dropout == 0.0

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from s2distill.config import TrainConfig
-from s2distill.lm.configs import TinyModel
 from s2distill.errors import TrainingError, TrainingLaunchError
 from s2distill.lm import build_lm
+from s2distill.lm.configs import TinyModel
 from s2distill.lm.tiny import tiny_model_dir
 from s2distill.train import train_student
 from s2distill.train_launch import launch_command, wants_launch

@@ -11,7 +11,7 @@ from pathlib import Path
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.configbase import identity
 from s2distill.curation import output_key
-from s2distill.distill import answers_on_several_lines, distill_pairs, kept_traces
+from s2distill.distill import distill_pairs, evaluated_as, kept_traces
 from s2distill.runfolder import read_json, write_json
 from s2distill.stages.context import RunContext, sampling_identity
 from s2distill.stages.folder import FOLDER, ROWS, Done
@@ -48,12 +48,13 @@ class Trained:
     weights: Done
     multiline: bool
     pairs: int
+    task_prefix: str = ""  # Distilling Step-by-Step's "[label] " (distill.evaluated_as)
 
 
-def student_program_for(ctx: RunContext, multiline: bool, task=None):
+def student_program_for(ctx: RunContext, trained: Trained, task=None):
     """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
-    return student_program(task or ctx.task, ctx.recipe.student.method, multiline=multiline,
-                           reasoning_max_tokens=ctx.recipe.distill.reasoning_max_tokens)
+    return student_program(task or ctx.task, ctx.recipe.student.method, multiline=trained.multiline,
+                           reasoning_max_tokens=ctx.recipe.distill.reasoning_max_tokens, task_prefix=trained.task_prefix)
 
 
 def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces: dict[tuple, Trace],
@@ -63,8 +64,10 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces:
     rewritten = rewritten_rationales(rewrites.value) if rewrites else None
 
     def compute():
-        return distill_pairs(step.fmt, ctx.task, inputs.value, verdicts.value, traces, shots=recipe.student.method.shots,
-                             max_per_input=recipe.distill.max_per_input, rewritten=rewritten)
+        method = recipe.student.method
+        return distill_pairs(step.fmt, ctx.task, inputs.value, verdicts.value, traces, shots=method.shots,
+                             max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
+                             question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "")
 
     return ctx.folder.stage(
         f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=ROWS, compute=compute,
@@ -94,7 +97,7 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, tr
         if how == "teacher_guided":
             student = ctx.models.get(recipe.student.model, adapter=previous.weights.value)
             answered = ctx.run("previous stage's student on the kept inputs",
-                               student_program_for(ctx, previous.multiline), todo, student, temperature=0.0)
+                               student_program_for(ctx, previous), todo, student, temperature=0.0)
             ctx.models.release(student)
             outputs = {t.example_id: t.last_output for t in answered}
         program = compression_program(ctx.task, kept, outputs, prompt_format=refiner.method.prompt_format,
@@ -131,6 +134,7 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     recipe = ctx.recipe
     model = ctx.trainable_student()
     artifact = f"student/{step.variant.name}/stage{step.index}/weights"
+    multiline, task_prefix = evaluated_as(pairs.value)
     made_from = {"train": identity(recipe.train), "model": identity(model), "format": step.fmt,
                  "inputs": {"set": pairs.fingerprint, **({"previous weights": previous.weights.fingerprint}
                                                          if previous else {})}}
@@ -150,12 +154,12 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
             train_student(pairs.value, start or model.weights_dir(), out_dir, recipe.train)
         else:
             train_student(pairs.value, model.weights_dir(), out_dir, recipe.train, init_adapter=start)
-        write_json(weights / PROMPT_FILE, prompt_spec(recipe, ctx.task, multiline=answers_on_several_lines(pairs.value)))
+        write_json(weights / PROMPT_FILE, prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix))
         return weights
 
     weights = ctx.folder.stage(f"train:{step.variant.name}/stage{step.index}", artifact, codec=FOLDER,
                                compute=compute, made_from=made_from)
-    return Trained(weights, answers_on_several_lines(pairs.value), len(pairs.value))
+    return Trained(weights, multiline, len(pairs.value), task_prefix)
 
 
 def _drop_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:

@@ -135,7 +135,7 @@ def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[dict]:
     extra = {"stage": step.label, "model": student.model.describe(trained.weights.value), "train_pairs": trained.pairs,
              "shots": student.method.shots}
     ev = Evaluation(step.variant.name, f"{step.variant.name}-stage{step.index}", student.method.name, student.model,
-                    lambda task: student_program_for(ctx, trained.multiline, task), extra, weights=trained.weights)
+                    lambda task: student_program_for(ctx, trained, task), extra, weights=trained.weights)
     rows = run_evaluation(ctx, ev, release=True)
     return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": extra["model"]}),
                             ctx.source(SYSTEM1_SOURCE))
