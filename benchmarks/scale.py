@@ -14,8 +14,9 @@ fresh subprocess (so its peak memory is its own) that calls the stage functions 
 
 Per stage it prints wall seconds, the framework's own time per 1,000 samples (wall minus
 latency × the LM calls the fake received), the peak resident memory above the stage's start
-(sampled every 5 ms from /proc/self/status) and the artifact's size. Figures, not asserts; the
-load average says whether other jobs shared the cores.
+(sampled every 5 ms from /proc/self/status) and the artifact's size. Beside the wall time, the
+process's CPU time per 1,000 samples (all its threads), which other jobs on the cores disturb less.
+Figures, not asserts; the load average says whether other jobs shared the cores.
 """
 
 from __future__ import annotations
@@ -112,12 +113,12 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
         def timed(name, artifact, fn, lm_batches=lambda: 0):
             before_batches = lm_batches()
             start_rss = rss.mark()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             value = fn()
-            wall = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             batches = lm_batches() - before_batches
             path = root / artifact if artifact else None
-            rows.append({"stage": name, "wall": wall, "lm_batches": batches, "overhead": wall - latency * batches,
+            rows.append({"stage": name, "wall": wall, "cpu": cpu, "lm_batches": batches, "overhead": wall - latency * batches,
                          "rss_growth": rss.peak - start_rss, "rss_end": rss.now(),
                          "artifact_bytes": path.stat().st_size if path and path.exists() else None,
                          "status": ctx.folder.log[-1].status if path and ctx.folder.log else ""})
@@ -157,16 +158,17 @@ def show(size: int, samples: int, latency: float, figures: dict) -> None:
     total = size * samples
     print(f"\n{size} inputs × {samples} samples = {total} samples; fake latency {latency * 1000:g} ms per LM call; "
           f"peak RSS of the process {figures['max_rss_mb']:.0f} MB; cache {figures['cache_bytes'] / 1e6:.1f} MB")
-    print(f"{'run':<26}{'stage':<18}{'status':<9}{'wall s':>8}{'LM calls':>9}{'own ms/1k':>10}{'RSS +MB':>9}"
+    print(f"{'run':<26}{'stage':<18}{'status':<9}{'wall s':>8}{'LM calls':>9}{'own ms/1k':>10}{'CPU ms/1k':>10}{'RSS +MB':>9}"
           f"{'artifact MB':>12}")
     for label in ("first run", "rerun (all kept)", "replay (--redo samples)"):
         for row in figures[label]:
             size_mb = f"{row['artifact_bytes'] / 1e6:.1f}" if row["artifact_bytes"] is not None else "-"
             print(f"{label:<26}{row['stage']:<18}{row['status']:<9}{row['wall']:>8.2f}{row['lm_batches']:>9}"
-                  f"{row['overhead'] / total * 1e6:>10.1f}{row['rss_growth'] / 1e6:>9.0f}{size_mb:>12}")
+                  f"{row['overhead'] / total * 1e6:>10.1f}{row['cpu'] / total * 1e6:>10.1f}{row['rss_growth'] / 1e6:>9.0f}{size_mb:>12}")
         own = sum(row["overhead"] for row in figures[label])
         print(f"{label:<26}{'all':<18}{'':<9}{sum(r['wall'] for r in figures[label]):>8.2f}"
-              f"{sum(r['lm_batches'] for r in figures[label]):>9}{own / total * 1e6:>10.1f}  "
+              f"{sum(r['lm_batches'] for r in figures[label]):>9}{own / total * 1e6:>10.1f}"
+              f"{sum(r['cpu'] for r in figures[label]) / total * 1e6:>10.1f}  "
               f"= {own / total * 1e3:.3f} ms of the framework's own time per sample")
     for lm in figures["lm"]:
         print(f"  {lm['run']}: {lm['calls']} completions generated, {lm['cached']} from the cache, {lm['pairs']} pairs")
