@@ -12,8 +12,9 @@ fresh subprocess (so its peak memory is its own) that calls the stage functions 
 - rerun: every stage kept (what a rerun costs: checking seals and loading artifacts);
 - replay: the samples stage redone (`--redo samples`), every completion served from the cache.
 
-Per stage it prints wall seconds, the framework's own time per 1,000 samples (wall minus
-latency × the LM calls the fake received), the peak resident memory above the stage's start
+Per stage it prints wall seconds, the LM calls (batches) the fake received and the seconds spent
+inside it (its latency and its own scripted work: the model's cost), the framework's own time per
+1,000 samples (wall minus the model's seconds), the peak resident memory above the stage's start
 (sampled every 5 ms from /proc/self/status) and the artifact's size. Beside the wall time, the
 process's CPU time per 1,000 samples (all its threads), which other jobs on the cores disturb less.
 Figures, not asserts; the load average says whether other jobs shared the cores.
@@ -111,14 +112,14 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
         rows = []
 
         def timed(name, artifact, fn, lm_batches=lambda: 0):
-            before_batches = lm_batches()
+            before_batches, before_model = lm_batches(), in_model[0]
             start_rss = rss.mark()
             start, cpu = time.perf_counter(), time.process_time()
             value = fn()
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-            batches = lm_batches() - before_batches
+            batches, model = lm_batches() - before_batches, in_model[0] - before_model
             path = root / artifact if artifact else None
-            rows.append({"stage": name, "wall": wall, "cpu": cpu, "lm_batches": batches, "overhead": wall - latency * batches,
+            rows.append({"stage": name, "wall": wall, "cpu": cpu, "lm_batches": batches, "model": model, "overhead": wall - model,
                          "rss_growth": rss.peak - start_rss, "rss_end": rss.now(),
                          "artifact_bytes": path.stat().st_size if path and path.exists() else None,
                          "status": ctx.folder.log[-1].status if path and ctx.folder.log else ""})
@@ -127,6 +128,17 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
         with ctx.models:
             fake = ctx.models.get(teacher.model).inner
             fake.keep_requests = False  # 800k requests would otherwise all stay in memory
+            in_model = [0.0]  # seconds inside the fake's generate: its latency and its own scripted work
+            generate = fake.generate
+
+            def timed_generate(requests):
+                start = time.perf_counter()
+                try:
+                    return generate(requests)
+                finally:
+                    in_model[0] += time.perf_counter() - start
+
+            fake.generate = timed_generate
             inputs = timed("inputs", "inputs/train.jsonl", lambda: inputs_stage(ctx))
             sampled = timed("samples", f"samples/{teacher.name}.jsonl",
                             lambda: {(teacher.name, False): samples_stage(ctx, teacher.name, inputs)},
@@ -158,16 +170,17 @@ def show(size: int, samples: int, latency: float, figures: dict) -> None:
     total = size * samples
     print(f"\n{size} inputs × {samples} samples = {total} samples; fake latency {latency * 1000:g} ms per LM call; "
           f"peak RSS of the process {figures['max_rss_mb']:.0f} MB; cache {figures['cache_bytes'] / 1e6:.1f} MB")
-    print(f"{'run':<26}{'stage':<18}{'status':<9}{'wall s':>8}{'LM calls':>9}{'own ms/1k':>10}{'CPU ms/1k':>10}{'RSS +MB':>9}"
+    print(f"{'run':<26}{'stage':<18}{'status':<9}{'wall s':>8}{'LM calls':>9}{'model s':>8}{'own ms/1k':>10}{'CPU ms/1k':>10}{'RSS +MB':>9}"
           f"{'artifact MB':>12}")
     for label in ("first run", "rerun (all kept)", "replay (--redo samples)"):
         for row in figures[label]:
             size_mb = f"{row['artifact_bytes'] / 1e6:.1f}" if row["artifact_bytes"] is not None else "-"
-            print(f"{label:<26}{row['stage']:<18}{row['status']:<9}{row['wall']:>8.2f}{row['lm_batches']:>9}"
+            print(f"{label:<26}{row['stage']:<18}{row['status']:<9}{row['wall']:>8.2f}{row['lm_batches']:>9}{row['model']:>8.2f}"
                   f"{row['overhead'] / total * 1e6:>10.1f}{row['cpu'] / total * 1e6:>10.1f}{row['rss_growth'] / 1e6:>9.0f}{size_mb:>12}")
         own = sum(row["overhead"] for row in figures[label])
         print(f"{label:<26}{'all':<18}{'':<9}{sum(r['wall'] for r in figures[label]):>8.2f}"
-              f"{sum(r['lm_batches'] for r in figures[label]):>9}{own / total * 1e6:>10.1f}"
+              f"{sum(r['lm_batches'] for r in figures[label]):>9}{sum(r['model'] for r in figures[label]):>8.2f}"
+              f"{own / total * 1e6:>10.1f}"
               f"{sum(r['cpu'] for r in figures[label]) / total * 1e6:>10.1f}  "
               f"= {own / total * 1e3:.3f} ms of the framework's own time per sample")
     for lm in figures["lm"]:
