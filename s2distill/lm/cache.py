@@ -60,9 +60,9 @@ def open_cache(path: str | Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         # Commits survive a killed process (the WAL's pages are in the OS); only a power loss or
         # an OS crash may lose the last few, which the run then asks the model for again. The
-        # default (FULL) fsyncs on every chunk's commit: 16-21 ms per 64 rows on the disk it was measured on (0.6-6 ms with NORMAL),
-        # a third of a millisecond per sample, the largest part of the framework's own time
-        # (benchmarks/scale.py).
+        # default (FULL) fsyncs on every chunk's commit: 16-21 ms per 64 rows on the disk it was
+        # measured on (0.6-6 ms with NORMAL), up to a third of a millisecond per sample, the
+        # largest part of the framework's own wall time (benchmarks/scale.py).
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(
             "CREATE TABLE IF NOT EXISTS completions (key TEXT, sample INTEGER, text TEXT, prompt_tokens INTEGER,"
