@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
 # The fake's chain of thought: right in 6 samples of 8, so self-consistency keeps most inputs.
 RIGHT = ('The last letter of "\\1\\2" is "\\2". The last letter of "\\3\\4" is "\\4". '
@@ -91,6 +91,20 @@ class RSS:
 
 def one_size(size: int, samples: int, latency: float, workers: int, root: Path, cache: Path) -> dict:
     """Every stage up to the training set, then a rerun and a replay; figures as a dict."""
+    rss = RSS()
+    r = recipe(size, samples, latency, workers)
+    figures: dict[str, list] = {"lm": []}
+    for label, redo in (("first run", ()), ("rerun (all kept)", ()), ("replay (--redo samples)", ("samples",))):
+        figures[label], lm = one_run(r, root, cache, redo, rss)  # its traces are freed when it returns
+        figures["lm"].append({"run": label, **lm})
+    rss.stop()
+    figures["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["cache_bytes"] = sum(p.stat().st_size for p in cache.parent.glob(cache.name + "*"))
+    return figures
+
+
+def one_run(r, root: Path, cache: Path, redo: tuple[str, ...], rss: RSS) -> tuple[list[dict], dict]:
+    """The stages as `Pipeline.run` calls them, each timed: (a row per stage, the LM's counts)."""
     from s2distill.models import Models
     from s2distill.report import curation_summary
     from s2distill.stages.context import RunContext
@@ -100,62 +114,50 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
     from s2distill.stages.sampling import inputs_stage, samples_stage
     from s2distill.variants import plan_variants
 
-    rss = RSS()
     console = Console(stderr=True, quiet=True)
-    figures: dict[str, list] = {}
-    r = recipe(size, samples, latency, workers)
     teacher = r.teachers[0]
+    ctx = RunContext.open(r, RunFolder(root, console, redo=redo), Models(cache), console=console, show_progress=False)
+    variant = plan_variants(r)[0]
+    rows: list[dict] = []
+    in_model = [0.0]  # seconds inside the fake's generate: its latency and its own scripted work
 
-    for label, redo in (("first run", ()), ("rerun (all kept)", ()), ("replay (--redo samples)", ("samples",))):
-        ctx = RunContext.open(r, RunFolder(root, console, redo=redo), Models(cache), console=console, show_progress=False)
-        variant = plan_variants(r)[0]
-        rows = []
+    def timed(name, artifact, fn, lm_batches=lambda: 0):
+        before_batches, before_model = lm_batches(), in_model[0]
+        start_rss = rss.mark()
+        start, cpu = time.perf_counter(), time.process_time()
+        value = fn()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        batches, model = lm_batches() - before_batches, in_model[0] - before_model
+        path = root / artifact if artifact else None
+        rows.append({"stage": name, "wall": wall, "cpu": cpu, "lm_batches": batches, "model": model,
+                     "overhead": wall - model, "rss_growth": rss.peak - start_rss, "rss_end": rss.now(),
+                     "artifact_bytes": path.stat().st_size if path and path.exists() else None,
+                     "status": ctx.folder.log[-1].status if path and ctx.folder.log else ""})
+        return value
 
-        def timed(name, artifact, fn, lm_batches=lambda: 0):
-            before_batches, before_model = lm_batches(), in_model[0]
-            start_rss = rss.mark()
-            start, cpu = time.perf_counter(), time.process_time()
-            value = fn()
-            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-            batches, model = lm_batches() - before_batches, in_model[0] - before_model
-            path = root / artifact if artifact else None
-            rows.append({"stage": name, "wall": wall, "cpu": cpu, "lm_batches": batches, "model": model, "overhead": wall - model,
-                         "rss_growth": rss.peak - start_rss, "rss_end": rss.now(),
-                         "artifact_bytes": path.stat().st_size if path and path.exists() else None,
-                         "status": ctx.folder.log[-1].status if path and ctx.folder.log else ""})
-            return value
+    with ctx.models:
+        fake = ctx.models.get(teacher.model).inner
+        fake.keep_requests = False  # 800k requests would otherwise all stay in memory
+        generate = fake.generate
 
-        with ctx.models:
-            fake = ctx.models.get(teacher.model).inner
-            fake.keep_requests = False  # 800k requests would otherwise all stay in memory
-            in_model = [0.0]  # seconds inside the fake's generate: its latency and its own scripted work
-            generate = fake.generate
+        def timed_generate(requests):
+            start = time.perf_counter()
+            try:
+                return generate(requests)
+            finally:
+                in_model[0] += time.perf_counter() - start
 
-            def timed_generate(requests):
-                start = time.perf_counter()
-                try:
-                    return generate(requests)
-                finally:
-                    in_model[0] += time.perf_counter() - start
-
-            fake.generate = timed_generate
-            inputs = timed("inputs", "inputs/train.jsonl", lambda: inputs_stage(ctx))
-            sampled = timed("samples", f"samples/{teacher.name}.jsonl",
-                            lambda: {(teacher.name, False): samples_stage(ctx, teacher.name, inputs)},
-                            lm_batches=lambda: fake.batches)
-            verdicts = timed("curation", "curation/verdicts.jsonl", lambda: curate_stage(ctx, variant, inputs, sampled))
-            timed("curation summary", None, lambda: curation_summary(variant, verdicts.value, variant_traces(variant, sampled)))
-            step = Step(variant, 1, variant.stages[0])
-            pairs = timed("training set", f"distill/{step.base}.jsonl", lambda: set_stage(
-                ctx, step, inputs, verdicts, traces_by_output(variant_traces(variant, sampled)), None))
-            calls = ctx.models.calls()
-        figures[label] = rows
-        figures.setdefault("lm", []).append({"run": label, **calls, "pairs": len(pairs.value)})
-        del inputs, sampled, verdicts, pairs, ctx
-    rss.stop()
-    figures["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures["cache_bytes"] = sum(p.stat().st_size for p in cache.parent.glob(cache.name + "*"))
-    return figures
+        fake.generate = timed_generate
+        inputs = timed("inputs", "inputs/train.jsonl", lambda: inputs_stage(ctx))
+        sampled = timed("samples", f"samples/{teacher.name}.jsonl",
+                        lambda: {(teacher.name, False): samples_stage(ctx, teacher.name, inputs)},
+                        lm_batches=lambda: fake.batches)
+        verdicts = timed("curation", "curation/verdicts.jsonl", lambda: curate_stage(ctx, variant, inputs, sampled))
+        timed("curation summary", None, lambda: curation_summary(variant, verdicts.value, variant_traces(variant, sampled)))
+        step = Step(variant, 1, variant.stages[0])
+        pairs = timed("training set", f"distill/{step.base}.jsonl", lambda: set_stage(
+            ctx, step, inputs, verdicts, traces_by_output(variant_traces(variant, sampled)), None))
+        return rows, {**ctx.models.calls(), "pairs": len(pairs.value)}
 
 
 def machine() -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import threading
+from collections.abc import Callable, Sequence
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
