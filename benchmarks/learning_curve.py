@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import yaml  # noqa: E402
+
 from s2distill.config import apply_override, validate_recipe  # noqa: E402
 from s2distill.curation import output_key  # noqa: E402
 from s2distill.distill import distill_pairs  # noqa: E402
@@ -36,8 +38,6 @@ from s2distill.runfolder import read_jsonl  # noqa: E402
 from s2distill.tasks import build_task  # noqa: E402
 from s2distill.train import train_student  # noqa: E402
 from s2distill.types import Example, Trace, Verdict  # noqa: E402
-
-import yaml  # noqa: E402
 
 
 def load_pool(run: Path, overrides: list[str]):

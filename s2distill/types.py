@@ -151,7 +151,16 @@ class Trace:
         return total
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """`asdict(self)`, built directly when `meta` is empty (most samples): `asdict` recurses
+        through every field and copies each value, a third of writing a samples artifact."""
+        if self.meta:  # method detail of any shape: converted and copied as asdict does
+            return asdict(self)
+        return {"example_id": self.example_id, "method": self.method, "answer": self.answer,
+                "calls": [{"prompt": c.prompt, "output": c.output,
+                           "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens},
+                           "name": c.name} for c in self.calls],
+                "error": self.error, "sample": self.sample, "meta": {}, "teacher": self.teacher,
+                "rationale": self.rationale, "final_response": self.final_response, "confidence": self.confidence}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:

@@ -80,3 +80,25 @@ def test_completed_chunks_are_kept_when_the_model_fails(tmp_path):
     lm2 = CachedLM(healthy, tmp_path / "c.sqlite")
     lm2.generate(requests)
     assert lm2.stats.cached == 3 and healthy.completions == 2
+
+
+def test_a_batch_of_more_requests_than_one_lookup_query_holds_is_served_whole(tmp_path):
+    """Lookups go `LOOKUP_KEYS` keys per query (benchmarks/scale.py): a batch larger than that,
+    with repeated prompts and a greedy request among them, comes back complete and in order."""
+    inner = numbered_fake()
+    lm = CachedLM(inner, tmp_path / "c.sqlite", chunk_rows=100)
+    requests = [Request(prompt=f"p{i % 700}", temperature=0.7, first_sample=i % 3, n=2) for i in range(1200)]
+    requests.append(Request(prompt="g", temperature=0.0, n=3))
+    first = lm.generate(requests)
+    again = lm.generate(requests)
+    assert [[c.text for c in row] for row in again] == [[c.text for c in row] for row in first]
+    assert [[c.sample_index for c in row] for row in again] == [[c.sample_index for c in row] for row in first]
+    assert all(c.cached for row in again for c in row)
+    assert first[0][1].text == "sample 1 of p0" and again[-1][2].text == "sample 0 of g"
+
+
+def test_fake_latency_and_requests_not_kept():
+    lm = FakeLM(responder=lambda request, k: "x", latency=0.01, keep_requests=False)
+    lm.generate([Request(prompt="a")])
+    lm.generate([Request(prompt="b")])
+    assert lm.batches == 2 and lm.requests == [] and lm.completions == 2

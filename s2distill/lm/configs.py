@@ -200,6 +200,8 @@ class FakeModel(_Backend):
     backend: Literal["fake"] = "fake"
     rules: list[dict[str, Any]] = Field(default_factory=list, description="[{pattern, responses}]")
     default: str = Field("", description="text when no rule matches")
+    latency: float = runtime_field(0.0, ge=0.0, description="seconds per call (a batch of requests), to time the framework's "
+                                   "own overhead against a model's (benchmarks/scale.py)")
 
     @model_validator(mode="after")
     def _rules(self) -> FakeModel:
@@ -216,7 +218,7 @@ class FakeModel(_Backend):
         from s2distill.lm.fake import FakeLM
 
         self._no_adapter(adapter)
-        return FakeLM(self.rules, default=self.default)
+        return FakeLM(self.rules, default=self.default, latency=self.latency)
 
     def describe(self, adapter: Path | None = None) -> str:
         return "fake LM"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,20 +39,29 @@ class FakeLM:
         responder: Responder | None = None,
         name: str | None = None,
         fail_after: int | None = None,
+        latency: float = 0.0,
+        keep_requests: bool = True,
     ):
         self.rules = [r if isinstance(r, Rule) else Rule(r["pattern"], tuple(r["responses"])) for r in rules]
         self.default = default
         self.responder = responder
         self.fail_after = fail_after  # raise after this many completions: simulates a crash mid-run
+        self.latency = latency  # seconds slept per `generate` call (a batch), as a served model would take
+        self.keep_requests = keep_requests  # False: do not keep every request (a benchmark's 800k would all stay in memory)
         self.requests: list[Request] = []  # every request received, for tests
+        self.batches = 0  # `generate` calls so far
         self.completions = 0
         digest = hashlib.sha256(json.dumps([[r.pattern, r.responses] for r in self.rules] + [default]).encode())
         self.name = name or f"fake:{digest.hexdigest()[:12]}"
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        self.batches += 1
+        if self.latency:
+            time.sleep(self.latency)
         out = []
         for request in requests:
-            self.requests.append(request)
+            if self.keep_requests:
+                self.requests.append(request)
             prompt = request.prompt if request.prompt is not None else render_messages(request.messages or ())
             samples = []
             for k in range(request.first_sample, request.first_sample + request.n):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
@@ -97,18 +97,50 @@ def run_program(
 
     if not jobs:
         return []
-    pool = ThreadPoolExecutor(max_workers=workers)
+    traces: list[Trace | None] = [None] * len(jobs)
+    queue = iter(enumerate(jobs))
+    taking = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()  # no further job starts: a program failed, or the run was interrupted
+    over = threading.Event()  # set on the first error, or when the last worker ends
+    running = [workers]
+
+    def work() -> None:
+        # `workers` threads each take the next job until none is left, rather than one Future per
+        # job submitted up front (a Future, a work item and their locks per sample: 800k of each
+        # at 100k inputs × 8). Each trace lands at its job's position: (example, sample) order.
+        try:
+            while not stop.is_set():
+                with taking:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                index, job = item
+                traces[index] = one(job)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(exc)
+            stop.set()
+            over.set()
+        finally:
+            with taking:
+                running[0] -= 1
+                if running[0] == 0:
+                    over.set()
+
+    started: list[threading.Thread] = []
     try:
-        futures = [pool.submit(one, job) for job in jobs]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in finished if f.exception() is not None]
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
-        traces = [f.result() for f in futures]
-        check_failures(traces, max_failures)
-        return traces
+        for i in range(workers):
+            started.append(threading.Thread(target=work, name=f"s2distill-program-{i}"))
+            started[-1].start()
+        over.wait()
+        if errors:
+            raise errors[0]
+        check_failures(traces, max_failures)  # type: ignore[arg-type]
+        return traces  # type: ignore[return-value]
     finally:
-        # On an error or Ctrl-C, queued programs are dropped and running ones stop at their next
+        # On an error or Ctrl-C, no further job starts and running programs stop at their next
         # call; only the batch already with the model finishes (and reaches the cache).
+        stop.set()
         batcher.close()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for thread in started:
+            thread.join()

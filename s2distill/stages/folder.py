@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 
 from s2distill.errors import RunFolderError
-from s2distill.runfolder import read_json, read_jsonl, seal_of, sealed, write_json, write_jsonl, write_seal
+from s2distill.runfolder import iter_jsonl, read_json, seal_of, sealed, write_json, write_jsonl, write_seal
 from s2distill.types import Example, Trace, Verdict
 
 STAGE_KINDS = ("inputs", "samples", "curation", "compress", "distill", "train", "eval", "reference")
@@ -56,7 +56,7 @@ class Codec:
 
 def _rows_codec(to_row: Callable[[Any], dict], from_row: Callable[[dict], Any]) -> Codec:
     return Codec(lambda path, value, extra: write_jsonl(path, (to_row(v) for v in value), seal=extra),
-                 lambda path: [from_row(row) for row in read_jsonl(path)])
+                 lambda path: [from_row(row) for row in iter_jsonl(path)])
 
 
 ROWS = _rows_codec(lambda row: row, lambda row: row)
