@@ -82,7 +82,8 @@ class Pipeline:
             with ctx.models:
                 _record_recipe(self.out, recipe)
                 inputs = inputs_stage(ctx)
-                samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed)
+                logprobs = any(v.needs_logprobs for v in self.variants)  # one sampling serves every variant
+                samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs)
                            for name, perturbed in _sources(self.variants)}
                 rows, summaries = [], []
                 for variant in self.variants:

@@ -50,6 +50,7 @@ class Request:
     seed: int = 0
     n: int = 1
     first_sample: int = 0
+    logprobs: bool = False  # ask for the completion's log-probability (backends that have it)
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -102,6 +103,7 @@ class Completion:
     sample_index: int = 0
     cached: bool = False
     error: str | None = None  # the server refused this request for good (a 4xx): no text, never cached
+    logprob: float | None = None  # sum of the generated tokens' log-probabilities, when asked and known
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Call:
     output: str
     usage: Usage
     name: str = "generate"
+    logprob: float | None = None  # the completion's log-probability, when the run asked for it
 
 
 @dataclass
@@ -144,6 +147,15 @@ class Trace:
         return self.calls[-1].output if self.calls else ""
 
     @property
+    def mean_logprob(self) -> float | None:
+        """The mean log-probability per generated token over every call (None when a call has none):
+        TwT Table 5's log-probability criterion."""
+        if not self.calls or any(c.logprob is None for c in self.calls):
+            return None
+        tokens = sum(c.usage.completion_tokens for c in self.calls)
+        return sum(c.logprob for c in self.calls) / max(tokens, 1)
+
+    @property
     def usage(self) -> Usage:
         total = Usage()
         for call in self.calls:
@@ -158,7 +170,7 @@ class Trace:
         return {"example_id": self.example_id, "method": self.method, "answer": self.answer,
                 "calls": [{"prompt": c.prompt, "output": c.output,
                            "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens},
-                           "name": c.name} for c in self.calls],
+                           "name": c.name, "logprob": c.logprob} for c in self.calls],
                 "error": self.error, "sample": self.sample, "meta": {}, "teacher": self.teacher,
                 "rationale": self.rationale, "final_response": self.final_response, "confidence": self.confidence}
 

@@ -48,6 +48,10 @@ class Variant:
     def needs_perturbed(self) -> bool:
         return any(f.needs_perturbed for f in self.filters)
 
+    @property
+    def needs_logprobs(self) -> bool:
+        return any(f.needs_logprobs for f in self.filters)
+
 
 def plan_variants(recipe) -> list[Variant]:
     teachers = tuple(t.name for t in recipe.teachers)

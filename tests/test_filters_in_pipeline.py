@@ -100,3 +100,39 @@ def test_dual_criteria_keeps_confident_outputs_then_the_most_different_pair_by_t
     assert per_teacher["twt-4"]["kept"] == 0 and per_teacher["twt-3"]["kept"] == 4
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-full_reasoning.jsonl")
     assert len(pairs) == 8  # two rationales per input, as TwT trains on
+
+
+def test_table5_log_probability_and_hard_rejection_sampling(tmp_path):
+    """TwT Table 5's alternatives to confidence selection: the teachers' mean token log-probability
+    (recorded on every call when a filter needs it), or agreement (self-consistency), each followed
+    by the most diverse pair."""
+    pytest.importorskip("sentence_transformers")
+    teachers = [twt_teacher("Take the last letter of each word and join them.", 0.2),
+                twt_teacher("A much longer rationale: go through the words one at a time, take the last letter of "
+                            "each, and join the letters in order.", 0.2),
+                twt_teacher("Join the final letters.", 0.2)]
+    base = {"task": {"name": "last_letters", "train_size": 4, "test_size": 2}, "teachers": teachers,
+            "student": STUDENT, "train": TRAIN, "evaluate": {"systems": ["distilled"]},
+            "distill": {"stages": ["full_reasoning"]}}
+    # The fake's scripted log-probability is -0.1 per token, the same mean for every output: a bar
+    # above it rejects all, a bar below keeps all three, then the most diverse two.
+    Pipeline(validate_recipe({**base, "curation": {"filter": {"name": "logprob", "min_mean_logprob": -0.05}}}),
+             tmp_path / "strict", progress=False).run()
+    strict = read_jsonl(tmp_path / "strict" / "curation" / "verdicts.jsonl")
+    assert not any(v["kept"] for v in strict)
+    assert all(v["reason"] == "no output with mean token log-probability >= -0.05 (3 outputs)" for v in strict)
+    samples = read_jsonl(tmp_path / "strict" / "samples" / "twt.jsonl")
+    assert all(c["logprob"] is not None and c["logprob"] < 0 for t in samples for c in t["calls"])
+
+    Pipeline(validate_recipe({**base, "curation": {"filter": {"name": "logprob", "min_mean_logprob": -0.2}}}),
+             tmp_path / "lenient", progress=False).run()
+    lenient = read_jsonl(tmp_path / "lenient" / "curation" / "verdicts.jsonl")
+    assert all(v["kept"] and len(v["meta"]["kept"]) == 2 and "most diverse pair" in v["reason"] for v in lenient)
+
+    Pipeline(validate_recipe({**base, "curation": {"filter": ["self_consistency", "diverse_pair"]}}),
+             tmp_path / "hard", progress=False).run()
+    hard = read_jsonl(tmp_path / "hard" / "curation" / "verdicts.jsonl")
+    assert all(v["kept"] and len(v["meta"]["kept"]) == 2 and v["filter"] == "self_consistency+diverse_pair"
+               for v in hard)
+    plain = read_jsonl(tmp_path / "hard" / "samples" / "twt.jsonl")
+    assert all(c["logprob"] is None for t in plain for c in t["calls"])  # asked for only where a filter reads it

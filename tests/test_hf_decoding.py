@@ -79,3 +79,31 @@ def test_the_shortlist_nucleus_is_the_exact_top_p_distribution():
         assert abs(got - want) < 0.03, counts
     greedy = Request(prompt="x", temperature=0.0)
     assert _pick_tokens(logits.repeat(2, 1), [greedy, request], [generator, generator])[0] == 0
+
+
+def test_a_completions_log_probability_is_the_models_own():
+    """`Request(logprobs=True)`: the sum of log p(token) of the generated tokens, at temperature 1,
+    equal to a forward pass over prompt and completion (where the text re-tokenises to the same
+    tokens: the greedy rows here; the tiny model's sampled bytes do not)."""
+    import torch
+
+    lm = _lm()
+    model, tokenizer = lm.load()
+    requests = [Request(prompt=p, temperature=t, max_tokens=8, logprobs=True, seed=3) for p in PROMPTS[:2]
+                for t in (0.0, 0.9)]
+    compared = 0
+    for request, [completion] in zip(requests, lm.generate(requests)):
+        assert completion.logprob is not None and completion.logprob < 0
+        prompt_ids = tokenizer(request.prompt).input_ids
+        generated = tokenizer(request.prompt + completion.text).input_ids[len(prompt_ids):]
+        if len(generated) != completion.usage.completion_tokens:
+            continue  # the decoded text re-tokenises differently: not comparable token for token
+        ids = torch.tensor([prompt_ids + generated])
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        expected = logits.log_softmax(-1).gather(-1, torch.tensor(generated)[:, None]).sum().item()
+        assert abs(completion.logprob - expected) < 1e-3, (completion.logprob, expected)
+        compared += 1
+    assert compared >= 2
+    [[plain]] = lm.generate([Request(prompt=PROMPTS[0], temperature=0.0, max_tokens=8)])
+    assert plain.logprob is None  # only when asked

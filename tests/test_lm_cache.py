@@ -102,3 +102,28 @@ def test_fake_latency_and_requests_not_kept():
     lm.generate([Request(prompt="a")])
     lm.generate([Request(prompt="b")])
     assert lm.batches == 2 and lm.requests == [] and lm.completions == 2
+
+
+def test_log_probabilities_are_kept_and_asked_for_under_their_own_key(tmp_path):
+    from s2distill.lm.cache import request_key
+
+    fake = FakeLM(default="a b c")
+    lm = CachedLM(fake, tmp_path / "c.sqlite")
+    asked = Request(prompt="x", temperature=0.7, n=2, logprobs=True)
+    first = lm.generate([asked])[0]
+    again = CachedLM(FakeLM(default="a b c"), tmp_path / "c.sqlite").generate([asked])[0]
+    assert [c.logprob for c in again] == [c.logprob for c in first] and all(c.cached for c in again)
+    assert all(abs(c.logprob + 0.3) < 1e-9 for c in first)  # the fake: -0.1 per token
+    plain = Request(prompt="x", temperature=0.7, n=2)
+    assert request_key("m", plain) != request_key("m", asked)  # a plain request keeps its earlier key
+    assert all(c.logprob is None for c in lm.generate([plain])[0])
+
+
+def test_an_openai_replys_token_log_probabilities_add_up():
+    from types import SimpleNamespace as NS
+
+    from s2distill.lm.openai_api import _summed_logprob
+
+    assert _summed_logprob(NS(logprobs=NS(token_logprobs=[-0.5, -0.25, None]))) == -0.75  # /completions
+    assert _summed_logprob(NS(logprobs=NS(token_logprobs=None, content=[NS(logprob=-1.0), NS(logprob=-0.5)]))) == -1.5
+    assert _summed_logprob(NS(logprobs=None)) is None and _summed_logprob(NS()) is None

@@ -40,25 +40,33 @@ def dual_criteria(
     *,
     embed: Embed,
     threshold: float = 0.95,
+    score: Callable[[Trace], float | None] = lambda t: t.confidence,
+    criterion: str = "confidence",
+    name: str = "dual_criteria",
 ) -> list[Verdict]:
-    """`outputs_by_input[id]` lists every teacher's traces for the input; their `meta` holds
-    `teacher`, `confidence` and `rationale` (as the `twt` method and the pipeline record them)."""
+    """`outputs_by_input[id]` lists every teacher's traces for the input, with their `teacher`,
+    `confidence` and `rationale` (as the `twt` method and the sampling stage record them).
+
+    Quality selection keeps the outputs whose `score` is at least `threshold`: the self-reported
+    confidence (DCRS), or TwT Table 5's alternative, the mean token log-probability
+    (`Trace.mean_logprob`); `score=None` keeps every parseable output (diversity selection alone,
+    after another filter's hard rejection)."""
     verdicts = []
     for example_id, outputs in outputs_by_input.items():
-        passing = [
-            t for t in outputs
-            if t.answer is not None and t.confidence is not None and t.confidence >= threshold
-        ]
+        passing = [t for t in outputs if t.answer is not None and (score is None or (
+            (value := score(t)) is not None and value >= threshold))]
         if not passing:
-            reason = f"no output with confidence >= {threshold:g} ({len(outputs)} outputs)"
-            verdicts.append(Verdict(example_id, False, reason, None, "dual_criteria"))
+            reason = (f"no output with {criterion} >= {threshold:g} ({len(outputs)} outputs)" if score is not None
+                      else f"no parseable answer in {len(outputs)} outputs")
+            verdicts.append(Verdict(example_id, False, reason, None, name))
             continue
-        reason = f"{len(passing)} of {len(outputs)} outputs with confidence >= {threshold:g}"
+        reason = (f"{len(passing)} of {len(outputs)} outputs with {criterion} >= {threshold:g}" if score is not None
+                  else f"{len(passing)} of {len(outputs)} outputs")
         kept = passing
         if len(passing) >= 3:
             i, j, similarity = most_diverse_pair(np.asarray(embed([t.rationale or "" for t in passing])))
             kept = [passing[i], passing[j]]
             names = " and ".join(f"{teacher_of(t)}#{t.sample}" for t in kept)
             reason += f"; most diverse pair {names}, cosine {similarity:.2f}"
-        verdicts.append(Verdict(example_id, True, reason, kept[0].answer, "dual_criteria", {"kept": output_refs(kept)}))
+        verdicts.append(Verdict(example_id, True, reason, kept[0].answer, name, {"kept": output_refs(kept)}))
     return verdicts

@@ -48,6 +48,7 @@ class FilterInputs:
 class _FilterConfig(Strict):
     needs_perturbed: ClassVar[bool] = False  # the run samples the perturbed inputs for it
     needs_judge: ClassVar[bool] = False  # the run composes with a judge teacher's model
+    needs_logprobs: ClassVar[bool] = False  # the run's samples record their log-probabilities
 
     def build(self, inputs: FilterInputs) -> Filter:
         raise NotImplementedError
@@ -110,6 +111,36 @@ class DualCriteriaFilter(_FilterConfig):
         return lambda grouped: dual_criteria(dict(grouped), embed=inputs.embed(self.embedder), threshold=self.threshold)
 
 
+class LogProbFilter(_FilterConfig):
+    """TwT Table 5's "Log Probability Hard Rejection Sampling": DCRS with the quality criterion
+    replaced by the teacher's own mean token log-probability (the paper names the alternative only;
+    a per-token mean, so long and short outputs compare, is our reading), then the most diverse pair."""
+
+    name: Literal["logprob"] = "logprob"
+    needs_logprobs: ClassVar[bool] = True
+    min_mean_logprob: float = Field(-0.5, le=0.0, description="least mean log-probability per generated token kept")
+    embedder: str = Field("default", description="as dual_criteria's")
+
+    def build(self, inputs: FilterInputs) -> Filter:
+        return lambda grouped: dual_criteria(dict(grouped), embed=inputs.embed(self.embedder),
+                                             threshold=self.min_mean_logprob, score=lambda t: t.mean_logprob,
+                                             criterion="mean token log-probability", name="logprob")
+
+
+class DiversePairFilter(_FilterConfig):
+    """DCRS's diversity selection alone: of an input's parseable outputs, the least similar pair
+    (all of them when there are fewer than three). After `self_consistency` it is TwT Table 5's
+    "Hard Rejection Sampling" row read as agreement-based rejection: `filter: [self_consistency,
+    diverse_pair]`."""
+
+    name: Literal["diverse_pair"] = "diverse_pair"
+    embedder: str = Field("default", description="as dual_criteria's")
+
+    def build(self, inputs: FilterInputs) -> Filter:
+        return lambda grouped: dual_criteria(dict(grouped), embed=inputs.embed(self.embedder), score=None,
+                                             name="diverse_pair")
+
+
 class NoFilter(_FilterConfig):
     """Keep every input with a parseable output (the ablation baseline)."""
 
@@ -119,10 +150,11 @@ class NoFilter(_FilterConfig):
         return lambda grouped: no_filter(dict(grouped))
 
 
-FILTER_CLASSES = (SelfConsistencyFilter, PerturbationFilter, USCFilter, DualCriteriaFilter, NoFilter)
+FILTER_CLASSES = (SelfConsistencyFilter, PerturbationFilter, USCFilter, DualCriteriaFilter, LogProbFilter,
+                  DiversePairFilter, NoFilter)
 FILTERS = tuple(cls.model_fields["name"].default for cls in FILTER_CLASSES)
-FilterConfig = Annotated[SelfConsistencyFilter | PerturbationFilter | USCFilter | DualCriteriaFilter | NoFilter,
-                         Field(discriminator="name")]
+FilterConfig = Annotated[SelfConsistencyFilter | PerturbationFilter | USCFilter | DualCriteriaFilter | LogProbFilter
+                         | DiversePairFilter | NoFilter, Field(discriminator="name")]
 
 
 def compose(filters: Sequence[_FilterConfig], inputs: FilterInputs) -> Filter:

@@ -37,8 +37,10 @@ class SampledLM:
     with several calls stays one coherent sample.
     """
 
-    def __init__(self, inner: LM, *, temperature: float, top_p: float = 1.0, sample: int = 0, seed: int = 0):
+    def __init__(self, inner: LM, *, temperature: float, top_p: float = 1.0, sample: int = 0, seed: int = 0,
+                 logprobs: bool = False):
         self.inner = inner
+        self.logprobs = logprobs  # every request asks for its log-probability (a filter reads it)
         self.name = inner.name
         self._temperature = temperature
         self._top_p = top_p
@@ -47,6 +49,8 @@ class SampledLM:
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         def fill(request: Request) -> Request:
+            if self.logprobs and not request.logprobs:
+                request = dataclasses.replace(request, logprobs=True)
             if request.temperature is not None:  # the method pinned it; respect that
                 return request
             return dataclasses.replace(

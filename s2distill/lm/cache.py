@@ -36,6 +36,7 @@ def request_key(model: str, request: Request) -> str:
         **request.settings(),
         "max_tokens": request.max_tokens,
         "stop": list(request.stop),
+        **({"logprobs": True} if request.logprobs else {}),  # absent otherwise: earlier keys stay valid
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -71,6 +72,8 @@ def open_cache(path: str | Path) -> sqlite3.Connection:
         columns = {row[1] for row in db.execute("PRAGMA table_info(completions)")}
         if "model" not in columns:  # a cache written before rows named their model
             db.execute("ALTER TABLE completions ADD COLUMN model TEXT")
+        if "logprob" not in columns:  # ... or kept log-probabilities
+            db.execute("ALTER TABLE completions ADD COLUMN logprob REAL")
         db.execute("CREATE INDEX IF NOT EXISTS completions_model ON completions (model)")
         db.commit()
         return db
@@ -111,7 +114,7 @@ class CachedLM:
             for start in range(0, len(unique), self.LOOKUP_KEYS):
                 part = unique[start : start + self.LOOKUP_KEYS]
                 rows = self._db.execute(
-                    "SELECT key, sample, text, prompt_tokens, completion_tokens, finish_reason FROM completions "
+                    "SELECT key, sample, text, prompt_tokens, completion_tokens, finish_reason, logprob FROM completions "
                     f"WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
                 for key, sample, *rest in rows:
                     found[(key, sample)] = rest
@@ -121,9 +124,11 @@ class CachedLM:
         with self._lock:
             try:
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO completions (key, sample, text, prompt_tokens, completion_tokens, "
+                    "finish_reason, model, logprob) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason, self.name)
+                        (k, s, c.text, c.usage.prompt_tokens, c.usage.completion_tokens, c.finish_reason, self.name,
+                         c.logprob)
                         for k, s, c in rows
                     ],
                 )
@@ -171,8 +176,9 @@ def import_cache(source: str | Path, into: str | Path) -> int:
         open_cache(source).close()  # brought up to date: it has the model column
         db.execute("ATTACH DATABASE ? AS source", (str(source),))
         before = db.total_changes
-        db.execute("INSERT OR IGNORE INTO completions SELECT key, sample, text, prompt_tokens, completion_tokens, "
-                   "finish_reason, model FROM source.completions")
+        db.execute("INSERT OR IGNORE INTO completions (key, sample, text, prompt_tokens, completion_tokens, "
+                   "finish_reason, model, logprob) SELECT key, sample, text, prompt_tokens, completion_tokens, "
+                   "finish_reason, model, logprob FROM source.completions")
         db.commit()
         added = db.total_changes - before
         db.execute("DETACH DATABASE source")
@@ -214,8 +220,9 @@ def clear_cache(path: str | Path, *, model: str | None = None) -> int:
 
 
 def _completion(row: tuple, sample: int) -> Completion:
-    text, prompt_tokens, completion_tokens, reason = row
-    return Completion(text, Usage(prompt_tokens, completion_tokens), reason, sample_index=sample, cached=True)
+    text, prompt_tokens, completion_tokens, reason, logprob = row
+    return Completion(text, Usage(prompt_tokens, completion_tokens), reason, sample_index=sample, cached=True,
+                      logprob=logprob)
 
 
 def _span(request: Request, first: int, n: int) -> Request:

@@ -73,7 +73,9 @@ class FakeLM:
                 if len(words) > request.max_tokens:  # crude, but honours the budget
                     text, stopped = " ".join(words[: request.max_tokens]), False
                 usage = Usage(count_text_tokens(prompt), count_text_tokens(text))
-                samples.append(Completion(text, usage, "stop" if stopped or raw == text else "length", k))
+                # A scripted log-probability when asked: -0.1 per token, so longer outputs are less likely.
+                logprob = -0.1 * usage.completion_tokens if request.logprobs else None
+                samples.append(Completion(text, usage, "stop" if stopped or raw == text else "length", k, logprob=logprob))
                 self.completions += 1
             out.append(samples)
         return out

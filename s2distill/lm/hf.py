@@ -124,6 +124,7 @@ class HFLM:
             generators.append(g)
 
         n_rows = len(row_requests)
+        logprobs = [0.0 if req.logprobs else None for req in row_requests]  # summed log p of each kept token
         tokens: list[list[int]] = [[] for _ in range(n_rows)]
         texts = [""] * n_rows
         done = [False] * n_rows
@@ -135,12 +136,20 @@ class HFLM:
             live = list(range(n_rows))  # the rows still in the batch, in batch order
             for _ in range(max(r.max_tokens for r in row_requests)):
                 picked = _pick_tokens(logits, [row_requests[r] for r in live], [generators[r] for r in live])
-                for r, t in zip(live, picked):
+                wanted = [j for j, r in enumerate(live) if logprobs[r] is not None]
+                if wanted:  # the model's own log p (temperature 1) of the picked tokens
+                    rows_ = torch.tensor(wanted, device=self._device)
+                    chosen = torch.tensor([picked[j] for j in wanted], device=self._device)
+                    step_lp = (logits[rows_, chosen] - torch.logsumexp(logits[rows_], dim=-1)).tolist()
+                    step_of = dict(zip(wanted, step_lp))
+                for j, (r, t) in enumerate(zip(live, picked)):
                     req = row_requests[r]
                     if t in self._eos:
                         done[r] = True
                         continue
                     tokens[r].append(t)
+                    if logprobs[r] is not None:
+                        logprobs[r] += step_of[j]
                     texts[r] = tokenizer.decode(tokens[r], skip_special_tokens=True)
                     if len(tokens[r]) >= req.max_tokens or (req.stop and truncate_at_stop(texts[r], req.stop)[1]):
                         done[r] = True
@@ -164,7 +173,8 @@ class HFLM:
         for r, req in enumerate(row_requests):
             text, stopped = truncate_at_stop(texts[r], req.stop)
             finish = "stop" if stopped or len(tokens[r]) < req.max_tokens else "length"
-            completions.append(Completion(text, Usage(prompt_lengths[owner[r]], len(tokens[r])), finish, samples[r]))
+            completions.append(Completion(text, Usage(prompt_lengths[owner[r]], len(tokens[r])), finish, samples[r],
+                                          logprob=logprobs[r]))
         return completions
 
 

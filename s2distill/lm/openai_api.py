@@ -229,9 +229,10 @@ class OpenAICompatibleLM:
             **({} if request.greedy else {"seed": request.sample_seed(sample, bits=31)}),
         }
         if request.prompt is not None:
-            return client.completions.create(prompt=request.prompt, **settings)
+            return client.completions.create(prompt=request.prompt, **settings, **({"logprobs": 1} if request.logprobs else {}))
         messages = [{"role": role, "content": content} for role, content in request.messages or ()]
-        return client.chat.completions.create(messages=messages, **settings)
+        return client.chat.completions.create(messages=messages, **settings,
+                                              **({"logprobs": True} if request.logprobs else {}))
 
     @staticmethod
     def _parse(response, sample: int) -> Completion:
@@ -246,7 +247,20 @@ class OpenAICompatibleLM:
         usage = getattr(response, "usage", None)
         tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
         finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
-        return Completion(text, tokens, finish, sample)
+        return Completion(text, tokens, finish, sample, logprob=_summed_logprob(choice))
+
+
+def _summed_logprob(choice) -> float | None:
+    """The completion's log-probability from a choice's `logprobs`, when the server sent them:
+    /completions' `token_logprobs`, or /chat/completions' `content[].logprob`."""
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    values = getattr(logprobs, "token_logprobs", None)
+    if values is None:
+        values = [getattr(item, "logprob", None) for item in getattr(logprobs, "content", None) or []]
+    values = [v for v in values if isinstance(v, int | float)]
+    return float(sum(values)) if values else None
 
 
 def prompt_chars(request: Request) -> int:

@@ -40,5 +40,5 @@ def ask(
     else:
         request = Request(prompt=text, max_tokens=max_tokens, stop=stop, temperature=temperature, first_sample=first_sample)
     [completion] = lm.generate([request])[0]
-    calls.append(Call(text, completion.text, completion.usage, name))
+    calls.append(Call(text, completion.text, completion.usage, name, logprob=completion.logprob))
     return completion

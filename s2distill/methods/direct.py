@@ -49,7 +49,7 @@ def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multili
         [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=stop)])[0]
         answer = task.parse_answer(completion.text)
         return Trace(
-            example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer")],
+            example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer", completion.logprob)],
             error=None if answer is not None else f"unparseable answer: {completion.text[:80]!r}",
         )
 

@@ -40,7 +40,7 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
         else:
             error = None
         return Trace(
-            example.id, "pal", answer, [Call(prompt, code, completion.usage, "program")], error=error,
+            example.id, "pal", answer, [Call(prompt, code, completion.usage, "program", completion.logprob)], error=error,
             meta={"stdout": result.stdout[:500]}, rationale=code.strip(),
         )
 

@@ -67,8 +67,10 @@ def run_program(
     workers: int = 16,
     on_trace: Callable[[Trace], None] | None = None,
     max_failures: float = 0.0,
+    logprobs: bool = False,
 ) -> list[Trace]:
     """Run `program` on every example `samples` times; traces come back in (example, sample) order.
+    `logprobs`: every call asks for its completion's log-probability (TwT Table 5's criterion).
 
     Programs run in `workers` threads; their LM calls meet in a `BatchingLM`, so the backend sees
     up to `workers` requests at once. Sample `k` of an example is run with the LM's sample index
@@ -85,7 +87,7 @@ def run_program(
     def one(job: tuple[Example, int]) -> Trace:
         example, k = job
         with batcher.program():
-            view = _RefusalsRaise(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed)
+            view = _RefusalsRaise(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed, logprobs=logprobs)
             try:
                 trace = program(example, view)
             except RefusedRequest as exc:

@@ -19,16 +19,19 @@ def inputs_stage(ctx: RunContext) -> Done:
                             compute=lambda: examples, codec=EXAMPLES)
 
 
-def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False) -> Done:
+def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False,
+                  logprobs: bool = False) -> Done:
     """N sampled runs of a source's program per input (on the answer-preserving perturbation of
-    each input when `perturbed`): `samples/NAME[.perturbed].jsonl`."""
+    each input when `perturbed`): `samples/NAME[.perturbed].jsonl`. `logprobs`: every call records
+    its completion's log-probability (a filter reads it: TwT Table 5)."""
     source = ctx.source(name)
 
     def compute():
         examples = [ctx.task.perturb(e) for e in inputs.value] if perturbed else inputs.value
         label = f"{name} ({source.method.name}{', perturbed inputs' if perturbed else ''}) × {source.samples} samples"
         traces = ctx.run(label, ctx.program(source.method), examples, ctx.models.get(source.model),
-                         samples=source.samples, temperature=source.temperature, top_p=source.top_p, seed=source.seed)
+                         samples=source.samples, temperature=source.temperature, top_p=source.top_p, seed=source.seed,
+                         logprobs=logprobs)
         for trace in traces:
             trace.teacher = name
         return traces
@@ -37,5 +40,6 @@ def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool =
     return ctx.folder.stage(
         f"samples:{name}{suffix}", f"samples/{name}{suffix}.jsonl", codec=TRACES, compute=compute,
         made_from={"source": sampling_identity(source), "task": ctx.prompt_settings(), "perturbed": perturbed,
+                   **({"logprobs": True} if logprobs else {}),
                    "inputs": {"inputs": inputs.fingerprint}},
     )
