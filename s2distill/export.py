@@ -3,7 +3,8 @@
 `export_model` writes the last stage's student as one plain Hugging Face model folder: the LoRA
 adapter merged into the base weights (safetensors; transformers and vLLM load it without PEFT),
 its tokenizer, the prompt template (`s2distill_prompt.json`: the literal prompt with a
-`{question}` placeholder, stop strings, token budget) and a model card with the recipe, what
+`{question}` placeholder, stop strings, token budget; a chat student's chat messages, for its
+model's chat template) and a model card with the recipe, what
 curation kept and every system's score and tokens. With `gguf=True` it also runs llama.cpp's own
 converter (`convert_hf_to_gguf.py`, which is not a PyPI library: pass its folder) on that folder
 and writes an Ollama `Modelfile` holding the template. A student of the embedded model needs no
@@ -25,7 +26,7 @@ from typing import Any
 
 from s2distill.predict import StudentError, load_spec, student_weights
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
-from s2distill.student import PROMPT_FILE
+from s2distill.student import PROMPT_FILE, plain_chat_spec
 
 CONVERTER = "convert_hf_to_gguf.py"
 
@@ -68,6 +69,8 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
             template = embedded_template()  # the base's own GGUF: metadata and tokenizer come from it
         converter = None if template else find_converter(llama_cpp)
     model, tokenizer = merged_model(weights, spec, dtype=dtype)
+    if spec.get("prompt") is None and spec.get("messages") and not getattr(tokenizer, "chat_template", None):
+        spec = plain_chat_spec(spec)  # a chat student of a model with no chat template: its plain-text prompt
     to.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(to, safe_serialization=True)
     tokenizer.save_pretrained(to)
@@ -116,7 +119,8 @@ def write_gguf(folder: Path, converter: Path, *, gguf_type: str = "f16") -> Path
 def ollama_modelfile(spec: dict[str, Any]) -> str:
     """An Ollama Modelfile for model.gguf whose template is the student's prompt, greedy.
 
-    A chat student's prompt is its model's chat template, a Jinja template that Ollama's Go
+    A chat student's prompt is its model's chat template (a model without one has a raw prompt,
+    `student.plain_chat_spec`), a Jinja template that Ollama's Go
     templates cannot be written from here: the Modelfile has no TEMPLATE, so Ollama takes the chat
     template stored in model.gguf (`tokenizer.chat_template`) where it recognises it, and says so
     (`ollama show --template`); exemplar turns become MESSAGE lines, and a comment gives the text
@@ -185,7 +189,8 @@ def _prompt_lines(spec: dict[str, Any]) -> list[str]:
         f"spec = json.load(open('{PROMPT_FILE}'))",
         "ids = tok(spec['prompt'].replace('{question}', 'YOUR QUESTION'), return_tensors='pt')",
         "out = model.generate(**ids, max_new_tokens=spec['max_tokens'], do_sample=False)",
-        "print(tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).split(spec['stop'][0])[0])",
+        "text = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)",
+        "print(text.split(spec['stop'][0])[0] if spec['stop'] else text.strip())",
         "```", "",
     ]
 

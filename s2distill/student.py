@@ -125,6 +125,18 @@ def render(spec: dict[str, Any], question: str) -> str:
     return spec["prompt"].replace(spec["placeholder"], question)
 
 
+def plain_chat_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A chat student's saved template when its model has no chat template (the embedded Gemma 3 270M,
+    a base model, has none): its `messages` also as the literal prompt the HF backend sends such a model
+    (`lm.base.render_messages`, "user: ...\nassistant:") and that its training pairs were rendered as
+    (train.trl_pair), so tools outside s2distill can use it as a raw prompt."""
+    from s2distill.lm.base import render_messages
+
+    prompt = render_messages([(m["role"], m["content"]) for m in spec["messages"]])
+    return {**spec, "prompt": prompt, "usage": "the model has no chat template: " + RAW_USAGE.replace(
+        "the answer follows the prompt's 'A:'", "the answer follows 'assistant:' and ends at the end-of-sequence token")}
+
+
 def task_from_spec(spec: dict[str, Any]):
     """The task a saved template names, built as the run built it."""
     from s2distill.tasks import TaskConfig, build_task

@@ -193,3 +193,29 @@ def test_a_chat_student_with_exemplars_gets_them_as_modelfile_messages():
     modelfile = ollama_modelfile(spec)
     assert 'MESSAGE user """[label] ab cd"""\nMESSAGE assistant """bd"""' in modelfile
     assert '"{question} Flip."' in modelfile  # the text to send around each question
+
+
+def test_a_chat_student_of_a_model_without_a_chat_template_exports_its_plain_prompt():
+    """The embedded Gemma 3 270M has no chat template: the HF backend and training render the messages
+    as plain text, and the exported template and Modelfile say that text."""
+    from s2distill.export import ollama_modelfile
+    from s2distill.student import plain_chat_spec, render
+
+    spec = plain_chat_spec({"prompt": None, "placeholder": "{question}", "max_tokens": 6, "stop": [],
+                            "messages": [{"role": "user", "content": "{question}"}]})
+    assert render(spec, "ab cd") == "user: ab cd\nassistant:"
+    assert 'TEMPLATE """user: {{ .Prompt }}\nassistant:"""' in ollama_modelfile(spec)
+
+
+def test_the_exported_chat_student_keeps_its_chat_template_and_messages(chat_run, tmp_path):
+    from transformers import AutoTokenizer
+
+    from s2distill.export import export_model
+    from s2distill.student import PROMPT_FILE
+
+    out, _, _ = chat_run
+    folder = export_model(out, tmp_path / "export")
+    assert AutoTokenizer.from_pretrained(folder).chat_template == CHAT_TEMPLATE
+    spec = json.loads((folder / PROMPT_FILE).read_text())
+    assert spec["prompt"] is None and spec["messages"] == [{"role": "user", "content": "{question}"}]
+    assert "apply_chat_template" in (folder / "README.md").read_text()
