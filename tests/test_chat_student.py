@@ -219,3 +219,9 @@ def test_the_exported_chat_student_keeps_its_chat_template_and_messages(chat_run
     spec = json.loads((folder / PROMPT_FILE).read_text())
     assert spec["prompt"] is None and spec["messages"] == [{"role": "user", "content": "{question}"}]
     assert "apply_chat_template" in (folder / "README.md").read_text()
+
+    from s2distill.export import export_data  # the data export keeps the conversational pairs as they are
+
+    counts = export_data(out, tmp_path / "data")
+    [pair] = read_jsonl(tmp_path / "data" / "jsonl" / "stage1_answer_only.jsonl")[:1]
+    assert counts["stage1_answer_only"] > 0 and pair["completion"][0]["role"] == "assistant"
