@@ -163,7 +163,8 @@ def distill_pairs(
 
 
 def step_by_step_pairs(task: Task, example: Example, kept: Sequence[Trace], *, shots: int,
-                       max_per_input: int | None = None, question_suffix: str = "", prompt_format: str = "fewshot") -> list[dict]:
+                       max_per_input: int | None = None, question_suffix: str = "",
+                       prompt_format: str = "fewshot") -> list[dict]:
     """Distilling Step-by-Step's two tasks for one input: a "[label] " pair (the answer) and a
     "[rationale] " pair (the rationale alone) per kept output, each distinct completion once
     (`max_per_input` caps the outputs used); pairs say their `task`."""

@@ -158,11 +158,11 @@ def _prompt_lines(spec: dict[str, Any]) -> list[str]:
     """The model card's "Prompt" section: the raw prompt, or a chat student's messages, and how to use them."""
     if spec.get("prompt") is None and spec.get("messages"):
         return [
-            "It is a chat model: it was trained on, and must be given, exactly these chat messages, with the "
-            "question in place of `{question}`, rendered by its own chat template (saved with its tokenizer) "
-            f"with the generation prompt; generate greedily, at most {spec.get('max_tokens')} tokens, to the end "
-            "of the assistant turn. A one-line answer is the reply's first non-empty line. "
-            f"The same template is in `{PROMPT_FILE}`.", "",
+            ("It is a chat model: it was trained on, and must be given, exactly these chat messages, with the "
+             "question in place of `{question}`, rendered by its own chat template (saved with its tokenizer) "
+             f"with the generation prompt; generate greedily, at most {spec.get('max_tokens')} tokens, to the end "
+             "of the assistant turn. A one-line answer is the reply's first non-empty line. "
+             f"The same template is in `{PROMPT_FILE}`."), "",
             "```json", json.dumps(spec["messages"], indent=1, ensure_ascii=False), "```", "",
             "```python",
             "import json",
@@ -177,10 +177,10 @@ def _prompt_lines(spec: dict[str, Any]) -> list[str]:
             "```", "",
         ]
     return [
-        "It was trained on, and must be given, exactly this prompt, with the question in place of `{question}`; "
-        "generate greedily and cut at the first stop string "
-        f"({', '.join(json.dumps(s) for s in spec.get('stop') or []) or 'none'}; at most {spec.get('max_tokens')} tokens). "
-        f"The same template is in `{PROMPT_FILE}`.", "",
+        ("It was trained on, and must be given, exactly this prompt, with the question in place of `{question}`; "
+         "generate greedily and cut at the first stop string "
+         f"({', '.join(json.dumps(s) for s in spec.get('stop') or []) or 'none'}; at most {spec.get('max_tokens')} "
+         f"tokens). The same template is in `{PROMPT_FILE}`."), "",
         "```text", str(spec.get("prompt")), "```", "",
         "```python",
         "import json",

@@ -3,8 +3,9 @@
 The data is prompt–completion pairs, so TRL masks every prompt token out of the labels (its
 `completion_only_loss`); a chat student's pairs are conversational (lists of messages), which TRL
 renders with the model's chat template, the prompt with its generation prompt, so only the
-assistant turn's tokens are labels; LoRA on every linear layer by default, or full fine-tuning. An interrupted
-training resumes from its last epoch checkpoint.
+assistant turn's tokens are labels (`trl_pair`: a model without a chat template gets the plain
+rendering the HF backend asks it with). LoRA on every linear layer by default, or full
+fine-tuning. An interrupted training resumes from its last epoch checkpoint.
 
 One piece is ours: the loss. Answer-only targets are a few tokens after a long few-shot prompt,
 and on a CPU the vocabulary projection dominates a step (Gemma 3 has 262k tokens). TRL's fused LM
