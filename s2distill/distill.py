@@ -22,6 +22,12 @@ Universal self-consistency composes a final answer of its own (Yu et al. 2024, F
 a verdict carries it (`meta["composed"]`), it is the answer-only target of that input, one pair,
 whatever the kept outputs; label-only takes its parsed answer.
 
+A chat student (`student.method.prompt_format: chat`) gets TRL's conversational prompt–completion
+pairs instead: the prompt is `direct`'s chat messages ({"role", "content"} dicts: the question as the
+user turn, exemplars as earlier turns) and the completion is one assistant message holding the
+same target without the few-shot frame's leading space and closing newline, so TRL applies the
+model's chat template and keeps the loss on the assistant tokens alone.
+
 One pair per distinct completion among an input's kept outputs (`max_per_input` caps it): under
 self-consistency every kept output has the same answer, so answer-only sets have one pair per
 input; reasoning sets may hold several rationales for it (TwT keeps two).
@@ -34,6 +40,7 @@ from collections.abc import Mapping, Sequence
 
 from s2distill.curation import output_key
 from s2distill.methods import direct_completion, direct_prompt
+from s2distill.methods.direct import chat_text, direct_messages
 from s2distill.tasks import Task
 from s2distill.types import Example, Trace, Verdict
 
@@ -78,6 +85,29 @@ def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code
     raise ValueError(f"unknown distillation set {fmt!r}")
 
 
+def student_prompt(task: Task, example: Example, *, shots: int, task_prefix: str = "", question_suffix: str = "",
+                   prompt_format: str = "fewshot") -> str | list[dict]:
+    """The student's System 1 prompt for `example` as a training pair holds it: `direct`'s raw prompt,
+    or (chat) its messages as TRL's conversational {"role", "content"} dicts."""
+    if prompt_format == "chat":
+        messages = direct_messages(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+        return [{"role": role, "content": content} for role, content in messages]
+    return direct_prompt(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+
+
+def student_completion(completion: str, prompt_format: str = "fewshot") -> str | list[dict]:
+    """A few-shot completion as a pair of `prompt_format` holds it: as it is, or (chat) one assistant
+    message with the text stripped (the chat template ends the turn, not a newline)."""
+    if prompt_format == "chat":
+        return [{"role": "assistant", "content": completion.strip()}]
+    return completion
+
+
+def pair_text(value: str | list[dict]) -> str:
+    """A pair's prompt or completion as text: a string as it is, chat messages as `chat_text` writes them."""
+    return value if isinstance(value, str) else chat_text(value)
+
+
 def kept_traces(verdicts: Sequence[Verdict], traces: Mapping[tuple[str, str, int], Trace]) -> dict[str, list[Trace]]:
     """Each kept input's kept outputs, as traces."""
     return {
@@ -97,23 +127,26 @@ def distill_pairs(
     max_per_input: int | None = None,
     rewritten: Mapping[tuple[str, str, int], str] | None = None,
     question_suffix: str = "",
+    prompt_format: str = "fewshot",
 ) -> list[dict]:
     """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}
-    (`question_suffix`: the student's, after each question, as `direct` asks it)."""
+    (`question_suffix`: the student's, after each question, as `direct` asks it; `prompt_format`:
+    the student's, chat pairs in TRL's conversational format)."""
     by_id = {e.id: e for e in examples}
     composed = {v.example_id: v for v in verdicts if v.kept and v.meta.get("composed")}
     pairs = []
     for example_id, kept in kept_traces(verdicts, traces).items():
-        prompt = direct_prompt(task, by_id[example_id], shots=shots, question_suffix=question_suffix)
+        prompt = student_prompt(task, by_id[example_id], shots=shots, question_suffix=question_suffix,
+                                prompt_format=prompt_format)
         if example_id in composed and fmt in ("answer_only", "label_only"):
             verdict = composed[example_id]
             target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
             pairs.append({"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
-                          "completion": direct_completion(target)})
+                          "completion": student_completion(direct_completion(target), prompt_format)})
             continue
         if fmt == "step_by_step":
             pairs += step_by_step_pairs(task, by_id[example_id], kept, shots=shots, max_per_input=max_per_input,
-                                        question_suffix=question_suffix)
+                                        question_suffix=question_suffix, prompt_format=prompt_format)
             continue
         seen: set[str] = set()
         for trace in kept:
@@ -123,14 +156,15 @@ def distill_pairs(
                 continue
             seen.add(completion)
             pairs.append({"id": example_id, "teacher": trace.teacher, "sample": trace.sample,
-                          "prompt": prompt, "completion": completion})
+                          "prompt": prompt, "completion": student_completion(completion, prompt_format)})
             if max_per_input and len(seen) >= max_per_input:
                 break
     return pairs
 
 
 def step_by_step_pairs(task: Task, example: Example, kept: Sequence[Trace], *, shots: int,
-                       max_per_input: int | None = None, question_suffix: str = "") -> list[dict]:
+                       max_per_input: int | None = None, question_suffix: str = "",
+                       prompt_format: str = "fewshot") -> list[dict]:
     """Distilling Step-by-Step's two tasks for one input: a "[label] " pair (the answer) and a
     "[rationale] " pair (the rationale alone) per kept output, each distinct completion once
     (`max_per_input` caps the outputs used); pairs say their `task`."""
@@ -142,9 +176,9 @@ def step_by_step_pairs(task: Task, example: Example, kept: Sequence[Trace], *, s
                 continue
             seen.add((name, completion))
             pairs.append({"id": example.id, "teacher": trace.teacher, "sample": trace.sample, "task": name,
-                          "prompt": direct_prompt(task, example, shots=shots, task_prefix=prefix,
-                                                  question_suffix=question_suffix),
-                          "completion": completion})
+                          "prompt": student_prompt(task, example, shots=shots, task_prefix=prefix,
+                                                   question_suffix=question_suffix, prompt_format=prompt_format),
+                          "completion": student_completion(completion, prompt_format)})
     return pairs
 
 
@@ -160,4 +194,4 @@ def evaluated_as(pairs: Sequence[dict]) -> tuple[bool, str]:
 
 def answers_on_several_lines(pairs: Sequence[dict]) -> bool:
     """Whether a set teaches the student to write more than one line before it stops."""
-    return any("\n" in p["completion"].strip() for p in pairs)
+    return any("\n" in pair_text(p["completion"]).strip() for p in pairs)

@@ -3,7 +3,8 @@
 `export_model` writes the last stage's student as one plain Hugging Face model folder: the LoRA
 adapter merged into the base weights (safetensors; transformers and vLLM load it without PEFT),
 its tokenizer, the prompt template (`s2distill_prompt.json`: the literal prompt with a
-`{question}` placeholder, stop strings, token budget) and a model card with the recipe, what
+`{question}` placeholder, stop strings, token budget; a chat student's chat messages, for its
+model's chat template) and a model card with the recipe, what
 curation kept and every system's score and tokens. With `gguf=True` it also runs llama.cpp's own
 converter (`convert_hf_to_gguf.py`, which is not a PyPI library: pass its folder) on that folder
 and writes an Ollama `Modelfile` holding the template. A student of the embedded model needs no
@@ -25,7 +26,7 @@ from typing import Any
 
 from s2distill.predict import StudentError, load_spec, student_weights
 from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
-from s2distill.student import PROMPT_FILE
+from s2distill.student import PROMPT_FILE, plain_chat_spec
 
 CONVERTER = "convert_hf_to_gguf.py"
 
@@ -68,6 +69,8 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
             template = embedded_template()  # the base's own GGUF: metadata and tokenizer come from it
         converter = None if template else find_converter(llama_cpp)
     model, tokenizer = merged_model(weights, spec, dtype=dtype)
+    if spec.get("prompt") is None and spec.get("messages") and not getattr(tokenizer, "chat_template", None):
+        spec = plain_chat_spec(spec)  # a chat student of a model with no chat template: its plain-text prompt
     to.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(to, safe_serialization=True)
     tokenizer.save_pretrained(to)
@@ -114,15 +117,82 @@ def write_gguf(folder: Path, converter: Path, *, gguf_type: str = "f16") -> Path
 
 
 def ollama_modelfile(spec: dict[str, Any]) -> str:
-    """An Ollama Modelfile for model.gguf whose template is the student's prompt, greedy."""
+    """An Ollama Modelfile for model.gguf whose template is the student's prompt, greedy.
+
+    A chat student's prompt is its model's chat template (a model without one has a raw prompt,
+    `student.plain_chat_spec`), a Jinja template that Ollama's Go
+    templates cannot be written from here: the Modelfile has no TEMPLATE, so Ollama takes the chat
+    template stored in model.gguf (`tokenizer.chat_template`) where it recognises it, and says so
+    (`ollama show --template`); exemplar turns become MESSAGE lines, and a comment gives the text
+    to send around each question (a task prefix or question suffix)."""
+    if spec.get("prompt") is None and spec.get("messages"):
+        return _chat_modelfile(spec)
     if spec.get("prompt") is None:
-        raise ExportError("the student's prompt is a chat prompt or a user program: write the Modelfile's TEMPLATE by hand")
+        raise ExportError("the student's prompt comes from a user program: write the Modelfile's TEMPLATE by hand")
     template = spec["prompt"].replace("{{", '{{"{{"}}').replace(spec["placeholder"], "{{ .Prompt }}")
     lines = ["FROM ./model.gguf", f'TEMPLATE """{template}"""', "PARAMETER temperature 0"]
     if spec.get("max_tokens"):
         lines.append(f"PARAMETER num_predict {spec['max_tokens']}")
     lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in spec.get("stop") or []]
     return "\n".join(lines) + "\n"
+
+
+def _chat_modelfile(spec: dict[str, Any]) -> str:
+    """The Modelfile of a chat student (see `ollama_modelfile`)."""
+    *earlier, last = spec["messages"]
+    lines = ["# A chat student: no TEMPLATE here. Ollama uses the chat template in model.gguf's metadata when it",
+             "# recognises it (check `ollama show --template`); otherwise write TEMPLATE by hand from the model's",
+             "# chat template (tokenizer_config.json / chat_template.jinja).", "FROM ./model.gguf"]
+    if last["content"] != spec["placeholder"]:
+        lines.insert(3, f"# Send each question as the text {json.dumps(last['content'])}, the question in place of "
+                        f"{spec['placeholder']}.")
+    lines += [f'MESSAGE {m["role"]} """{m["content"]}"""' for m in earlier]
+    lines.append("PARAMETER temperature 0")
+    if spec.get("max_tokens"):
+        lines.append(f"PARAMETER num_predict {spec['max_tokens']}")
+    lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in spec.get("stop") or []]
+    return "\n".join(lines) + "\n"
+
+
+def _prompt_lines(spec: dict[str, Any]) -> list[str]:
+    """The model card's "Prompt" section: the raw prompt, or a chat student's messages, and how to use them."""
+    if spec.get("prompt") is None and spec.get("messages"):
+        return [
+            ("It is a chat model: it was trained on, and must be given, exactly these chat messages, with the "
+             "question in place of `{question}`, rendered by its own chat template (saved with its tokenizer) "
+             f"with the generation prompt; generate greedily, at most {spec.get('max_tokens')} tokens, to the end "
+             "of the assistant turn. A one-line answer is the reply's first non-empty line. "
+             f"The same template is in `{PROMPT_FILE}`."), "",
+            "```json", json.dumps(spec["messages"], indent=1, ensure_ascii=False), "```", "",
+            "```python",
+            "import json",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
+            f"spec = json.load(open('{PROMPT_FILE}'))",
+            "messages = [{**m, 'content': m['content'].replace('{question}', 'YOUR QUESTION')} for m in spec['messages']]",
+            "text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+            "ids = tok(text, return_tensors='pt', add_special_tokens=False)",
+            "out = model.generate(**ids, max_new_tokens=spec['max_tokens'], do_sample=False)",
+            "print(tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).strip())",
+            "```", "",
+        ]
+    return [
+        ("It was trained on, and must be given, exactly this prompt, with the question in place of `{question}`; "
+         "generate greedily and cut at the first stop string "
+         f"({', '.join(json.dumps(s) for s in spec.get('stop') or []) or 'none'}; at most {spec.get('max_tokens')} "
+         f"tokens). The same template is in `{PROMPT_FILE}`."), "",
+        "```text", str(spec.get("prompt")), "```", "",
+        "```python",
+        "import json",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
+        f"spec = json.load(open('{PROMPT_FILE}'))",
+        "ids = tok(spec['prompt'].replace('{question}', 'YOUR QUESTION'), return_tensors='pt')",
+        "out = model.generate(**ids, max_new_tokens=spec['max_tokens'], do_sample=False)",
+        "text = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)",
+        "print(text.split(spec['stop'][0])[0] if spec['stop'] else text.strip())",
+        "```", "",
+    ]
 
 
 def model_card(run_dir: Path, weights: Path, spec: dict[str, Any], *, variant: str) -> str:
@@ -140,20 +210,7 @@ def model_card(run_dir: Path, weights: Path, spec: dict[str, Any], *, variant: s
         + f", {spec['train_mode']} fine-tuning, adapter merged into the weights) answers directly, without "
         "the intermediate reasoning its teachers wrote. Load it with plain transformers (no PEFT needed).", "",
         "## Prompt", "",
-        "It was trained on, and must be given, exactly this prompt, with the question in place of `{question}`; "
-        "generate greedily and cut at the first stop string "
-        f"({', '.join(json.dumps(s) for s in spec.get('stop') or []) or 'none'}; at most {spec.get('max_tokens')} tokens). "
-        f"The same template is in `{PROMPT_FILE}`.", "",
-        "```text", str(spec.get("prompt") if spec.get("prompt") is not None else spec.get("messages")), "```", "",
-        "```python",
-        "import json",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
-        f"spec = json.load(open('{PROMPT_FILE}'))",
-        "ids = tok(spec['prompt'].replace('{question}', 'YOUR QUESTION'), return_tensors='pt')",
-        "out = model.generate(**ids, max_new_tokens=spec['max_tokens'], do_sample=False)",
-        "print(tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True).split(spec['stop'][0])[0])",
-        "```", "",
+        *_prompt_lines(spec),
     ]
     if report:
         lines += ["## Results", "", f"Task `{report['task']}`; teachers: {report['teachers']}.", "",

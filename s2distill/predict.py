@@ -116,12 +116,16 @@ class Student:
                                "give the question's text instead") from None
         return example
 
-    def prompt(self, item: Any) -> str:
-        """The exact prompt the student gets for `item` (the first call its program makes)."""
+    def prompt(self, item: Any) -> str | list[dict]:
+        """The exact prompt the student gets for `item` (the first call its program makes): the raw
+        prompt, or a chat student's messages as {"role", "content"} dicts (as its training pairs hold them;
+        the model's chat template renders them)."""
         recorder = RecordingLM()
         self.program(self.example(item), recorder)
         request = recorder.requests[0]
-        return request.prompt if request.prompt is not None else json.dumps(request.messages)
+        if request.prompt is not None:
+            return request.prompt
+        return [{"role": role, "content": content} for role, content in request.messages]
 
     def predict(self, inputs: Any, *, workers: int = 16, on_result: Callable[[Any], None] | None = None,
                 source: str | None = None) -> Any:

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from s2distill.distill import pair_text  # a chat student's pairs hold messages: shown as text
 from s2distill.report import row_detail, row_method
 from s2distill.runfolder import atomic_write_bytes, read_jsonl
 
@@ -200,7 +201,7 @@ def gather(out: Path, report: dict, *, task=None) -> dict[str, Any]:
                 item["v"][variant] = [int(verdict["kept"]), strings.ref(verdict["reason"]),
                                       strings.ref(reason_kind(verdict["reason"])), strings.ref(verdict.get("answer")), kept]
     pair_files = sorted((out / "distill").glob("*/stage*.jsonl")) if (out / "distill").exists() else []
-    pair_prompts = [r["prompt"] for path in pair_files if not path.name.endswith(".rewrites.jsonl") for r in read_jsonl(path)]
+    pair_prompts = [pair_text(r["prompt"]) for path in pair_files if not path.name.endswith(".rewrites.jsonl") for r in read_jsonl(path)]
     strings.add_prefix(pair_prompts)
     for path in pair_files:
         if path.name.endswith(".rewrites.jsonl"):
@@ -209,8 +210,8 @@ def gather(out: Path, report: dict, *, task=None) -> dict[str, Any]:
         for row in read_jsonl(path):
             item = train.get(row.get("id"))
             if item is not None:
-                item["p"].append([stage, row.get("teacher"), row.get("sample"), *strings.prompt(row["prompt"]),
-                                  strings.ref(row["completion"])])
+                item["p"].append([stage, row.get("teacher"), row.get("sample"), *strings.prompt(pair_text(row["prompt"])),
+                                  strings.ref(pair_text(row["completion"]))])
 
     systems = _systems(out, report.get("rows", []))
     test_inputs = {}

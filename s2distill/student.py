@@ -7,8 +7,10 @@ use: the prompt always comes from the same method code, never from a copy of it.
 template (`weights/s2distill_prompt.json`) holds the configs that rebuild that program (the task's
 and the student method's, whatever options they have) plus the literal prompt text with a
 `{question}` placeholder, the stop strings and the token budget, for use outside s2distill
-(llama.cpp, Ollama, vLLM). The literal text is captured by running the program once against a
-recording LM, so it is whatever the method sends, by construction.
+(llama.cpp, Ollama, vLLM); a chat student's is its chat messages instead (`messages`, as
+`tokenizer.apply_chat_template` takes them), to be rendered by the model's own chat template. The
+literal text is captured by running the program once against a recording LM, so it is whatever the
+method sends, by construction.
 """
 
 from __future__ import annotations
@@ -26,17 +28,24 @@ PROMPT_FILE = "s2distill_prompt.json"
 PLACEHOLDER = "{question}"
 TEXT_KEY = "_s2distill_question_text"  # an input given as the question's text, not as the task's fields
 SPEC_FORMAT = "s2distill-prompt/1"
+RAW_USAGE = ("replace the placeholder in `prompt` with the question's text, generate greedily up to `max_tokens`, "
+             "cut at the first stop string; the answer follows the prompt's 'A:'")
+CHAT_USAGE = ("replace the placeholder in the last user message of `messages` with the question's text, render the "
+              "messages with the model's own chat template and its generation prompt (tokenizer.apply_chat_template("
+              "messages, add_generation_prompt=True)), generate greedily up to `max_tokens` until the end of the "
+              "assistant turn; for a one-line answer, read the reply's first non-empty line")
 
 
 def student_program(task, method, *, multiline: bool, reasoning_max_tokens: int, task_prefix: str = ""):
     """How a distilled student is asked: its System 1 method; several lines when it was taught to reason;
-    after `task_prefix` when it was taught tasks by prefix (Distilling Step-by-Step's "[label] ")."""
+    after `task_prefix` when it was taught tasks by prefix (Distilling Step-by-Step's "[label] "); in chat
+    messages when its method's `prompt_format` is chat (distill.py trains it on conversational pairs)."""
     if not multiline:
         options = {**method.factory_options(), **({"task_prefix": task_prefix} if task_prefix else {})}
         return build_program(task, method.name, options)
     suffix = method.options.get("question_suffix", "") if method.name == "direct" else ""
     return direct(task, shots=method.shots, max_tokens=reasoning_max_tokens, multiline=True, task_prefix=task_prefix,
-                  question_suffix=suffix)
+                  question_suffix=suffix, prompt_format=method.prompt_format)
 
 
 class TextQuestion:
@@ -89,12 +98,12 @@ def prompt_spec(recipe, task, *, multiline: bool, task_prefix: str = "") -> dict
         "student_model": recipe.student.model.model_dump(mode="json"),
         "train_mode": recipe.train.mode,
         "prompt": request.prompt if request else None,
-        "messages": [list(m) for m in request.messages] if request and request.messages else None,
+        "messages": [{"role": r, "content": c} for r, c in request.messages] if request and request.messages else None,
         "stop": list(request.stop) if request else [],
         "max_tokens": request.max_tokens if request else None,
         "placeholder": PLACEHOLDER,
-        "usage": "replace the placeholder in `prompt` (or in `messages`) with the question's text, generate "
-                 "greedily up to `max_tokens`, cut at the first stop string; the answer follows the prompt's 'A:'",
+        "prompt_format": method.prompt_format,
+        "usage": CHAT_USAGE if request and request.messages else RAW_USAGE,
     }
 
 
@@ -114,6 +123,18 @@ def render(spec: dict[str, Any], question: str) -> str:
     if spec.get("prompt") is None:
         raise ValueError("this template has no raw prompt (a chat prompt or a user program); use `messages`")
     return spec["prompt"].replace(spec["placeholder"], question)
+
+
+def plain_chat_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A chat student's saved template when its model has no chat template (the embedded Gemma 3 270M,
+    a base model, has none): its `messages` also as the literal prompt the HF backend sends such a model
+    (`lm.base.render_messages`, "user: ...\nassistant:") and that its training pairs were rendered as
+    (train.trl_pair), so tools outside s2distill can use it as a raw prompt."""
+    from s2distill.lm.base import render_messages
+
+    prompt = render_messages([(m["role"], m["content"]) for m in spec["messages"]])
+    return {**spec, "prompt": prompt, "usage": "the model has no chat template: " + RAW_USAGE.replace(
+        "the answer follows the prompt's 'A:'", "the answer follows 'assistant:' and ends at the end-of-sequence token")}
 
 
 def task_from_spec(spec: dict[str, Any]):

@@ -1,8 +1,11 @@
 """Supervised fine-tuning of the student with TRL's SFTTrainer and PEFT (DESIGN principle 7).
 
 The data is prompt–completion pairs, so TRL masks every prompt token out of the labels (its
-`completion_only_loss`); LoRA on every linear layer by default, or full fine-tuning. An interrupted
-training resumes from its last epoch checkpoint.
+`completion_only_loss`); a chat student's pairs are conversational (lists of messages), which TRL
+renders with the model's chat template, the prompt with its generation prompt, so only the
+assistant turn's tokens are labels (`trl_pair`: a model without a chat template gets the plain
+rendering the HF backend asks it with). LoRA on every linear layer by default, or full
+fine-tuning. An interrupted training resumes from its last epoch checkpoint.
 
 One piece is ours: the loss. Answer-only targets are a few tokens after a long few-shot prompt,
 and on a CPU the vocabulary projection dominates a step (Gemma 3 has 262k tokens). TRL's fused LM
@@ -87,6 +90,20 @@ def _dropout_settings(model_path: Path, config) -> dict:
     return {"config": model_config}
 
 
+def trl_pair(pair: dict, tokenizer) -> dict:
+    """A pair's prompt and completion as TRL gets them. A conversational pair (a chat student's) stays
+    conversational when the tokenizer has a chat template; without one it becomes the plain text the
+    HF backend asks such a model with (`lm.base.render_messages`, "user: ...\nassistant:"), the
+    answer after a space, so the student is trained on the prompt it is evaluated on."""
+    prompt, completion = pair["prompt"], pair["completion"]
+    if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
+        from s2distill.lm.base import render_messages
+
+        prompt = render_messages([(m["role"], m["content"]) for m in prompt])
+        completion = " " + "".join(m["content"] for m in completion)
+    return {"prompt": prompt, "completion": completion}
+
+
 def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
     """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels.
 
@@ -142,7 +159,7 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    dataset = Dataset.from_list([{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs])
+    dataset = Dataset.from_list([trl_pair(p, tokenizer) for p in pairs])
     trainer_class = _answer_only_trainer_class()
     return trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
 

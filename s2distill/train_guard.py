@@ -17,10 +17,22 @@ from transformers import TrainerCallback
 from s2distill.errors import TrainingError
 
 
+def pair_length(tokenizer, pair: dict) -> int:
+    """The tokens of a training pair, prompt and completion, as TRL tokenises it: a conversational
+    pair (chat student: lists of {"role", "content"} messages) through the model's chat template."""
+    from s2distill.train import trl_pair
+
+    pair = trl_pair(pair, tokenizer)
+    if isinstance(pair["prompt"], list):
+        text = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(pair["prompt"] + pair["completion"])["input_ids"])
+
+
 def check_pairs_fit(pairs: Sequence[dict], trainer, max_length: int) -> None:
     """Raise `TrainingError` when no training pair fits in `max_length` tokens."""
     tokenizer = trainer.processing_class
-    lengths = [len(tokenizer(p["prompt"] + p["completion"])["input_ids"]) for p in pairs]
+    lengths = [pair_length(tokenizer, p) for p in pairs]
     shortest = min(lengths, default=0)
     if shortest > max_length or len(trainer.train_dataset) == 0:
         raise TrainingError(

@@ -21,7 +21,7 @@ from s2distill.methods.usc import usc
 from s2distill.methods.user import load_user_program
 
 METHODS: dict[str, tuple[Callable[..., Program], str]] = {
-    "direct": (direct, "System 1: few-shot question -> answer, no reasoning"),
+    "direct": (direct, "System 1: question -> answer, no reasoning; few-shot Q:/A: prompt, or the bare question as a chat user turn"),
     "cot": (cot, "System 2: chain-of-thought (Yu et al. Figure 10), ending in 'Final answer: X'; few-shot or zero-shot"),
     "pal": (pal, "System 2: the model writes a Python program (few-shot); running it in the sandbox gives the answer"),
     "rar": (rar, "System 2: Rephrase and Respond, 1-step (steps: 1) or 2-step (rephrase, then answer)"),

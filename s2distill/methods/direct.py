@@ -2,10 +2,21 @@
 
 The same prompt is the student's input in distillation, so the distilled model is scored on
 exactly the prompt the baseline System 1 gets.
+
+Two prompt formats (`prompt_format`, chosen per recipe):
+
+- `fewshot`: a raw prompt, `Q: ...\nA:` after `shots` solved exemplars in the same frame, read up
+  to a stop string: what a pretrained model follows.
+- `chat`: chat messages, the bare question as the user turn (the paper's System 1 is a zero-shot
+  chat model asked the question alone, Yu et al. 2024) and, with `shots > 0`, each exemplar as an
+  earlier user/assistant exchange; no `Q:/A:` frame. The model's chat template frames the turns, the
+  reply ends at its end-of-turn token, and the answer is read from the reply (its first non-empty
+  line for single-line tasks).
 """
 
 from __future__ import annotations
 
+from s2distill.methods.calls import PromptFormat
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Request, Trace
 
@@ -27,27 +38,62 @@ def direct_prompt(task: Task, example: Example, *, shots: int, task_prefix: str 
     return task_prefix + prefix + QUERY.format(question=task.question(example) + question_suffix)
 
 
+def direct_messages(task: Task, example: Example, *, shots: int, task_prefix: str = "",
+                    question_suffix: str = "") -> tuple[tuple[str, str], ...]:
+    """The System 1 prompt as chat messages (role, content): each exemplar as a user turn (its question)
+    and an assistant turn (its answer), then the question as the last user turn. `task_prefix` and
+    `question_suffix` go where the few-shot prompt has them: the prefix before all of it (the first
+    user turn), the suffix after every question."""
+    messages: list[tuple[str, str]] = []
+    for shot in task.shots[:shots]:
+        messages += [("user", shot.question + question_suffix), ("assistant", shot.answer)]
+    messages.append(("user", task.question(example) + question_suffix))
+    role, content = messages[0]
+    messages[0] = (role, task_prefix + content)
+    return tuple(messages)
+
+
+def chat_text(messages) -> str:
+    """Chat messages as one text, for a trace's call record and the report: a lone user turn is its
+    content; several turns are each `[role] content`, blank-line separated. Takes (role, content)
+    pairs or TRL's {"role", "content"} dicts."""
+    turns = [(m["role"], m["content"]) if isinstance(m, dict) else tuple(m) for m in messages]
+    if len(turns) == 1 and turns[0][0] == "user":
+        return turns[0][1]
+    return "\n\n".join(f"[{role}] {content}" for role, content in turns)
+
+
 def direct_completion(answer: str) -> str:
     """How an answer follows the System 1 prompt: the target of answer-only distillation."""
     return f" {answer}\n"
 
 
 def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multiline: bool = False,
-           task_prefix: str = "", question_suffix: str = ""):
+           task_prefix: str = "", question_suffix: str = "", prompt_format: PromptFormat = "fewshot"):
     """Build the System 1 program for `task`.
 
     `multiline` is for students distilled on reasoning: the answer is read from a closing
     "The answer is X." line when there is one (else from the first line). `task_prefix` starts the
     prompt: a Distilling Step-by-Step student is asked with "[label] " (s2distill/distill.py).
     `question_suffix` follows each question (`options: {question_suffix: " Flip means reverse."}`,
-    Yu et al. 2024 Table 6); distillation sets use the student's suffix too (s2distill/distill.py)."""
-    stop = MULTILINE_STOP if multiline or task.multiline_answers else STOP
+    Yu et al. 2024 Table 6); distillation sets use the student's suffix too (s2distill/distill.py).
+    `prompt_format: chat` asks in chat messages (see the module docstring) with no stop strings."""
+    several_lines = multiline or task.multiline_answers
+    stop = MULTILINE_STOP if several_lines else STOP
     max_tokens = max_tokens or (256 if task.multiline_answers else 16)
 
     def program(example: Example, lm) -> Trace:
-        prompt = direct_prompt(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
-        [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=stop)])[0]
-        answer = task.parse_answer(completion.text)
+        if prompt_format == "chat":
+            messages = direct_messages(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+            request, prompt = Request(messages=messages, max_tokens=max_tokens), chat_text(messages)
+        else:
+            prompt = direct_prompt(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+            request = Request(prompt=prompt, max_tokens=max_tokens, stop=stop)
+        [completion] = lm.generate([request])[0]
+        text = completion.text
+        if prompt_format == "chat" and not several_lines:  # the reply's first line, as the fewshot stop cuts it
+            text = next((line for line in text.splitlines() if line.strip()), "")
+        answer = task.parse_answer(text)
         return Trace(
             example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer", completion.logprob)],
             error=None if answer is not None else f"unparseable answer: {completion.text[:80]!r}",

@@ -59,7 +59,8 @@ def student_program_for(ctx: RunContext, trained: Trained, task=None):
 
 def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces: dict[tuple, Trace],
               rewrites: Done | None) -> Done:
-    """The step's training pairs in TRL's prompt–completion format: `distill/BASE.jsonl`."""
+    """The step's training pairs in TRL's prompt–completion format (conversational for a chat student):
+    `distill/BASE.jsonl`."""
     recipe = ctx.recipe
     rewritten = rewritten_rationales(rewrites.value) if rewrites else None
 
@@ -67,7 +68,8 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces:
         method = recipe.student.method
         return distill_pairs(step.fmt, ctx.task, inputs.value, verdicts.value, traces, shots=method.shots,
                              max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
-                             question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "")
+                             question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "",
+                             prompt_format=method.prompt_format)
 
     return ctx.folder.stage(
         f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=ROWS, compute=compute,
