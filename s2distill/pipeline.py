@@ -39,7 +39,6 @@ from s2distill.stages.sampling import inputs_stage, samples_stage
 from s2distill.tasks import Task
 from s2distill.variants import Variant, plan_variants
 
-SYSTEMS = ("system1", "system2", "distilled")
 CACHE_FILE = "completions.sqlite"
 
 
