@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +22,10 @@ def register(app: typer.Typer) -> None:
         """Show the completion cache: its size and entries per model; --clear deletes them."""
         from s2distill.errors import S2DistillError
         from s2distill.lm.cache import cache_summary, clear_cache
-        from s2distill.paths import cache_home
-        from s2distill.pipeline import CACHE_FILE
+        from s2distill.paths import completion_cache
 
         console = Console()
-        target = path or Path(os.environ.get("S2DISTILL_CACHE") or cache_home() / CACHE_FILE)
+        target = path or completion_cache()
         try:
             if clear:
                 if model is not None and model not in cache_summary(target)["models"]:

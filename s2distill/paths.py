@@ -14,6 +14,12 @@ def cache_home() -> Path:
     return path
 
 
+def completion_cache() -> Path:
+    """The completion cache every run shares unless its recipe names one: `S2DISTILL_CACHE`, else
+    `completions.sqlite` in the cache home."""
+    return Path(os.environ.get("S2DISTILL_CACHE") or cache_home() / "completions.sqlite").expanduser()
+
+
 def data_dir(explicit: str | Path | None = None) -> Path:
     """Find the offline data sets: the recipe's `data_dir`, `S2DISTILL_DATA`, or a `shared/data`
     folder beside or above the working directory (the layout of this project's checkouts)."""

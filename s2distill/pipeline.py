@@ -12,7 +12,6 @@ shared across run folders, so even a redone stage replays the samples it already
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from s2distill.config import Recipe, RecipeError, runs_model_code
 from s2distill.generation_config import wrap_for_executor
 from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
-from s2distill.paths import cache_home
+from s2distill.paths import completion_cache
 from s2distill.report import curation_summary
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import require_guard
@@ -39,14 +38,10 @@ from s2distill.stages.sampling import inputs_stage, samples_stage
 from s2distill.tasks import Task
 from s2distill.variants import Variant, plan_variants
 
-CACHE_FILE = "completions.sqlite"
-
 
 def default_cache(recipe: Recipe) -> Path:
     """The recipe's `cache:`, else `S2DISTILL_CACHE`, else the user cache shared by every run on this machine."""
-    if recipe.cache:
-        return Path(recipe.cache).expanduser()
-    return Path(os.environ.get("S2DISTILL_CACHE") or cache_home() / CACHE_FILE).expanduser()
+    return Path(recipe.cache).expanduser() if recipe.cache else completion_cache()
 
 
 class Pipeline:

@@ -95,11 +95,11 @@ def _program_identity(ctx: RunContext, ev: Evaluation) -> dict:
         if ev.weights is not None else {}
 
 
-def run_evaluation(ctx: RunContext, ev: Evaluation, *, splits: bool = True, release: bool = False) -> list[dict]:
-    """An evaluation on every test split (or the recipe's own only); the model is loaded only if
-    some split is not done yet, and released afterwards when asked (trained students)."""
+def run_evaluation(ctx: RunContext, ev: Evaluation, *, release: bool = False) -> list[dict]:
+    """An evaluation on every test split; the model is loaded only if some split is not done yet,
+    and released afterwards when asked (trained students)."""
     held: list = []
-    rows = [evaluate_stage(ctx, ev, label, task, held) for label, task in (ctx.test_sets if splits else ctx.test_sets[:1])]
+    rows = [evaluate_stage(ctx, ev, label, task, held) for label, task in ctx.test_sets]
     if release and held:
         ctx.models.release(held[0])
     return rows

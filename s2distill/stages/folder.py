@@ -161,12 +161,16 @@ class RunFolder:
                                  "stage by the name the run prints (e.g. train:distilled/stage1)")
 
     def _forced(self, name: str) -> bool:
-        """`--redo X` names a stage (`train:distilled/stage1`) or every stage of a kind (`train`)."""
-        return any(name == r or name.split(":")[0] == r for r in self.redo)
+        return any(_redo_names(r, name) for r in self.redo)
 
     def unmatched_redo(self) -> list[str]:
         """The `--redo` names that matched no stage of this run (a typo in a stage's name)."""
-        return [r for r in self.redo if not any(rec.name == r or rec.name.split(":")[0] == r for rec in self.log)]
+        return [r for r in self.redo if not any(_redo_names(r, rec.name) for rec in self.log)]
+
+
+def _redo_names(redo: str, name: str) -> bool:
+    """Whether `--redo REDO` names stage `name`: the stage itself (`train:distilled/stage1`) or its kind (`train`)."""
+    return name == redo or name.split(":")[0] == redo
 
 
 def stage_kinds(records: Iterable[StageRecord]) -> dict[str, int]:
