@@ -212,6 +212,10 @@ class TrainConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     max_length: int = Field(512, ge=16)
+    answer_tokens: Literal["text", "characters"] = Field(
+        "text", description="how the answer the student learns is split into tokens: text = as the tokenizer splits it; "
+        "characters = one token per character, for letter-level answers (last-letter concatenation: Gemma writes "
+        "' nm' as one token, so the student would have to learn every letter pair; s2distill/answer_tokens.py)")
     warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear learning-rate warmup")
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="the model's own dropout during training (its "
                                   "config's attention/hidden dropout fields, whichever it has); None keeps the model's")

@@ -90,17 +90,23 @@ def _dropout_settings(model_path: Path, config) -> dict:
     return {"config": model_config}
 
 
-def trl_pair(pair: dict, tokenizer) -> dict:
+def trl_pair(pair: dict, tokenizer, answer_tokens: str = "text") -> dict:
     """A pair's prompt and completion as TRL gets them. A conversational pair (a chat student's) stays
     conversational when the tokenizer has a chat template; without one it becomes the plain text the
     HF backend asks such a model with (`lm.base.render_messages`, "user: ...\nassistant:"), the
-    answer after a space, so the student is trained on the prompt it is evaluated on."""
+    answer after a space, so the student is trained on the prompt it is evaluated on.
+    `answer_tokens="characters"` returns it tokenised instead, the answer one token per character
+    (answer_tokens.py)."""
     prompt, completion = pair["prompt"], pair["completion"]
     if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
         from s2distill.lm.base import render_messages
 
         prompt = render_messages([(m["role"], m["content"]) for m in prompt])
         completion = " " + "".join(m["content"] for m in completion)
+    if answer_tokens == "characters":
+        from s2distill.answer_tokens import character_pair
+
+        return character_pair(prompt, completion, tokenizer)
     return {"prompt": prompt, "completion": completion}
 
 
@@ -159,7 +165,7 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    dataset = Dataset.from_list([trl_pair(p, tokenizer) for p in pairs])
+    dataset = Dataset.from_list([trl_pair(p, tokenizer, config.answer_tokens) for p in pairs])
     trainer_class = _answer_only_trainer_class()
     return trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
 

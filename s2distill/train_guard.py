@@ -17,22 +17,25 @@ from transformers import TrainerCallback
 from s2distill.errors import TrainingError
 
 
-def pair_length(tokenizer, pair: dict) -> int:
+def pair_length(tokenizer, pair: dict, answer_tokens: str = "text") -> int:
     """The tokens of a training pair, prompt and completion, as TRL tokenises it: a conversational
-    pair (chat student: lists of {"role", "content"} messages) through the model's chat template."""
+    pair (chat student: lists of {"role", "content"} messages) through the model's chat template;
+    a pair tokenised already (`train.answer_tokens: characters`) as it is."""
     from s2distill.train import trl_pair
 
-    pair = trl_pair(pair, tokenizer)
+    pair = trl_pair(pair, tokenizer, answer_tokens)
+    if "input_ids" in pair:
+        return len(pair["input_ids"])
     if isinstance(pair["prompt"], list):
         text = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=False)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
     return len(tokenizer(pair["prompt"] + pair["completion"])["input_ids"])
 
 
-def check_pairs_fit(pairs: Sequence[dict], trainer, max_length: int) -> None:
+def check_pairs_fit(pairs: Sequence[dict], trainer, max_length: int, answer_tokens: str = "text") -> None:
     """Raise `TrainingError` when no training pair fits in `max_length` tokens."""
     tokenizer = trainer.processing_class
-    lengths = [pair_length(tokenizer, p) for p in pairs]
+    lengths = [pair_length(tokenizer, p, answer_tokens) for p in pairs]
     shortest = min(lengths, default=0)
     if shortest > max_length or len(trainer.train_dataset) == 0:
         raise TrainingError(
@@ -42,7 +45,7 @@ def check_pairs_fit(pairs: Sequence[dict], trainer, max_length: int) -> None:
 
 def guard_training(trainer, pairs: Sequence[dict], config) -> None:
     """Check the pairs fit, and watch the training for non-finite values (one line in train.py)."""
-    check_pairs_fit(pairs, trainer, config.max_length)
+    check_pairs_fit(pairs, trainer, config.max_length, config.answer_tokens)
     trainer.add_callback(FiniteTraining(config.learning_rate))
 
 
