@@ -95,7 +95,7 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
     r = recipe(size, samples, latency, workers)
     figures: dict[str, list] = {"lm": []}
     for label, redo in (("first run", ()), ("rerun (all kept)", ()), ("replay (--redo samples)", ("samples",))):
-        figures[label], lm = one_run(r, root, cache, redo, rss)  # its traces are freed when it returns
+        figures[label], lm = one_run(r, root, cache, redo, rss)
         figures["lm"].append({"run": label, **lm})
     rss.stop()
     figures["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -109,7 +109,7 @@ def one_run(r, root: Path, cache: Path, redo: tuple[str, ...], rss: RSS) -> tupl
     from s2distill.report import curation_summary
     from s2distill.stages.context import RunContext
     from s2distill.stages.curate import curate_stage, variant_traces
-    from s2distill.stages.distill import Step, set_stage, traces_by_output
+    from s2distill.stages.distill import Step, set_stage
     from s2distill.stages.folder import RunFolder
     from s2distill.stages.sampling import inputs_stage, samples_stage
     from s2distill.variants import plan_variants
@@ -153,10 +153,10 @@ def one_run(r, root: Path, cache: Path, redo: tuple[str, ...], rss: RSS) -> tupl
                         lambda: {(teacher.name, False): samples_stage(ctx, teacher.name, inputs)},
                         lm_batches=lambda: fake.batches)
         verdicts = timed("curation", "curation/verdicts.jsonl", lambda: curate_stage(ctx, variant, inputs, sampled))
-        timed("curation summary", None, lambda: curation_summary(variant, verdicts.value, variant_traces(variant, sampled)))
+        timed("curation summary", None, lambda: curation_summary(variant, verdicts.value, variant_traces(variant, sampled).tallies()))
         step = Step(variant, 1, variant.stages[0])
         pairs = timed("training set", f"distill/{step.base}.jsonl", lambda: set_stage(
-            ctx, step, inputs, verdicts, traces_by_output(variant_traces(variant, sampled)), None))
+            ctx, step, inputs, verdicts, variant_traces(variant, sampled), None))
         return rows, {**ctx.models.calls(), "pairs": len(pairs.value)}
 
 

@@ -133,32 +133,51 @@ def distill_pairs(
     (`question_suffix`: the student's, after each question, as `direct` asks it; `prompt_format`:
     the student's, chat pairs in TRL's conversational format)."""
     by_id = {e.id: e for e in examples}
-    composed = {v.example_id: v for v in verdicts if v.kept and v.meta.get("composed")}
+    kept_verdicts = {v.example_id: v for v in verdicts if v.kept}
     pairs = []
     for example_id, kept in kept_traces(verdicts, traces).items():
-        prompt = student_prompt(task, by_id[example_id], shots=shots, question_suffix=question_suffix,
-                                prompt_format=prompt_format)
-        if example_id in composed and fmt in ("answer_only", "label_only"):
-            verdict = composed[example_id]
-            target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
-            pairs.append({"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
-                          "completion": student_completion(direct_completion(target), prompt_format)})
+        pairs += input_pairs(fmt, task, by_id[example_id], kept_verdicts[example_id], kept, shots=shots,
+                             max_per_input=max_per_input, rewritten=rewritten, question_suffix=question_suffix,
+                             prompt_format=prompt_format)
+    return pairs
+
+
+def input_pairs(
+    fmt: str,
+    task: Task,
+    example: Example,
+    verdict: Verdict,
+    kept: Sequence[Trace],
+    *,
+    shots: int,
+    max_per_input: int | None = None,
+    rewritten: Mapping[tuple[str, str, int], str] | None = None,
+    question_suffix: str = "",
+    prompt_format: str = "fewshot",
+) -> list[dict]:
+    """One kept input's pairs of set `fmt` (`distill_pairs`), from its verdict and kept outputs: a
+    stage builds them input by input as it reads the samples back."""
+    example_id = example.id
+    prompt = student_prompt(task, example, shots=shots, question_suffix=question_suffix, prompt_format=prompt_format)
+    if verdict.meta.get("composed") and fmt in ("answer_only", "label_only"):
+        target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
+        return [{"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
+                 "completion": student_completion(direct_completion(target), prompt_format)}]
+    if fmt == "step_by_step":
+        return step_by_step_pairs(task, example, kept, shots=shots, max_per_input=max_per_input,
+                                  question_suffix=question_suffix, prompt_format=prompt_format)
+    pairs: list[dict] = []
+    seen: set[str] = set()
+    for trace in kept:
+        completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)),
+                                    code=task.multiline_answers)
+        if completion in seen:
             continue
-        if fmt == "step_by_step":
-            pairs += step_by_step_pairs(task, by_id[example_id], kept, shots=shots, max_per_input=max_per_input,
-                                        question_suffix=question_suffix, prompt_format=prompt_format)
-            continue
-        seen: set[str] = set()
-        for trace in kept:
-            completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)),
-                                        code=task.multiline_answers)
-            if completion in seen:
-                continue
-            seen.add(completion)
-            pairs.append({"id": example_id, "teacher": trace.teacher, "sample": trace.sample,
-                          "prompt": prompt, "completion": student_completion(completion, prompt_format)})
-            if max_per_input and len(seen) >= max_per_input:
-                break
+        seen.add(completion)
+        pairs.append({"id": example_id, "teacher": trace.teacher, "sample": trace.sample,
+                      "prompt": prompt, "completion": student_completion(completion, prompt_format)})
+        if max_per_input and len(seen) >= max_per_input:
+            break
     return pairs
 
 

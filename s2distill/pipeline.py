@@ -30,7 +30,7 @@ from s2distill.runlock import lock_folder
 from s2distill.sandbox import require_guard
 from s2distill.stages.context import RunContext
 from s2distill.stages.curate import curate_stage, variant_traces
-from s2distill.stages.distill import Step, compress_stage, set_stage, traces_by_output, train_stage
+from s2distill.stages.distill import Step, compress_stage, set_stage, train_stage
 from s2distill.stages.evaluate import student_rows, system_rows, untrained_row
 from s2distill.stages.folder import RunFolder
 from s2distill.stages.report import write_report
@@ -82,7 +82,7 @@ class Pipeline:
                 rows, summaries = [], []
                 for variant in self.variants:
                     verdicts = curate_stage(ctx, variant, inputs, samples)
-                    summaries.append(curation_summary(variant, verdicts.value, variant_traces(variant, samples)))
+                    summaries.append(curation_summary(variant, verdicts.value, variant_traces(variant, samples).tallies()))
                     rows += self._distil(ctx, variant, inputs, samples, verdicts)
                 rows = system_rows(ctx) + rows
                 for name in ctx.folder.unmatched_redo():
@@ -101,8 +101,9 @@ class Pipeline:
     @staticmethod
     def _distil(ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[dict]:
         """Every curriculum step of one variant: its set, its training (from the previous step's
-        weights), its evaluation. A step with no pairs ends the variant with an untrained row."""
-        traces = traces_by_output(variant_traces(variant, samples))
+        weights), its evaluation. A step with no pairs ends the variant with an untrained row. The
+        variant's outputs are read back from the samples input by input, as each stage needs them."""
+        traces = variant_traces(variant, samples)
         rows, previous, rewrites = [], None, None
         for index, fmt in enumerate(variant.stages, 1):
             step = Step(variant, index, fmt)

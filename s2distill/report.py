@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import platform
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from s2distill.curation.filters import FILTER_CLASSES
+from s2distill.types import Verdict
 
 
 def machine_info() -> dict[str, Any]:
@@ -33,22 +35,29 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def curation_summary(variant, verdicts, traces) -> dict[str, Any]:
-    """What a variant's filter kept: inputs overall, and outputs per teacher (source)."""
-    kept = Counter(ref["teacher"] for v in verdicts if v.kept for ref in v.meta.get("kept", []))
-    outputs, parsed = Counter(), Counter()
-    for trace in traces:
-        name = trace.teacher
-        outputs[name] += 1
-        parsed[name] += trace.answer is not None
+def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tuple[str, bool]]) -> dict[str, Any]:
+    """What a variant's filter kept: inputs overall, and outputs per teacher (source). `verdicts`
+    and `outputs` ((teacher, parseable?) of each output the variant curates: `Outputs.tallies`)
+    are each read once, as they come."""
+    kept, inputs, kept_inputs = Counter(), 0, 0
+    for verdict in verdicts:
+        inputs += 1
+        if verdict.kept:
+            kept_inputs += 1
+            kept.update(ref["teacher"] for ref in verdict.meta.get("kept", []))
+    counted, parsed = Counter(), Counter()
+    for name, parseable in outputs:
+        counted[name] += 1
+        parsed[name] += parseable
     settings = {}  # each filter's settings, as the report shows them (`min_fraction`, `threshold`, ...)
     for f in variant.filters:
         settings.update(f.model_dump(exclude={"name"}))
     return {
         "variant": variant.name, "filter": variant.filter, **settings,
         "first_sample_only": variant.first_sample_only,
-        "inputs": len(verdicts), "kept": sum(v.kept for v in verdicts),
-        "per_teacher": {name: {"outputs": outputs[name], "parseable": parsed[name], "kept": kept[name]} for name in variant.sources},
+        "inputs": inputs, "kept": kept_inputs,
+        "per_teacher": {name: {"outputs": counted[name], "parseable": parsed[name], "kept": kept[name]}
+                        for name in variant.sources},
     }
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from queue import SimpleQueue
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
@@ -43,19 +44,24 @@ def failed_trace(example: Example, exc: RefusedRequest) -> Trace:
     return Trace(example.id, "failed", None, error=f"server {exc.message}", meta={"failed": exc.message, "prompt": exc.prompt[-500:]})
 
 
-def check_failures(traces: Sequence[Trace], max_failures: float) -> None:
-    """Raise `TooManyFailures`, naming the inputs and prompts, when the share of failed samples
-    passes `max_failures`."""
-    failed = [t for t in traces if "failed" in t.meta]
-    if failed and len(failed) > max_failures * len(traces):
-        shown = "; ".join(f"{t.example_id}: {t.meta['failed']} (prompt ends {t.meta['prompt'][-80:]!r})" for t in failed[:3])
-        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+def _check_failed(shown_traces: Sequence[Trace], failed: int, total: int, max_failures: float) -> None:
+    """Raise `TooManyFailures`, naming the first few failed inputs and prompts (`shown_traces`),
+    when the share of failed samples passes `max_failures`."""
+    if failed and failed > max_failures * total:
+        shown = "; ".join(f"{t.example_id}: {t.meta['failed']} (prompt ends {t.meta['prompt'][-80:]!r})" for t in shown_traces)
+        more = f" and {failed - 3} more" if failed > 3 else ""
         raise TooManyFailures(
-            f"{len(failed)} of {len(traces)} samples were refused by the server, more than max_failures="
+            f"{failed} of {total} samples were refused by the server, more than max_failures="
             f"{max_failures:g} allows: {shown}{more}. Shorten or drop those inputs, or raise max_failures")
 
 
-def run_program(
+def run_program(program: Program, examples: Sequence[Example], lm: LM, **settings) -> list[Trace]:
+    """Run `program` on every example `samples` times; traces come back in (example, sample) order,
+    as a list (see `iter_program` for the settings; a stage that writes them streams them instead)."""
+    return list(iter_program(program, examples, lm, **settings))
+
+
+def iter_program(
     program: Program,
     examples: Sequence[Example],
     lm: LM,
@@ -68,24 +74,31 @@ def run_program(
     on_trace: Callable[[Trace], None] | None = None,
     max_failures: float = 0.0,
     logprobs: bool = False,
-) -> list[Trace]:
-    """Run `program` on every example `samples` times; traces come back in (example, sample) order.
-    `logprobs`: every call asks for its completion's log-probability (TwT Table 5's criterion).
+) -> Iterator[Trace]:
+    """Run `program` on every example `samples` times, yielding the traces in (example, sample)
+    order as soon as each is done and every one before it has been yielded. `logprobs`: every
+    call asks for its completion's log-probability (TwT Table 5's criterion).
 
     Programs run in `workers` threads; their LM calls meet in a `BatchingLM`, so the backend sees
     up to `workers` requests at once. Sample `k` of an example is run with the LM's sample index
     `k`, so its completions are cached and replayed independently of the others.
 
-    A sample whose request the server refused for good is a failed trace (`meta["failed"]`); the
-    others go on, and once all are done the run stops (`TooManyFailures`) only if the failed share
-    passes `max_failures`.
-    """
-    jobs = [(example, k) for example in examples for k in range(samples)]
-    workers = max(1, min(workers, len(jobs)))
-    batcher = BatchingLM(lm, programs=len(jobs), concurrency=workers)
+    Only the traces done out of order wait here (programs advance together, batch by batch, so a
+    few times `workers` at most): the caller writes each trace as it comes and nothing holds
+    them all (at 100k inputs × 8 samples, every trace in a list was 1.6 GB; benchmarks/scale.py).
 
-    def one(job: tuple[Example, int]) -> Trace:
-        example, k = job
+    A sample whose request the server refused for good is a failed trace (`meta["failed"]`); the
+    others go on, and once all are done the run stops (`TooManyFailures`, raised after the last
+    trace is yielded, so a stage writing them seals nothing) only if the failed share passes
+    `max_failures`. Closing the iterator early stops the run as an error does.
+    """
+    total = len(examples) * samples
+    if not total:
+        return
+    workers = max(1, min(workers, total))
+    batcher = BatchingLM(lm, programs=total, concurrency=workers)
+
+    def one(example: Example, k: int) -> Trace:
         with batcher.program():
             view = _RefusalsRaise(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed, logprobs=logprobs)
             try:
@@ -97,52 +110,66 @@ def run_program(
             on_trace(trace)
         return trace
 
-    if not jobs:
-        return []
-    traces: list[Trace | None] = [None] * len(jobs)
-    queue = iter(enumerate(jobs))
+    # `workers` threads each take the next job until none is left, rather than one Future per job
+    # submitted up front (a Future, a work item and their locks per sample: 800k of each at 100k
+    # inputs × 8), and the jobs are made as they are taken, not listed up front.
+    queue = enumerate((example, k) for example in examples for k in range(samples))
     taking = threading.Lock()
-    errors: list[BaseException] = []
+    done: SimpleQueue = SimpleQueue()  # (index, trace) as programs finish; _END or an error last
     stop = threading.Event()  # no further job starts: a program failed, or the run was interrupted
-    over = threading.Event()  # set on the first error, or when the last worker ends
     running = [workers]
 
     def work() -> None:
-        # `workers` threads each take the next job until none is left, rather than one Future per
-        # job submitted up front (a Future, a work item and their locks per sample: 800k of each
-        # at 100k inputs × 8). Each trace lands at its job's position: (example, sample) order.
         try:
             while not stop.is_set():
                 with taking:
                     item = next(queue, None)
                 if item is None:
                     return
-                index, job = item
-                traces[index] = one(job)
+                index, (example, k) = item
+                done.put((index, one(example, k)))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-            errors.append(exc)
             stop.set()
-            over.set()
+            done.put((-1, exc))
         finally:
             with taking:
                 running[0] -= 1
                 if running[0] == 0:
-                    over.set()
+                    done.put((-1, _END))
 
     started: list[threading.Thread] = []
     try:
         for i in range(workers):
             started.append(threading.Thread(target=work, name=f"s2distill-program-{i}"))
             started[-1].start()
-        over.wait()
-        if errors:
-            raise errors[0]
-        check_failures(traces, max_failures)  # type: ignore[arg-type]
-        return traces  # type: ignore[return-value]
+        waiting: dict[int, Trace] = {}  # done ahead of the next one in order
+        following, failed, shown = 0, 0, []
+        while following < total:
+            index, item = done.get()
+            if index < 0:
+                if item is _END:
+                    break
+                raise item
+            waiting[index] = item
+            while following in waiting:
+                trace = waiting.pop(following)
+                following += 1
+                if "failed" in trace.meta:
+                    failed += 1
+                    if len(shown) < 3:
+                        shown.append(trace)
+                yield trace
+        if following < total:  # cannot happen: a worker's error comes before the end
+            raise RuntimeError(f"the program run ended after {following} of {total} samples")
+        _check_failed(shown, failed, total, max_failures)
     finally:
-        # On an error or Ctrl-C, no further job starts and running programs stop at their next
-        # call; only the batch already with the model finishes (and reaches the cache).
+        # On an error, Ctrl-C or a caller that stops reading, no further job starts and running
+        # programs stop at their next call; only the batch already with the model finishes (and
+        # reaches the cache).
         stop.set()
         batcher.close()
         for thread in started:
             thread.join()
+
+
+_END = object()  # the last worker has ended

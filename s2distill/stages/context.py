@@ -6,7 +6,7 @@ program runs over inputs with a progress bar, and which slice of a config a fing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from rich.console import Console
 from s2distill.config import Recipe, RecipeError, TeacherConfig
 from s2distill.configbase import identity
 from s2distill.methods import build_program, run_program
+from s2distill.methods.runner import iter_program
 from s2distill.models import Models
 from s2distill.progress import ProgressBar
 from s2distill.stages.folder import RunFolder
@@ -55,11 +56,22 @@ class RunContext:
         return build_program(task or self.task, method.name, method.factory_options())
 
     def run(self, label: str, program, examples: Sequence[Example], lm, *, samples: int = 1,
-            **settings: Any) -> list[Trace]:
-        """Run a program over inputs (`samples` times each) with a progress bar."""
-        with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as advance:
+            advance: Callable[[], None] | None = None, **settings: Any) -> list[Trace]:
+        """Run a program over inputs (`samples` times each) with a progress bar (`advance`: a bar
+        the caller holds open across several runs, instead of one of its own)."""
+        if advance is not None:
             return run_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
                                max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
+        with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as bar:
+            return self.run(label, program, examples, lm, samples=samples, advance=bar, **settings)
+
+    def stream(self, label: str, program, examples: Sequence[Example], lm, *, samples: int = 1,
+               **settings: Any) -> Iterator[Trace]:
+        """`run`, its traces yielded in the same order as they are done, for a stage that writes
+        them as they come rather than holding them all."""
+        with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as advance:
+            yield from iter_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
+                                    max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
 
     def source(self, name: str) -> TeacherConfig:
         """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher."""

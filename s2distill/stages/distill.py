@@ -5,18 +5,18 @@ prompt template. Evaluation of the trained student is in stages/evaluate.py."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.configbase import identity
-from s2distill.curation import output_key
-from s2distill.distill import distill_pairs, evaluated_as, kept_traces
+from s2distill.distill import evaluated_as, input_pairs
 from s2distill.runfolder import read_json, write_json
 from s2distill.stages.context import RunContext, sampling_identity
-from s2distill.stages.folder import FOLDER, ROWS, Done
+from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
+from s2distill.stages.outputs import Outputs
 from s2distill.student import PROMPT_FILE, prompt_spec, student_program
-from s2distill.types import Trace
 from s2distill.variants import Variant
 
 TRAIN_FINGERPRINT = "train_fingerprint.json"  # beside a training's checkpoints: which config they belong to
@@ -57,22 +57,26 @@ def student_program_for(ctx: RunContext, trained: Trained, task=None):
                            reasoning_max_tokens=ctx.recipe.distill.reasoning_max_tokens, task_prefix=trained.task_prefix)
 
 
-def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces: dict[tuple, Trace],
+def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
               rewrites: Done | None) -> Done:
     """The step's training pairs in TRL's prompt–completion format (conversational for a chat student):
-    `distill/BASE.jsonl`."""
+    `distill/BASE.jsonl`, built input by input as the verdicts and the samples are read back
+    (`sampled`: the variant's outputs, stages/outputs.py) and written as they come."""
     recipe = ctx.recipe
     rewritten = rewritten_rationales(rewrites.value) if rewrites else None
 
-    def compute():
+    def compute() -> Iterator[dict]:
         method = recipe.student.method
-        return distill_pairs(step.fmt, ctx.task, inputs.value, verdicts.value, traces, shots=method.shots,
-                             max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
-                             question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "",
-                             prompt_format=method.prompt_format)
+        by_id = {e.id: e for e in inputs.value}
+        for verdict, kept in sampled.kept(verdicts.value):
+            if verdict.kept:
+                yield from input_pairs(step.fmt, ctx.task, by_id[verdict.example_id], verdict, kept, shots=method.shots,
+                                       max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
+                                       question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "",
+                                       prompt_format=method.prompt_format)
 
     return ctx.folder.stage(
-        f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=ROWS, compute=compute,
+        f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=STREAMED_ROWS, compute=compute,
         made_from={"format": step.fmt, "student_method": identity(recipe.student.method),
                    "max_per_input": recipe.distill.max_per_input, "task": ctx.prompt_settings(),
                    "inputs": {"curation": verdicts.fingerprint, "inputs": inputs.fingerprint,
@@ -80,18 +84,19 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces:
     )
 
 
-def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, traces: dict[tuple, Trace],
+def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
                    previous: Trained, earlier: Done | None) -> Done:
     """HaRD's compression: the previous step's student answers the kept inputs, then the refiner
     teacher rewrites each kept rationale after reading that answer; a second compression step
-    rewrites the earlier rewrite (TwT Table 3), not the original again."""
+    rewrites the earlier rewrite (TwT Table 3), not the original again. The kept outputs are held
+    (the refiner's program reads them all), the others are not."""
     recipe = ctx.recipe
     refiner = recipe.teacher(recipe.distill.refiner)
 
     how = recipe.distill.compression
 
     def compute():
-        kept = kept_traces(verdicts.value, traces)
+        kept = {verdict.example_id: traces for verdict, traces in sampled.kept(verdicts.value) if verdict.kept}
         cap = recipe.distill.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
         todo = [e for e in inputs.value if e.id in kept]
@@ -152,10 +157,11 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
         mode = recipe.train.mode
         ctx.console.print(f"  fine-tuning ({mode}) on {len(pairs.value)} {step.fmt} pairs"
                           + (" from the previous stage" if start else ""))
+        train_set = list(pairs.value)  # training holds its set; the stages before it do not
         if mode == "full":
-            train_student(pairs.value, start or model.weights_dir(), out_dir, recipe.train)
+            train_student(train_set, start or model.weights_dir(), out_dir, recipe.train)
         else:
-            train_student(pairs.value, model.weights_dir(), out_dir, recipe.train, init_adapter=start)
+            train_student(train_set, model.weights_dir(), out_dir, recipe.train, init_adapter=start)
         write_json(weights / PROMPT_FILE, prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix))
         return weights
 
@@ -170,7 +176,3 @@ def _drop_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:
     if marker.exists() and read_json(marker).get("fingerprint") != fingerprint:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     write_json(marker, {"fingerprint": fingerprint})
-
-
-def traces_by_output(traces: list[Trace]) -> dict[tuple, Trace]:
-    return {output_key(t): t for t in traces}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,21 +48,50 @@ class Done:
 
 @dataclass(frozen=True)
 class Codec:
-    """How one kind of artifact is written and read back."""
+    """How one kind of artifact is written and read back. A `streamed` codec's stage may compute
+    an iterator, written as it comes; its result is then the artifact read back (`Rows`)."""
 
     save: Callable[[Path, Any, dict], None]  # (path, value, seal extra)
     load: Callable[[Path], Any]
+    streamed: bool = False
 
 
-def _rows_codec(to_row: Callable[[Any], dict], from_row: Callable[[dict], Any]) -> Codec:
-    return Codec(lambda path, value, extra: write_jsonl(path, (to_row(v) for v in value), seal=extra),
-                 lambda path: [from_row(row) for row in iter_jsonl(path)])
+class Rows:
+    """A JSONL artifact's rows, read from the file each time it is iterated and never held: the
+    result of a stage whose later readers go through it in order (samples, verdicts, training
+    pairs), so that memory stays flat in the number of inputs."""
+
+    def __init__(self, path: Path, from_row: Callable[[dict], Any]):
+        self.path, self.from_row = path, from_row
+
+    def rows(self) -> Iterator[dict]:
+        """The rows as written (a reader that needs a field or two builds no object)."""
+        return iter_jsonl(self.path)
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.from_row, iter_jsonl(self.path))
+
+    def __len__(self) -> int:
+        """From the seal: a row is a line."""
+        return seal_of(self.path)["lines"]
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __repr__(self) -> str:
+        return f"Rows({str(self.path)!r})"
+
+
+def _rows_codec(to_row: Callable[[Any], dict], from_row: Callable[[dict], Any], *, streamed: bool = False) -> Codec:
+    load = (lambda path: Rows(path, from_row)) if streamed else (lambda path: [from_row(row) for row in iter_jsonl(path)])
+    return Codec(lambda path, value, extra: write_jsonl(path, (to_row(v) for v in value), seal=extra), load, streamed)
 
 
 ROWS = _rows_codec(lambda row: row, lambda row: row)
+STREAMED_ROWS = _rows_codec(lambda row: row, lambda row: row, streamed=True)
 EXAMPLES = _rows_codec(lambda e: {"id": e.id, "inputs": e.inputs}, lambda row: Example(row["id"], row["inputs"]))
-TRACES = _rows_codec(Trace.to_dict, Trace.from_dict)
-VERDICTS = _rows_codec(lambda v: v.__dict__, lambda row: Verdict(**row))
+TRACES = _rows_codec(Trace.to_dict, Trace.from_dict, streamed=True)
+VERDICTS = _rows_codec(lambda v: v.__dict__, lambda row: Verdict(**row), streamed=True)
 JSON = Codec(lambda path, value, extra: write_json(path, value, seal=extra), read_json)
 # A folder the stage's compute wrote whole (trained weights): only its seal is written afterwards.
 FOLDER = Codec(lambda path, value, extra: write_seal(path, extra), lambda path: path)
@@ -146,9 +175,11 @@ class RunFolder:
             status, reason = "redone", what_changed(seal.get("made_from"), made_from)
         self.console.print(f"[bold]▶ {name}[/bold]" + (f" [dim](redo: {reason})[/dim]" if reason else ""))
         start = time.perf_counter()
-        value = compute()
-        seconds = round(time.perf_counter() - start, 1)
+        value = compute()  # a streamed codec's is computed as it is written
         codec.save(path, value, {"fingerprint": print_, "made_from": made_from})
+        if codec.streamed:
+            value = codec.load(path)
+        seconds = round(time.perf_counter() - start, 1)
         self.timings[name] = seconds
         write_json(self.root / "timings.json", self.timings)  # every stage's last compute time, across invocations
         self.log.append(StageRecord(name, status, reason, seconds))

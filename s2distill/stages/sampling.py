@@ -22,19 +22,19 @@ def inputs_stage(ctx: RunContext) -> Done:
 def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False,
                   logprobs: bool = False) -> Done:
     """N sampled runs of a source's program per input (on the answer-preserving perturbation of
-    each input when `perturbed`): `samples/NAME[.perturbed].jsonl`. `logprobs`: every call records
+    each input when `perturbed`): `samples/NAME[.perturbed].jsonl`, in (input, sample) order, read
+    back by later stages input by input (a `Rows`, never a list). `logprobs`: every call records
     its completion's log-probability (a filter reads it: TwT Table 5)."""
     source = ctx.source(name)
 
     def compute():
         examples = [ctx.task.perturb(e) for e in inputs.value] if perturbed else inputs.value
         label = f"{name} ({source.method.name}{', perturbed inputs' if perturbed else ''}) × {source.samples} samples"
-        traces = ctx.run(label, ctx.program(source.method), examples, ctx.models.get(source.model),
-                         samples=source.samples, temperature=source.temperature, top_p=source.top_p, seed=source.seed,
-                         logprobs=logprobs)
-        for trace in traces:
+        for trace in ctx.stream(label, ctx.program(source.method), examples, ctx.models.get(source.model),
+                                samples=source.samples, temperature=source.temperature, top_p=source.top_p,
+                                seed=source.seed, logprobs=logprobs):
             trace.teacher = name
-        return traces
+            yield trace  # written as it comes, in (input, sample) order: none are held (stages/outputs.py)
 
     suffix = ".perturbed" if perturbed else ""
     return ctx.folder.stage(
