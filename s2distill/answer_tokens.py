@@ -4,7 +4,7 @@ A tokenizer merges short letter strings into one token: Gemma's writes the last-
 " nm" as the single token `▁nm`. A student trained on that target has to learn, for each of the
 ~700 letter-pair tokens, which two letters it spells; the same student trained on `▁n`, `m` learns
 one letter at a time. On the quickstart's curated pool (900 inputs, LoRA, 4 epochs) the 2-word score
-rose from 58.5% to 70.5% (n=200; README, learning curve). The model then *generates* the character
+rose from 62.0% to 70.5% (n=200; README, learning curve). The model then *generates* the character
 tokens itself, so nothing changes at inference, in `predict` or in an exported model: decoding the
 tokens gives the same text.
 
