@@ -59,6 +59,12 @@ class MethodConfig(_Strict):
             raise ValueError(f"method {self.name!r} has only the fewshot prompt format")
         return self
 
+    @property
+    def question_suffix(self) -> str:
+        """The text `direct` adds after each question (`options.question_suffix`, Yu et al. 2024
+        Table 6); "" for any other method. Distillation sets and the reasoning student use it too."""
+        return self.options.get("question_suffix", "") if self.name == "direct" else ""
+
     def factory_options(self) -> dict[str, Any]:
         """Keyword arguments for the method's factory (empty for a user's program)."""
         if ":" in self.name:

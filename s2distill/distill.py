@@ -36,7 +36,7 @@ input; reasoning sets may hold several rationales for it (TwT keeps two).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from s2distill.curation import output_key
 from s2distill.methods import direct_completion, direct_prompt
@@ -132,14 +132,21 @@ def distill_pairs(
     """The training pairs of set `fmt`: {"id", "teacher", "sample", "prompt", "completion"}
     (`question_suffix`: the student's, after each question, as `direct` asks it; `prompt_format`:
     the student's, chat pairs in TRL's conversational format)."""
+    kept = kept_traces(verdicts, traces)
+    return list(pairs_of_verdicts(fmt, task, examples, ((v, kept[v.example_id]) for v in verdicts if v.kept), shots=shots,
+                                  max_per_input=max_per_input, rewritten=rewritten, question_suffix=question_suffix,
+                                  prompt_format=prompt_format))
+
+
+def pairs_of_verdicts(fmt: str, task: Task, examples: Iterable[Example],
+                      verdicts_with_kept: Iterable[tuple[Verdict, Sequence[Trace]]], **settings) -> Iterator[dict]:
+    """The pairs of set `fmt` for each kept verdict, given with its kept outputs, one input at a time
+    (the set stage reads both back from their artifacts; `distill_pairs` has them in memory).
+    `settings`: `input_pairs`' keyword arguments."""
     by_id = {e.id: e for e in examples}
-    kept_verdicts = {v.example_id: v for v in verdicts if v.kept}
-    pairs = []
-    for example_id, kept in kept_traces(verdicts, traces).items():
-        pairs += input_pairs(fmt, task, by_id[example_id], kept_verdicts[example_id], kept, shots=shots,
-                             max_per_input=max_per_input, rewritten=rewritten, question_suffix=question_suffix,
-                             prompt_format=prompt_format)
-    return pairs
+    for verdict, kept in verdicts_with_kept:
+        if verdict.kept:
+            yield from input_pairs(fmt, task, by_id[verdict.example_id], verdict, kept, **settings)
 
 
 def input_pairs(

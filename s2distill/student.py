@@ -43,9 +43,8 @@ def student_program(task, method, *, multiline: bool, reasoning_max_tokens: int,
     if not multiline:
         options = {**method.factory_options(), **({"task_prefix": task_prefix} if task_prefix else {})}
         return build_program(task, method.name, options)
-    suffix = method.options.get("question_suffix", "") if method.name == "direct" else ""
     return direct(task, shots=method.shots, max_tokens=reasoning_max_tokens, multiline=True, task_prefix=task_prefix,
-                  question_suffix=suffix, prompt_format=method.prompt_format)
+                  question_suffix=method.question_suffix, prompt_format=method.prompt_format)
 
 
 class TextQuestion:

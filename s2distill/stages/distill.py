@@ -11,7 +11,7 @@ from pathlib import Path
 
 from s2distill.compress import compression_program, rewritten_rationales
 from s2distill.configbase import identity
-from s2distill.distill import evaluated_as, input_pairs
+from s2distill.distill import evaluated_as, pairs_of_verdicts
 from s2distill.runfolder import read_json, write_json
 from s2distill.stages.context import RunContext, sampling_identity
 from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
@@ -67,13 +67,9 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
 
     def compute() -> Iterator[dict]:
         method = recipe.student.method
-        by_id = {e.id: e for e in inputs.value}
-        for verdict, kept in sampled.kept(verdicts.value):
-            if verdict.kept:
-                yield from input_pairs(step.fmt, ctx.task, by_id[verdict.example_id], verdict, kept, shots=method.shots,
-                                       max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
-                                       question_suffix=method.options.get("question_suffix", "") if method.name == "direct" else "",
-                                       prompt_format=method.prompt_format)
+        return pairs_of_verdicts(step.fmt, ctx.task, inputs.value, sampled.kept(verdicts.value), shots=method.shots,
+                                 max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
+                                 question_suffix=method.question_suffix, prompt_format=method.prompt_format)
 
     return ctx.folder.stage(
         f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=STREAMED_ROWS, compute=compute,
