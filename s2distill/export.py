@@ -154,6 +154,16 @@ def _chat_modelfile(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The model card's usage snippets begin alike: load the exported model and its saved prompt template.
+_LOAD_MODEL_AND_SPEC = (
+    "```python",
+    "import json",
+    "from transformers import AutoModelForCausalLM, AutoTokenizer",
+    "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
+    f"spec = json.load(open('{PROMPT_FILE}'))",
+)
+
+
 def _prompt_lines(spec: dict[str, Any]) -> list[str]:
     """The model card's "Prompt" section: the raw prompt, or a chat student's messages, and how to use them."""
     if spec.get("prompt") is None and spec.get("messages"):
@@ -164,11 +174,7 @@ def _prompt_lines(spec: dict[str, Any]) -> list[str]:
              "of the assistant turn. A one-line answer is the reply's first non-empty line. "
              f"The same template is in `{PROMPT_FILE}`."), "",
             "```json", json.dumps(spec["messages"], indent=1, ensure_ascii=False), "```", "",
-            "```python",
-            "import json",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
-            f"spec = json.load(open('{PROMPT_FILE}'))",
+            *_LOAD_MODEL_AND_SPEC,
             "messages = [{**m, 'content': m['content'].replace('{question}', 'YOUR QUESTION')} for m in spec['messages']]",
             "text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
             "ids = tok(text, return_tensors='pt', add_special_tokens=False)",
@@ -182,11 +188,7 @@ def _prompt_lines(spec: dict[str, Any]) -> list[str]:
          f"({', '.join(json.dumps(s) for s in spec.get('stop') or []) or 'none'}; at most {spec.get('max_tokens')} "
          f"tokens). The same template is in `{PROMPT_FILE}`."), "",
         "```text", str(spec.get("prompt")), "```", "",
-        "```python",
-        "import json",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "model, tok = AutoModelForCausalLM.from_pretrained('.'), AutoTokenizer.from_pretrained('.')",
-        f"spec = json.load(open('{PROMPT_FILE}'))",
+        *_LOAD_MODEL_AND_SPEC,
         "ids = tok(spec['prompt'].replace('{question}', 'YOUR QUESTION'), return_tensors='pt')",
         "out = model.generate(**ids, max_new_tokens=spec['max_tokens'], do_sample=False)",
         "text = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)",

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from s2distill.config import Recipe, RecipeError, TeacherConfig
 from s2distill.configbase import identity
-from s2distill.methods import build_program, run_program
+from s2distill.methods import build_program
 from s2distill.methods.runner import iter_program
 from s2distill.models import Models
 from s2distill.progress import ProgressBar
@@ -59,19 +59,18 @@ class RunContext:
             advance: Callable[[], None] | None = None, **settings: Any) -> list[Trace]:
         """Run a program over inputs (`samples` times each) with a progress bar (`advance`: a bar
         the caller holds open across several runs, instead of one of its own)."""
-        if advance is not None:
-            return run_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
-                               max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
-        with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as bar:
-            return self.run(label, program, examples, lm, samples=samples, advance=bar, **settings)
+        return list(self.stream(label, program, examples, lm, samples=samples, advance=advance, **settings))
 
     def stream(self, label: str, program, examples: Sequence[Example], lm, *, samples: int = 1,
-               **settings: Any) -> Iterator[Trace]:
+               advance: Callable[[], None] | None = None, **settings: Any) -> Iterator[Trace]:
         """`run`, its traces yielded in the same order as they are done, for a stage that writes
         them as they come rather than holding them all."""
-        with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as advance:
-            yield from iter_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
-                                    max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
+        if advance is None:
+            with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as bar:
+                yield from self.stream(label, program, examples, lm, samples=samples, advance=bar, **settings)
+            return
+        yield from iter_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
+                                max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
 
     def source(self, name: str) -> TeacherConfig:
         """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher."""

@@ -151,9 +151,9 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
         _drop_stale_checkpoints(out_dir, fingerprint(made_from))
         start = previous.weights.value if previous else None
         mode = recipe.train.mode
-        ctx.console.print(f"  fine-tuning ({mode}) on {len(pairs.value)} {step.fmt} pairs"
-                          + (" from the previous stage" if start else ""))
         train_set = list(pairs.value)  # training holds its set; the stages before it do not
+        ctx.console.print(f"  fine-tuning ({mode}) on {len(train_set)} {step.fmt} pairs"
+                          + (" from the previous stage" if start else ""))
         if mode == "full":
             train_student(train_set, start or model.weights_dir(), out_dir, recipe.train)
         else:

@@ -69,7 +69,7 @@ class Rows:
         return iter_jsonl(self.path)
 
     def __iter__(self) -> Iterator[Any]:
-        return map(self.from_row, iter_jsonl(self.path))
+        return map(self.from_row, self.rows())
 
     def __len__(self) -> int:
         """From the seal: a row is a line."""
