@@ -1,6 +1,6 @@
 """The quickstart's System 2 workload through the embedded backend and through llama.cpp, in one run.
 
-    python benchmarks/generation.py [--inputs 32] [--samples 4] [--engines embedded llama.cpp]
+    python benchmarks/generation.py [--inputs 32] [--samples 4] [--dtypes auto float32 int8] [--engines embedded llama.cpp]
 
 The workload is the quickstart's teacher: PAL's 4-shot program prompt for N last-letter inputs,
 `samples` samples each at temperature 0.7, top-p 0.95, at most 64 new tokens, stopping at a blank
@@ -8,8 +8,9 @@ line. The embedded backend gets every request at once (it batches, shares the ex
 across inputs and each prompt's prefill across its samples). llama.cpp (llama-cpp-python, not a
 dependency of s2distill: install it for the benchmark, e.g. `pip install llama-cpp-python`) runs
 the shipped Q4_K_M GGUF of the same model one completion at a time, as its Python API does,
-reusing the previous prompt's KV cache for the common prefix. Both print generated tokens per
-second and samples per second; the ratio is printed with the CPU capability and dtype.
+reusing the previous prompt's KV cache for the common prefix. Each prints generated tokens per
+second and samples per second; the embedded backend runs once per `--dtypes` entry (`auto` is what
+this machine's default picks), and each run's ratio to llama.cpp is printed with the CPU capability.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2distill.hardware import available_cores, describe, resolve_dtype  # noqa: E402
+from s2distill.hardware import available_cores, describe, resolve_generation_dtype  # noqa: E402
 from s2distill.methods.pal import QUERY, SHOT, STOP  # noqa: E402
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig  # noqa: E402
 from s2distill.types import Request  # noqa: E402
@@ -75,29 +76,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", type=int, default=32)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtypes", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16", "int8"],
+                        help="the embedded backend's dtypes, one run each")
     parser.add_argument("--batch-rows", type=int, default=64)
     parser.add_argument("--engines", nargs="+", default=["embedded", "llama.cpp"], choices=["embedded", "llama.cpp"])
     args = parser.parse_args()
 
     prompts = pal_prompts(args.inputs)
-    print("hardware:", json.dumps(describe(resolve_dtype(args.dtype))))
+    print("hardware:", json.dumps(describe(resolve_generation_dtype("auto"))), "(dtype: what auto picks here)")
     print(f"workload: {len(prompts)} PAL prompts × {args.samples} samples, ≤64 new tokens, T=0.7, top-p 0.95")
     results = []
     for engine in args.engines:
-        result = run_llama_cpp(prompts, args.samples) if engine == "llama.cpp" else run_embedded(
-            prompts, args.samples, args.dtype, args.batch_rows)
-        results.append(result)
-        if "error" in result:
-            print(f"{result['engine']}: {result['error']}")
-            continue
-        print(f"{result['engine']}: {result['seconds']:.1f} s, {result['tokens'] / result['seconds']:.1f} generated "
-              f"tokens/s, {result['samples'] / result['seconds']:.2f} samples/s", flush=True)
+        runs = [run_llama_cpp(prompts, args.samples)] if engine == "llama.cpp" else [
+            run_embedded(prompts, args.samples, dtype, args.batch_rows) for dtype in args.dtypes]
+        for result in runs:
+            results.append(result)
+            if "error" in result:
+                print(f"{result['engine']}: {result['error']}")
+                continue
+            print(f"{result['engine']}: {result['seconds']:.1f} s, {result['tokens'] / result['seconds']:.1f} generated "
+                  f"tokens/s, {result['samples'] / result['seconds']:.2f} samples/s", flush=True)
     done = [r for r in results if "error" not in r]
-    if len(done) == 2:
-        ours, theirs = done
-        print(f"ratio (samples/s, {ours['engine'].split(' (')[0]} / llama.cpp): "
-              f"{(ours['samples'] / ours['seconds']) / (theirs['samples'] / theirs['seconds']):.2f}")
+    theirs = next((r for r in done if r["engine"].startswith("llama.cpp")), None)
+    for ours in done:
+        if theirs is not None and ours is not theirs:
+            print(f"ratio (samples/s, {ours['engine']} / llama.cpp): "
+                  f"{(ours['samples'] / ours['seconds']) / (theirs['samples'] / theirs['seconds']):.2f}")
 
 
 if __name__ == "__main__":

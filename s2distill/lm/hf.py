@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2distill.hardware import available_cores, resolve_dtype
+from s2distill.hardware import available_cores, resolve_generation_dtype
 from s2distill.lm.base import gather_samples, render_messages, sample_rows, truncate_at_stop
 from s2distill.types import Completion, Request, Usage
 
@@ -41,7 +41,7 @@ class HFLM:
         self.path = Path(path)
         self.adapter = Path(adapter) if adapter else None
         self.device = device
-        self.dtype = resolve_dtype(dtype, device)
+        self.dtype = resolve_generation_dtype(dtype, device)
         self.batch_rows = batch_rows
         self.threads = threads
         self.share_prefix = share_prefix
@@ -64,11 +64,18 @@ class HFLM:
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, self.dtype))
+        int8 = self.dtype == "int8"
+        if int8 and device != "cpu":
+            raise ValueError("dtype int8 (dynamic quantisation) runs on a CPU only; on a GPU use bfloat16 or float16")
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32 if int8 else getattr(torch, self.dtype))
         if self.adapter is not None:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
+        if int8:
+            from s2distill.lm.int8 import quantize_int8
+
+            model = quantize_int8(model.eval())
         # PEFT leaves every weight frozen. With frozen bf16 weights, PyTorch 2.13's CPU `linear` on
         # the prefill's sliced last position takes a bmm path that copies the 262k-row LM head on
         # every call: 14.4 s instead of 0.9 s per prefill here. Under inference_mode,
