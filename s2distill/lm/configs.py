@@ -61,7 +61,7 @@ class _Transformers(_Backend):
         from s2distill.lm.hf import HFLM
 
         base = self.weights_dir()
-        dtype = resolve_generation_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16 and fp32 differ
+        dtype = resolve_generation_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16, int8, fp32 differ
         adapter_path = Path(adapter) if adapter else None
         if adapter_path is not None and (adapter_path / "config.json").exists():  # a fully fine-tuned model
             return HFLM(adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads)
