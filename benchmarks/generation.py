@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2distill.hardware import available_cores, describe, resolve_generation_dtype  # noqa: E402
+from s2distill.hardware import available_cores, describe, resolve_dtype  # noqa: E402
 from s2distill.methods.pal import QUERY, SHOT, STOP  # noqa: E402
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig  # noqa: E402
 from s2distill.types import Request  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
 
     prompts = pal_prompts(args.inputs)
-    print("hardware:", json.dumps(describe(resolve_generation_dtype("auto"))), "(dtype: what auto picks here)")
+    print("hardware:", json.dumps(describe(resolve_dtype("auto"))), "(dtype: what auto picks here)")
     print(f"workload: {len(prompts)} PAL prompts × {args.samples} samples, ≤64 new tokens, T=0.7, top-p 0.95")
     results = []
     for engine in args.engines:

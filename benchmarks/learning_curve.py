@@ -31,7 +31,7 @@ from s2distill.config import apply_override, validate_recipe  # noqa: E402
 from s2distill.curation import output_key  # noqa: E402
 from s2distill.distill import distill_pairs  # noqa: E402
 from s2distill.evaluate import score_traces  # noqa: E402
-from s2distill.hardware import describe, resolve_dtype, resolve_generation_dtype  # noqa: E402
+from s2distill.hardware import describe, resolve_dtype  # noqa: E402
 from s2distill.lm import build_lm  # noqa: E402
 from s2distill.methods import build_program, run_program  # noqa: E402
 from s2distill.runfolder import read_jsonl  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
     recipe, examples, verdicts, traces = load_pool(args.run, args.overrides)
     kept = [v for v in verdicts if v.kept]
     print(f"pool: {args.run} — {len(examples)} unlabeled inputs, {len(kept)} kept by {recipe.curation.names()}")
-    print("hardware:", json.dumps(describe(resolve_generation_dtype(recipe.student.model.dtype))),
+    print("hardware:", json.dumps(describe(resolve_dtype(recipe.student.model.dtype))),
           f"training precision: {resolve_dtype(recipe.train.precision)}")
     print(f"student prompt: {recipe.student.method.name}, {recipe.student.method.shots}-shot; train: "
           + json.dumps(recipe.train.model_dump(exclude={'mode'})))

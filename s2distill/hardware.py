@@ -58,20 +58,10 @@ def default_device() -> str:
 
 def resolve_dtype(requested: str, device: str | None = None) -> str:
     """`auto` -> "bfloat16" where it is fast on `device` (default: the one models load on), else
-    "float32"; any explicit dtype is kept as asked. Training's precision and compute dtype."""
+    "float32"; any explicit dtype (`int8` included: s2distill/lm/int8.py) is kept as asked."""
     if requested != "auto":
         return requested
     return "bfloat16" if fast_bf16(device or default_device()) else "float32"
-
-
-def resolve_generation_dtype(requested: str, device: str | None = None) -> str:
-    """The number format a model generates in: as `resolve_dtype`, except that `auto` on a CPU
-    without native bf16 is "int8" (int8 weights, float32 activations: s2distill/lm/int8.py), which
-    runs generation's matmuls several times faster than float32 there."""
-    device = device or default_device()
-    if requested == "auto" and device == "cpu" and not fast_bf16("cpu"):
-        return "int8"
-    return resolve_dtype(requested, device)
 
 
 def available_cores() -> int:

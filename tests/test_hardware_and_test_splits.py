@@ -1,5 +1,5 @@
-"""`dtype: auto` picks bf16 only where the hardware has it (int8 weights for generation elsewhere
-on a CPU); extra System 1 prompts and transfer test splits are scored beside the recipe's own."""
+"""`dtype: auto` picks bf16 only where the hardware has it; extra System 1 prompts and transfer test
+splits are scored beside the recipe's own."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
     lm = build_lm(TinyModel())
-    assert lm.dtype == "int8" and lm.name.endswith(":int8")  # a bf16 machine's samples are not replayed here
-    assert build_lm(TinyModel(dtype="float32")).name.endswith(":float32")
+    assert lm.dtype == "float32" and lm.name.endswith(":float32")  # a bf16 machine's samples are not replayed here
+    assert build_lm(TinyModel(dtype="int8")).name.endswith(":int8")
 
 
 def test_available_cores_is_positive_and_within_the_affinity_mask():

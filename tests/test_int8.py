@@ -1,5 +1,5 @@
-"""`dtype: int8`: generation with int8 linear weights on a CPU (s2distill/lm/int8.py), what `auto`
-picks where a CPU has no native bf16, and a model name that keeps its completions apart."""
+"""`dtype: int8`: generation with int8 linear weights on a CPU (s2distill/lm/int8.py), never picked
+by `auto`, and a model name that keeps its completions apart."""
 
 from __future__ import annotations
 
@@ -13,21 +13,12 @@ from s2distill.types import Request
 PROMPTS = ["Q: Ada Bob\nA:", "Q: Tom Joe Al\nA:", "Q: Zed Yan\nA:"]
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ({"avx2"}, "int8"),                                 # no native bf16: int8 weights
-    ({"avx2", "avx512f"}, "int8"),
-    ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
-])
-def test_auto_generation_dtype_follows_the_cpu_flags(monkeypatch, flags, expected):
+@pytest.mark.parametrize("flags", [{"avx2"}, {"avx2", "avx512f"}, {"avx2", "avx512f", "avx512_bf16"}])
+def test_auto_never_picks_int8(monkeypatch, flags):
+    """int8 cost the quickstart's distilled student 13 points (README): it is asked for, never chosen."""
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
-    assert hardware.resolve_generation_dtype("auto", "cpu") == expected
-    assert hardware.resolve_generation_dtype("float32", "cpu") == "float32"  # an explicit choice is kept
-    assert hardware.resolve_dtype("auto", "cpu") in ("float32", "bfloat16")  # training never gets int8
-
-
-def test_auto_on_a_gpu_is_never_int8(monkeypatch):
-    monkeypatch.setattr(hardware, "fast_bf16", lambda device="cpu": False)
-    assert hardware.resolve_generation_dtype("auto", "cuda") == "float32"
+    assert hardware.resolve_dtype("auto", "cpu") in ("float32", "bfloat16")
+    assert hardware.resolve_dtype("int8", "cpu") == "int8"  # an explicit choice is kept
 
 
 def test_int8_quantises_every_linear_layer_and_keeps_the_logits():

@@ -46,8 +46,8 @@ class _Transformers(_Backend):
     trainable: ClassVar[bool] = True
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
         "auto", description="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16 or AMX on CPU, "
-        "bf16-capable GPUs), int8 on other CPUs, float32 on other GPUs (s2distill/hardware.py). int8: the linear "
-        "layers' weights quantised to int8 for generation, CPU only (s2distill/lm/int8.py); training loads float32")
+        "bf16-capable GPUs), float32 elsewhere (s2distill/hardware.py). int8: the linear layers' weights quantised "
+        "to int8 for generation, CPU only, never picked by auto (s2distill/lm/int8.py); training loads float32")
     batch_rows: int = runtime_field(16, ge=1, description="sequences decoded together")
     threads: int | None = runtime_field(None, ge=1, description="torch CPU threads (default: the cores this process "
                                         "may use)")
@@ -57,11 +57,11 @@ class _Transformers(_Backend):
         return f"{self.backend}:{folder.name}:{dtype}"
 
     def build(self, *, adapter: str | Path | None = None):
-        from s2distill.hardware import resolve_generation_dtype
+        from s2distill.hardware import resolve_dtype
         from s2distill.lm.hf import HFLM
 
         base = self.weights_dir()
-        dtype = resolve_generation_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16, int8, fp32 differ
+        dtype = resolve_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16, int8, fp32 differ
         adapter_path = Path(adapter) if adapter else None
         if adapter_path is not None and (adapter_path / "config.json").exists():  # a fully fine-tuned model
             return HFLM(adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads)
@@ -69,10 +69,10 @@ class _Transformers(_Backend):
                     name=self._cache_name(base, dtype))
 
     def describe(self, adapter: Path | None = None) -> str:
-        from s2distill.hardware import resolve_generation_dtype
+        from s2distill.hardware import resolve_dtype
 
         # what `dtype: auto` chose on this machine
-        return f"{self._label()}, {resolve_generation_dtype(self.dtype)}" + (" + distilled weights" if adapter else "")
+        return f"{self._label()}, {resolve_dtype(self.dtype)}" + (" + distilled weights" if adapter else "")
 
     def _label(self) -> str:
         raise NotImplementedError

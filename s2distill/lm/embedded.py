@@ -52,7 +52,7 @@ def embedded_model_dir() -> Path:
 
 def embedded_lm(**kwargs) -> HFLM:
     """The embedded Gemma 3 270M as an LM (keyword arguments go to `HFLM`)."""
-    from s2distill.hardware import resolve_generation_dtype
+    from s2distill.hardware import resolve_dtype
 
-    kwargs["dtype"] = resolve_generation_dtype(kwargs.get("dtype", "auto"), kwargs.get("device"))
+    kwargs["dtype"] = resolve_dtype(kwargs.get("dtype", "auto"), kwargs.get("device"))
     return HFLM(embedded_model_dir(), name=f"embedded:{EMBEDDED_NAME}:{kwargs['dtype']}", **kwargs)

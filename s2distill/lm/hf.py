@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2distill.hardware import available_cores, resolve_generation_dtype
+from s2distill.hardware import available_cores, resolve_dtype
 from s2distill.lm.base import gather_samples, render_messages, sample_rows, truncate_at_stop
 from s2distill.types import Completion, Request, Usage
 
@@ -41,7 +41,7 @@ class HFLM:
         self.path = Path(path)
         self.adapter = Path(adapter) if adapter else None
         self.device = device
-        self.dtype = resolve_generation_dtype(dtype, device)
+        self.dtype = resolve_dtype(dtype, device)
         self.batch_rows = batch_rows
         self.threads = threads
         self.share_prefix = share_prefix
