@@ -3,10 +3,11 @@
 On a CPU without native bf16 (AVX2 alone, or AVX-512 without its BF16 extension) generation would
 otherwise run float32 matmuls, and most of a step is the 262k-row LM head. Dynamic quantisation
 stores each linear layer's weights as int8, one scale per output channel, and quantises its input
-on every call, so it needs no calibration data. On the quickstart's System 2 workload it generated
-2.3× float32's samples per second here, and System 2 lost 1.5–2 points; but the quickstart's
-distilled student lost 13 (72% → 59%): the letters it learned sit in small weight differences
-that int8 blurs. So `dtype: auto` never picks it; a recipe asks for it, typically for a teacher
+on every call, so it needs no calibration data. On the project's AVX-512 machine it generated
+2.3× float32's samples per second on the quickstart's System 2 workload, and System 2 lost
+1.5–2 points; but the quickstart's distilled student lost 13 (72% → 59%, n=200), probably
+because what its LoRA learned is a small change to the weights that int8 rounding blurs. So
+`dtype: auto` never picks it; a recipe asks for it, typically for a teacher
 (`teacher.model.dtype=int8`) whose sampling is the slow part, the student kept in float32 or bf16.
 
 Outputs differ from float32 ones, so the dtype is part of the model's cache name (`...:int8`):
