@@ -1,6 +1,7 @@
 """The quickstart's System 2 workload through the embedded backend and through llama.cpp, in one run.
 
-    python benchmarks/generation.py [--inputs 32] [--samples 4] [--dtypes auto float32 int8] [--engines embedded llama.cpp]
+    python benchmarks/generation.py [--inputs 32] [--samples 4] [--dtypes auto float32 int8] [--lm-heads auto model]
+                                    [--engines embedded llama.cpp]
 
 The workload is the quickstart's teacher: PAL's 4-shot program prompt for N last-letter inputs,
 `samples` samples each at temperature 0.7, top-p 0.95, at most 64 new tokens, stopping at a blank
@@ -9,8 +10,10 @@ across inputs and each prompt's prefill across its samples). llama.cpp (llama-cp
 dependency of s2distill: install it for the benchmark, e.g. `pip install llama-cpp-python`) runs
 the shipped Q4_K_M GGUF of the same model one completion at a time, as its Python API does,
 reusing the previous prompt's KV cache for the common prefix. Each prints generated tokens per
-second and samples per second; the embedded backend runs once per `--dtypes` entry (`auto` is what
-this machine's default picks), and each run's ratio to llama.cpp is printed with the CPU capability.
+second and samples per second; the embedded backend runs once per `--dtypes` and `--lm-heads` pair
+(`auto` is what this machine's default picks; `--lm-heads auto model` compares float32 with and
+without its int8 LM head, s2distill/lm/int8.py), and each run's ratio to llama.cpp is printed with
+the CPU capability.
 """
 
 from __future__ import annotations
@@ -35,10 +38,7 @@ def pal_prompts(n: int) -> list[str]:
     return [prefix + QUERY.format(question=task.question(e)) for e in task.unlabeled("train")]
 
 
-def run_embedded(prompts: list[str], samples: int, dtype: str, batch_rows: int) -> dict:
-    from s2distill.lm.embedded import embedded_lm
-
-    lm = embedded_lm(dtype=dtype, batch_rows=batch_rows)
+def run_embedded(prompts: list[str], samples: int, lm) -> dict:
     lm.load()
     requests = [Request(prompt=p, temperature=0.7, top_p=0.95, max_tokens=64, stop=STOP, n=samples, seed=0)
                 for p in prompts]
@@ -46,8 +46,25 @@ def run_embedded(prompts: list[str], samples: int, dtype: str, batch_rows: int) 
     out = lm.generate(requests)
     seconds = time.perf_counter() - started
     tokens = sum(c.usage.completion_tokens for cs in out for c in cs)
-    return {"engine": f"s2distill embedded ({lm.dtype}, batch_rows {batch_rows})", "seconds": seconds,
+    head = ", int8 LM head" if lm.int8_head else ""
+    return {"engine": f"s2distill embedded ({lm.dtype}{head}, batch_rows {lm.batch_rows})", "seconds": seconds,
             "tokens": tokens, "samples": len(prompts) * samples}
+
+
+def embedded_lms(dtypes: list[str], heads: list[str], batch_rows: int) -> list:
+    """One embedded LM per distinct (dtype, LM head) the arguments resolve to on this machine."""
+    from s2distill.lm.embedded import embedded_lm
+
+    lms = {}
+    for dtype in dtypes:
+        for head in heads:
+            try:
+                lm = embedded_lm(dtype=dtype, lm_head=head, batch_rows=batch_rows)
+            except ValueError as exc:  # e.g. an int8 head asked for with bf16
+                print(f"skipped dtype {dtype}, LM head {head}: {exc}")
+                continue
+            lms.setdefault(lm.name, lm)
+    return list(lms.values())
 
 
 def run_llama_cpp(prompts: list[str], samples: int) -> dict:
@@ -78,6 +95,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--dtypes", nargs="+", default=["auto"], choices=["auto", "float32", "bfloat16", "int8"],
                         help="the embedded backend's dtypes, one run each")
+    parser.add_argument("--lm-heads", nargs="+", default=["auto"], choices=["auto", "model", "int8"],
+                        help="the embedded backend's LM head (s2distill/lm/int8.py), one run per dtype and head")
     parser.add_argument("--batch-rows", type=int, default=64)
     parser.add_argument("--engines", nargs="+", default=["embedded", "llama.cpp"], choices=["embedded", "llama.cpp"])
     args = parser.parse_args()
@@ -88,7 +107,7 @@ def main() -> None:
     results = []
     for engine in args.engines:
         runs = [run_llama_cpp(prompts, args.samples)] if engine == "llama.cpp" else [
-            run_embedded(prompts, args.samples, dtype, args.batch_rows) for dtype in args.dtypes]
+            run_embedded(prompts, args.samples, lm) for lm in embedded_lms(args.dtypes, args.lm_heads, args.batch_rows)]
         for result in runs:
             results.append(result)
             if "error" in result:

@@ -30,7 +30,8 @@ def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
     lm = build_lm(TinyModel())
-    assert lm.dtype == "float32" and lm.name.endswith(":float32")  # a bf16 machine's samples are not replayed here
+    assert lm.dtype == "float32" and lm.name.endswith(":float32+int8-head")  # a bf16 machine's samples are not replayed here
+    assert build_lm(TinyModel(lm_head="model")).name.endswith(":float32")
     assert build_lm(TinyModel(dtype="int8")).name.endswith(":int8")
 
 

@@ -24,7 +24,7 @@ def test_auto_never_picks_int8(monkeypatch, flags):
 def test_int8_quantises_every_linear_layer_and_keeps_the_logits():
     import torch
 
-    float32 = HFLM(tiny_model_dir(), dtype="float32")
+    float32 = HFLM(tiny_model_dir(), dtype="float32", lm_head="model")
     int8 = HFLM(tiny_model_dir(), dtype="int8")
     reference, tokenizer = float32.load()
     quantised, _ = int8.load()
@@ -43,7 +43,7 @@ def test_int8_quantises_every_linear_layer_and_keeps_the_logits():
 
 def test_int8_generates_and_is_another_model_in_cache_keys():
     int8 = HFLM(tiny_model_dir(), dtype="int8", name="tiny:int8")
-    float32 = HFLM(tiny_model_dir(), dtype="float32")
+    float32 = HFLM(tiny_model_dir(), dtype="float32", lm_head="model")
     assert int8.dtype == "int8" and float32.name.endswith(":float32")
     out = int8.generate([Request(prompt=p, temperature=0.0, max_tokens=6) for p in PROMPTS])
     assert [len(c) for c in out] == [1, 1, 1]

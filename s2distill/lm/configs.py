@@ -48,6 +48,11 @@ class _Transformers(_Backend):
         "auto", description="auto: bfloat16 where the hardware computes it natively (AVX-512 BF16 or AMX on CPU, "
         "bf16-capable GPUs), float32 elsewhere (s2distill/hardware.py). int8: the linear layers' weights quantised "
         "to int8 for generation, CPU only, never picked by auto (s2distill/lm/int8.py); training loads float32")
+    lm_head: Literal["auto", "model", "int8"] = Field(
+        "auto", description="the output projection's weights for generation. auto: int8 where the model runs in "
+        "float32 on a CPU (the 262k-row head is half of a float32 decode step; int8 made sampling 1.7x faster and moved "
+        "one distilled answer in 200: s2distill/lm/int8.py), the model's own dtype elsewhere. model: always the "
+        "model's dtype. int8: ask for it (float32 on a CPU only)")
     batch_rows: int = runtime_field(16, ge=1, description="sequences decoded together")
     threads: int | None = runtime_field(None, ge=1, description="torch CPU threads (default: the cores this process "
                                         "may use)")
@@ -64,15 +69,17 @@ class _Transformers(_Backend):
         dtype = resolve_dtype(self.dtype)  # the resolved dtype names the model in cache keys: bf16, int8, fp32 differ
         adapter_path = Path(adapter) if adapter else None
         if adapter_path is not None and (adapter_path / "config.json").exists():  # a fully fine-tuned model
-            return HFLM(adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads)
+            return HFLM(adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads, lm_head=self.lm_head)
         return HFLM(base, adapter=adapter_path, dtype=dtype, batch_rows=self.batch_rows, threads=self.threads,
-                    name=self._cache_name(base, dtype))
+                    name=self._cache_name(base, dtype), lm_head=self.lm_head)
 
     def describe(self, adapter: Path | None = None) -> str:
-        from s2distill.hardware import resolve_dtype
+        from s2distill.hardware import default_device, resolve_dtype
+        from s2distill.lm.int8 import wants_int8_head
 
-        # what `dtype: auto` chose on this machine
-        return f"{self._label()}, {resolve_dtype(self.dtype)}" + (" + distilled weights" if adapter else "")
+        dtype = resolve_dtype(self.dtype)  # what `dtype: auto` chose on this machine
+        head = ", int8 LM head" if wants_int8_head(self.lm_head, dtype, default_device()) else ""
+        return f"{self._label()}, {dtype}{head}" + (" + distilled weights" if adapter else "")
 
     def _label(self) -> str:
         raise NotImplementedError
