@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2distill.hardware import available_cores, describe, resolve_dtype  # noqa: E402
-from s2distill.methods.pal import QUERY, SHOT, STOP  # noqa: E402
-from s2distill.tasks.last_letters import LastLetters, LastLettersConfig  # noqa: E402
-from s2distill.types import Request  # noqa: E402
+from s2distill.hardware import available_cores, describe, resolve_dtype
+from s2distill.methods.pal import QUERY, SHOT, STOP
+from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
+from s2distill.types import Request
 
 
 def pal_prompts(n: int) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import s2distill.lm.decode_head as decode_head
+from s2distill.lm import decode_head
 from s2distill.lm.decode_head import DecodeHead
 from s2distill.lm.hf import HFLM
 from s2distill.lm.int8 import wants_int8_head

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from s2distill.hardware import available_cores, default_device, resolve_dtype
