@@ -25,10 +25,11 @@ def machine_info() -> dict[str, Any]:
 
         info["torch"] = torch.__version__
         info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-        from s2distill.hardware import available_cores, cpu_capability, fast_bf16
+        from s2distill.hardware import available_cores, cpu_capability, fast_bf16, fast_int8
 
         info["cpu_capability"] = cpu_capability()
         info["cpu_bf16"] = fast_bf16("cpu")
+        info["cpu_int8"] = fast_int8()
         info["threads"] = available_cores()
     except ImportError:
         pass

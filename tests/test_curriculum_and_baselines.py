@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -92,7 +93,9 @@ def test_baselines_each_get_a_row_and_their_own_curation(smoke_data, tmp_path):
     row = report["rows"][3]
     assert curation["distill_system1"]["kept"] == 0
     assert row["score"] is None and row["note"] == "not trained: curation kept no input"
-    assert "| distill_system1 | answer_only | direct, 2-shot | tiny test model, float32, int8 LM head | — (not trained" in (tmp_path / "report.md").read_text()
+    # (the tiny model runs in float32 here: with an int8 LM head where this CPU has fast int8, s2distill/hardware.py)
+    assert re.search(r"\| distill_system1 \| answer_only \| direct, 2-shot \| tiny test model, float32(, int8 LM head)? \| — \(not trained",
+                     (tmp_path / "report.md").read_text())
     # Standard KD and no filter: each teacher's first sample, every parseable one kept.
     for name in ("standard_kd", "no_filter"):
         assert curation[name]["filter"] == "none" and curation[name]["first_sample_only"]

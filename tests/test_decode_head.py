@@ -65,15 +65,19 @@ def test_the_kept_buffer_is_reused_only_inside_reusing_output():
             assert torch.allclose(b, first[:2], atol=1e-6)
 
 
-@pytest.mark.parametrize(("lm_head", "dtype", "device", "expected"), [
-    ("auto", "float32", "cpu", True),   # a CPU without native bf16: the head is half a float32 step
-    ("auto", "bfloat16", "cpu", False),
-    ("auto", "float32", "cuda", False),
-    ("model", "float32", "cpu", False),
-    ("int8", "float32", "cpu", True),
-    ("auto", "int8", "cpu", False),     # dtype int8 quantises the head with every other layer
+@pytest.mark.parametrize(("lm_head", "dtype", "device", "fast_int8", "expected"), [
+    ("auto", "float32", "cpu", True, True),    # AVX-512 VNNI without BF16: the head is half a float32 step
+    ("auto", "float32", "cpu", False, False),  # AVX2 alone: int8 matmuls are slower than float32
+    ("auto", "bfloat16", "cpu", True, False),
+    ("auto", "float32", "cuda", True, False),
+    ("model", "float32", "cpu", True, False),
+    ("int8", "float32", "cpu", False, True),   # asked for: given, fast or not
+    ("auto", "int8", "cpu", True, False),      # dtype int8 quantises the head with every other layer
 ])
-def test_which_models_get_an_int8_head(lm_head, dtype, device, expected):
+def test_which_models_get_an_int8_head(monkeypatch, lm_head, dtype, device, fast_int8, expected):
+    import s2distill.hardware as hardware
+
+    monkeypatch.setattr(hardware, "fast_int8", lambda: fast_int8)
     assert wants_int8_head(lm_head, dtype, device) is expected
 
 
@@ -83,7 +87,7 @@ def test_an_int8_head_with_bf16_is_a_clear_error():
 
 
 def test_the_int8_head_is_another_model_in_cache_keys_and_generates():
-    int8_head = HFLM(tiny_model_dir(), dtype="float32", device="cpu")
+    int8_head = HFLM(tiny_model_dir(), dtype="float32", device="cpu", lm_head="int8")
     plain = HFLM(tiny_model_dir(), dtype="float32", device="cpu", lm_head="model")
     assert int8_head.name.endswith(":float32+int8-head") and plain.name.endswith(":float32")
     model, _ = int8_head.load()

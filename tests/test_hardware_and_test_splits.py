@@ -10,14 +10,16 @@ from s2distill.config import RecipeError, load_recipe
 from s2distill.pipeline import Pipeline
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ({"avx2", "avx512f"}, "float32"),              # AVX-512 without its BF16 extension: bf16 GEMM is slow
-    ({"avx2"}, "float32"),
-    ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"),
-    ({"avx2", "amx_bf16", "amx_tile"}, "bfloat16"),
+@pytest.mark.parametrize(("flags", "capability", "expected"), [
+    ({"avx2", "avx512f"}, "AVX512", "float32"),              # AVX-512 without its BF16 extension: bf16 GEMM is slow
+    ({"avx2"}, "AVX2", "float32"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX512", "bfloat16"),
+    ({"avx2", "amx_bf16", "amx_tile"}, "AVX512", "bfloat16"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX2", "float32"),  # torch held to AVX2 kernels (ATEN_CPU_CAPABILITY)
 ])
-def test_auto_dtype_follows_the_cpu_flags(monkeypatch, flags, expected):
+def test_auto_dtype_follows_the_cpu_flags(monkeypatch, flags, capability, expected):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: capability)
     assert hardware.resolve_dtype("auto", "cpu") == expected
     assert hardware.resolve_dtype("float32", "cpu") == "float32"  # an explicit choice is kept
     assert hardware.resolve_dtype("bfloat16", "cpu") == "bfloat16"
@@ -28,9 +30,14 @@ def test_auto_dtype_names_the_model_in_cache_keys(monkeypatch):
     from s2distill.lm.configs import TinyModel
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(hardware, "default_device", lambda: "cpu")
     lm = build_lm(TinyModel())
-    assert lm.dtype == "float32" and lm.name.endswith(":float32+int8-head")  # a bf16 machine's samples are not replayed here
+    assert lm.dtype == "float32" and lm.name.endswith(":float32")  # a bf16 machine's samples are not replayed here
+    # AVX-512 with VNNI but not BF16: float32, with the int8 LM head, which is another model in the cache
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    monkeypatch.setattr(hardware, "cpu_capability", lambda: "AVX512")
+    assert build_lm(TinyModel()).name.endswith(":float32+int8-head")
     assert build_lm(TinyModel(lm_head="model")).name.endswith(":float32")
     assert build_lm(TinyModel(dtype="int8")).name.endswith(":int8")
 

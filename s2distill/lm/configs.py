@@ -50,8 +50,9 @@ class _Transformers(_Backend):
         "to int8 for generation, CPU only, never picked by auto (s2distill/lm/int8.py); training loads float32")
     lm_head: Literal["auto", "model", "int8"] = Field(
         "auto", description="the output projection's weights for generation. auto: int8 where the model runs in "
-        "float32 on a CPU (the 262k-row head is half of a float32 decode step; int8 made sampling 1.7x faster and moved "
-        "one distilled answer in 200: s2distill/lm/int8.py), the model's own dtype elsewhere. model: always the "
+        "float32 on a CPU with fast int8 matmuls (AVX-512 VNNI or AMX; the 262k-row head is half of a float32 decode "
+        "step; int8 made sampling 1.6-1.7x faster and moved one distilled answer in 200: s2distill/lm/int8.py), "
+        "the model's own dtype elsewhere (with AVX2 alone int8 is slower). model: always the "
         "model's dtype. int8: ask for it (float32 on a CPU only)")
     batch_rows: int = runtime_field(16, ge=1, description="sequences decoded together")
     threads: int | None = runtime_field(None, ge=1, description="torch CPU threads (default: the cores this process "

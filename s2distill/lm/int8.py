@@ -21,8 +21,10 @@ was (LoRA's `all-linear` skips the output layer), and int8 with one scale per vo
 one per batch row (s2distill/lm/decode_head.py) moves few answers: on 200 test inputs, a distilled
 quickstart student scored 74.0% with it against 74.5% with a float32 head (75.0% in bf16), and
 System 2 93.5% against 94.0% (94.5%). `lm_head: auto` (s2distill/lm/configs.py) therefore
-quantises the head wherever a model generates in float32 on a CPU, i.e. on every CPU without
-native bf16, where it made the quickstart's System 2 sampling 1.7× faster.
+quantises the head where a model generates in float32 on a CPU with fast int8 matmuls (AVX-512
+VNNI or AMX: a CPU with AVX-512 but not its BF16 extension), where it made the quickstart's
+System 2 sampling 1.6–1.7× faster; with AVX2 alone int8 matmuls are slower than float32 ones
+(s2distill/hardware.py), and the head stays float32.
 """
 
 from __future__ import annotations
@@ -49,11 +51,16 @@ def quantize_int8(model):
 def wants_int8_head(lm_head: str, dtype: str, device: str) -> bool:
     """Whether a model loaded in `dtype` on `device` gets an int8 LM head: `lm_head: int8` asks
     for it (float32 on a CPU only: the quantised head takes float32 activations), `model` keeps
-    the model's own, `auto` quantises it where the model computes in float32 on a CPU."""
+    the model's own, `auto` quantises it where the model computes in float32 on a CPU whose int8
+    matmuls are fast (s2distill/hardware.py's `fast_int8`: with AVX2 alone they are slower)."""
     if lm_head == "model" or dtype == "int8":  # int8 already quantises the head with the rest
         return False
     on_cpu_float32 = device == "cpu" and dtype == "float32"
     if lm_head == "int8" and not on_cpu_float32:
         raise ValueError(f"lm_head int8 needs dtype float32 on a CPU (this model: {dtype} on {device}); "
                          "use lm_head: model, or dtype: float32")
-    return on_cpu_float32
+    if lm_head == "int8":
+        return True
+    from s2distill.hardware import fast_int8
+
+    return on_cpu_float32 and fast_int8()
