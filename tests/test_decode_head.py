@@ -75,7 +75,7 @@ def test_the_kept_buffer_is_reused_only_inside_reusing_output():
     ("auto", "int8", "cpu", True, False),      # dtype int8 quantises the head with every other layer
 ])
 def test_which_models_get_an_int8_head(monkeypatch, lm_head, dtype, device, fast_int8, expected):
-    import s2distill.hardware as hardware
+    from s2distill import hardware
 
     monkeypatch.setattr(hardware, "fast_int8", lambda: fast_int8)
     assert wants_int8_head(lm_head, dtype, device) is expected
