@@ -7,6 +7,11 @@ does not depend on how many other samples or prompts were asked for alongside it
 float rounding of different batch shapes, which can flip a near-tie in bf16), and the cache can
 store and replay samples one by one. Greedy rows take the argmax. Stop strings, end-of-sequence
 and `max_tokens` end a row, and finished rows leave the batch.
+
+On a CPU a step's memory traffic matters as much as its arithmetic, so the loop computes the LM
+head in vocabulary blocks into a kept buffer (lm/decode_head.py; in int8 where that is fast),
+writes each step's keys and values into room reserved after the prompt (lm/kv_buffer.py), and
+normalises the sampler's distribution a few rows at a time (`_log_normaliser`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class HFLM:
         name: str | None = None,  # identity in cache keys; the adapter's fingerprint is appended
         threads: int | None = None,
         share_prefix: bool = True,  # prefill a prefix common to a batch's prompts once (see `_prefill`)
-        lm_head: str = "auto",  # auto: int8 where the model runs in float32 on a CPU (s2distill/lm/int8.py)
+        lm_head: str = "auto",  # auto: int8 where the model runs in float32 on a CPU with fast int8 (lm/int8.py)
     ):
         from s2distill.lm.int8 import wants_int8_head
 
@@ -55,6 +60,7 @@ class HFLM:
         self.name = base + (f"+adapter:{_fingerprint(self.adapter)}" if self.adapter else "")
         self._model = None
         self._tokenizer = None
+        self._head = None  # the CPU decode head, once loaded (s2distill/lm/decode_head.py)
 
     # -- loading -------------------------------------------------------------------------------
     def load(self):
@@ -78,7 +84,6 @@ class HFLM:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter).merge_and_unload()
-        self._head = None
         if int8:
             from s2distill.lm.int8 import quantize_int8
 
