@@ -35,11 +35,9 @@ class DecodeHead(torch.nn.Module):
         self.int8 = int8
         self.bias = None if head.bias is None else head.bias.detach().float()
         if int8:
-            weight = head.weight.detach().float()
-            scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-            quantised = (weight / scale[:, None]).round().to(torch.int8)
+            quantised, scale = _int8_rows(head.weight.detach())
             self.blocks = [quantised[i : i + BLOCK].t().contiguous() for i in range(0, self.out_features, BLOCK)]
-            self.scales = scale.split(BLOCK)
+            self.scales = scale.squeeze(1).split(BLOCK)
         else:  # the model's own weights (shared with a tied input embedding: no copy), row blocks
             self.blocks = list(head.weight.detach().split(BLOCK))
         self._reuse = False
@@ -58,9 +56,7 @@ class DecodeHead(torch.nn.Module):
         rows = hidden.reshape(-1, self.in_features)
         out = self._output(rows.shape[0], rows.device)
         if self.int8:
-            flat = rows.float()
-            row_scale = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
-            quantised = (flat / row_scale).round().to(torch.int8)
+            quantised, row_scale = _int8_rows(rows)
             for block, scale, part in zip(self.blocks, self.scales, out.split(BLOCK, dim=1)):
                 torch.mul(torch._int_mm(quantised, block), row_scale, out=part)
                 part.mul_(scale)
@@ -78,6 +74,13 @@ class DecodeHead(torch.nn.Module):
         if self._buffer is None or self._buffer.shape[0] < n:
             self._buffer = torch.empty(n, self.out_features, device=device)
         return self._buffer[:n]
+
+
+def _int8_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`matrix` ([rows, columns]) as int8 with one scale per row ([rows, 1]): row ≈ int8 row × scale."""
+    matrix = matrix.float()
+    scale = matrix.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+    return (matrix / scale).round().to(torch.int8), scale
 
 
 def install_decode_head(model, *, int8: bool) -> DecodeHead:
