@@ -6,7 +6,8 @@
 The workload is the quickstart's teacher: PAL's 4-shot program prompt for N last-letter inputs,
 `samples` samples each at temperature 0.7, top-p 0.95, at most 64 new tokens, stopping at a blank
 line. The embedded backend gets every request at once (it batches, shares the exemplar prefix
-across inputs and each prompt's prefill across its samples). llama.cpp (llama-cpp-python, not a
+across inputs, each prompt's prefill across its samples, and a row of the forward pass across
+samples whose tokens agree so far; it prints how many samples were distinct). llama.cpp (llama-cpp-python, not a
 dependency of s2distill: install it for the benchmark, e.g. `pip install llama-cpp-python`) runs
 the shipped Q4_K_M GGUF of the same model one completion at a time, as its Python API does,
 reusing the previous prompt's KV cache for the common prefix. Each prints generated tokens per
@@ -46,9 +47,11 @@ def run_embedded(prompts: list[str], samples: int, lm) -> dict:
     out = lm.generate(requests)
     seconds = time.perf_counter() - started
     tokens = sum(c.usage.completion_tokens for cs in out for c in cs)
+    # how often a prompt's samples agree: samples that agree share their lane of the batch (lm/hf.py)
+    distinct = sum(len({c.text for c in cs}) for cs in out)
     head = ", int8 LM head" if lm.int8_head else ""
     return {"engine": f"s2distill embedded ({lm.dtype}{head}, batch_rows {lm.batch_rows})", "seconds": seconds,
-            "tokens": tokens, "samples": len(prompts) * samples}
+            "tokens": tokens, "samples": len(prompts) * samples, "distinct_samples": distinct}
 
 
 def embedded_lms(dtypes: list[str], heads: list[str], batch_rows: int) -> list:
@@ -114,7 +117,8 @@ def main() -> None:
                 print(f"{result['engine']}: {result['error']}")
                 continue
             print(f"{result['engine']}: {result['seconds']:.1f} s, {result['tokens'] / result['seconds']:.1f} generated "
-                  f"tokens/s, {result['samples'] / result['seconds']:.2f} samples/s", flush=True)
+                  f"tokens/s, {result['samples'] / result['seconds']:.2f} samples/s"
+                  + (f" ({result['distinct_samples']} distinct)" if "distinct_samples" in result else ""), flush=True)
     done = [r for r in results if "error" not in r]
     theirs = next((r for r in done if r["engine"].startswith("llama.cpp")), None)
     for ours in done:

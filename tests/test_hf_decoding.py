@@ -107,3 +107,56 @@ def test_a_completions_log_probability_is_the_models_own():
     assert compared >= 2
     [[plain]] = lm.generate([Request(prompt=PROMPTS[0], temperature=0.0, max_tokens=8)])
     assert plain.logprob is None  # only when asked
+
+
+def test_next_lanes_groups_unfinished_rows_by_their_token():
+    from s2distill.lm.hf import _next_lanes
+
+    # lane 0 holds rows 0, 1, 2 (row 1 drew another token: a fork); lane 1's only row finished
+    lanes, sources, inputs = _next_lanes([[0, 1, 2], [3]], {0: 7, 1: 9, 2: 7, 3: 5}, [False, False, False, True])
+    assert lanes == [[0, 2], [1]] and sources == [0, 0] and inputs == [7, 9]
+
+
+def test_batches_bound_the_prompts_and_the_rows():
+    from s2distill.lm.hf import _batches
+
+    texts = {0: "a", 1: "b", 2: "c"}
+    rows = [(0, k) for k in range(3)] + [(1, k) for k in range(3)] + [(2, 0)]
+    assert [len(b) for b in _batches(rows, texts, batch_rows=2)] == [6, 1]  # two prompts a batch
+    assert [len(b) for b in _batches(rows, texts, batch_rows=1)] == [3, 3, 1]
+    many = [(0, k) for k in range(9)]
+    assert [len(b) for b in _batches(many, {0: "a"}, batch_rows=2)] == [8, 1]  # at most 4 rows per prompt
+
+
+def test_a_sample_decoded_in_a_shared_lane_equals_it_decoded_alone():
+    """The samples of a prompt share a lane until their draws differ; each must still be the text
+    its own generator gives when it is the only row of the batch."""
+    lm = _lm()
+    lm.load()
+    for temperature, top_p in ((0.9, 1.0), (0.7, 0.95), (1.0, 1e-6)):
+        request = Request(prompt=PROMPTS[0], temperature=temperature, top_p=top_p, max_tokens=10, n=4, seed=11)
+        together = lm._decode([request] * 4, [PROMPTS[0]] * 4, [0, 1, 2, 3])
+        alone = [lm._decode([request], [PROMPTS[0]], [k])[0] for k in range(4)]
+        assert [c.text for c in together] == [c.text for c in alone]
+        assert [c.usage for c in together] == [c.usage for c in alone]
+
+
+def test_samples_that_agree_are_computed_once():
+    """A nucleus of one token (top-p 1e-6): every sample draws the argmax, so the four samples of a
+    prompt stay one lane and each decoding step computes one row per prompt; at a high temperature
+    they fork, and the steps compute more rows."""
+    lm = _lm()
+    model, _ = lm.load()
+    widths: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        agreeing = lm.generate([Request(prompt=p, temperature=1.0, top_p=1e-6, max_tokens=8, n=4, seed=2) for p in PROMPTS[:2]])
+        assert all(len({c.text for c in cs}) == 1 for cs in agreeing)
+        steps = widths[2:]  # after the shared-prefix and the prompts' prefill passes
+        assert steps and max(steps) <= 2, widths
+        widths.clear()
+        forking = lm.generate([Request(prompt=PROMPTS[0], temperature=5.0, max_tokens=8, n=4, seed=2)])
+        assert len({c.text for c in forking[0]}) > 1
+        assert max(widths[1:]) > 1, widths
+    finally:
+        handle.remove()

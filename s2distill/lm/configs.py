@@ -54,7 +54,8 @@ class _Transformers(_Backend):
         "step; int8 made sampling 1.6-1.7x faster and moved one distilled answer in 200: s2distill/lm/int8.py), "
         "the model's own dtype elsewhere (with AVX2 alone int8 is slower). model: always the "
         "model's dtype. int8: ask for it (float32 on a CPU only)")
-    batch_rows: int = runtime_field(16, ge=1, description="sequences decoded together")
+    batch_rows: int = runtime_field(16, ge=1, description="prompts decoded together (their samples share one row of "
+                                    "the forward pass while their tokens agree; at most 4 rows per prompt)")
     threads: int | None = runtime_field(None, ge=1, description="torch CPU threads (default: the cores this process "
                                         "may use)")
 

@@ -1,8 +1,10 @@
 """Local transformers models as an LM: batched, with the prompt's prefill shared across samples.
 
-Decoding is a short loop of our own rather than `model.generate`, for two reasons that matter to
-distillation: (1) each prompt is prefilled once and its KV cache copied to its `n` sample rows,
-and (2) each row samples from its own generator seeded by (seed, sample index), so sample `k`
+Decoding is a short loop of our own rather than `model.generate`, for reasons that matter to
+distillation: (1) each prompt is prefilled once, and its `n` samples share one row of the forward
+pass for as long as their tokens agree (a *lane*, forked when their draws differ: `_decode`), so
+the many samples that self-consistency asks for cost little more than one where the model is
+sure; (2) each sample draws from its own generator seeded by (seed, sample index), so sample `k`
 does not depend on how many other samples or prompts were asked for alongside it (up to the
 float rounding of different batch shapes, which can flip a near-tie in bf16), and the cache can
 store and replay samples one by one. Greedy rows take the argmax. Stop strings, end-of-sequence
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -116,8 +118,7 @@ class HFLM:
         # lengths side by side (less padding).
         rows.sort(key=lambda row: (len(texts[row[0]]), texts[row[0]], row[1]))
         decoded: dict[tuple[int, int], Completion] = {}
-        for start in range(0, len(rows), self.batch_rows):
-            chunk = rows[start : start + self.batch_rows]
+        for chunk in _batches(rows, texts, self.batch_rows):
             for row, completion in zip(chunk, self._decode([requests[i] for i, _ in chunk], [texts[i] for i, _ in chunk], [k for _, k in chunk])):
                 decoded[row] = completion
         return gather_samples(requests, decoded)
@@ -132,14 +133,23 @@ class HFLM:
         return render_messages(request.messages or ())
 
     def _decode(self, row_requests: list[Request], prompts: list[str], samples: list[int]) -> list[Completion]:
-        """Decode one batch of rows: rows with the same prompt share one prefill, and prompts share
-        their common prefix (`_prefill`)."""
+        """Decode one batch of rows: prompts share their common prefix (`_prefill`), and rows whose
+        sequences are so far the same share one *lane* of the batch.
+
+        A prompt's samples start as one lane: its prefill. At each step every row draws its own next
+        token from its lane's logits with its own generator, as if it were alone; rows of a lane
+        that drew the same token stay one lane, and a lane whose rows drew different tokens forks,
+        its KV cache copied to each new lane. So the forward pass computes each distinct sequence
+        once. This is exact: a lane's rows have the same tokens, hence the same next-token
+        distribution, and each row's draw is its own. At temperature 0.7 and top-p 0.95 a few-shot
+        program is mostly copied from the exemplars, where the nucleus is one token and every
+        sample agrees, so a prompt's samples stay one lane for most of their tokens.
+        """
         import torch
 
         tokenizer = self._tokenizer
         unique = list(dict.fromkeys(prompts))
         owner = [unique.index(p) for p in prompts]
-        index = torch.tensor(owner, device=self._device)
         generators = []
         for req, k in zip(row_requests, samples):
             g = torch.Generator(device=self._device)
@@ -153,17 +163,17 @@ class HFLM:
         done = [False] * n_rows
         with torch.inference_mode(), self._head.reusing_output() if self._head is not None else nullcontext():
             logits, cache, mask, positions, prompt_lengths = self._prefill(unique)
-            cache.reorder_cache(index)  # copy each prompt's KV cache to its sample rows
             steps = max(r.max_tokens for r in row_requests)
             reserve(cache, steps)  # each step then writes its position in place (s2distill/lm/kv_buffer.py)
-            logits = logits[index]
-            mask, positions = mask[index], positions[index][:, -1:]
-            live = list(range(n_rows))  # the rows still in the batch, in batch order
+            positions = positions[:, -1:]
+            lanes = [[r for r in range(n_rows) if owner[r] == u] for u in range(len(unique))]  # each lane's rows
             for _ in range(steps):
-                picked = _pick_tokens(logits, [row_requests[r] for r in live], [generators[r] for r in live])
+                live = [r for lane in lanes for r in lane]
+                lane_of = [j for j, lane in enumerate(lanes) for _ in lane]
+                picked = _pick_tokens(logits, [row_requests[r] for r in live], [generators[r] for r in live], lane_of)
                 wanted = [j for j, r in enumerate(live) if logprobs[r] is not None]
                 if wanted:  # the model's own log p (temperature 1) of the picked tokens
-                    rows_ = torch.tensor(wanted, device=self._device)
+                    rows_ = torch.tensor([lane_of[j] for j in wanted], device=self._device)
                     chosen = torch.tensor([picked[j] for j in wanted], device=self._device)
                     step_lp = (logits[rows_, chosen] - torch.logsumexp(logits[rows_], dim=-1)).tolist()
                     step_of = dict(zip(wanted, step_lp))
@@ -178,16 +188,15 @@ class HFLM:
                     texts[r] = tokenizer.decode(tokens[r], skip_special_tokens=True)
                     if len(tokens[r]) >= req.max_tokens or (req.stop and truncate_at_stop(texts[r], req.stop)[1]):
                         done[r] = True
-                keep = [j for j, r in enumerate(live) if not done[r]]
-                if not keep:
+                lanes, sources, inputs = _next_lanes(lanes, dict(zip(live, picked)), done)
+                if not lanes:
                     break
-                if len(keep) < len(live):  # finished rows leave the batch: later steps cost less
-                    kept = torch.tensor(keep, device=self._device)
-                    cache.reorder_cache(kept)
-                    mask, positions = mask[kept], positions[kept]
-                    picked = [picked[j] for j in keep]
-                    live = [live[j] for j in keep]
-                step = torch.tensor(picked, device=self._device)[:, None]
+                if sources != list(range(len(sources))) or len(sources) < logits.shape[0]:
+                    # a lane forked (its cache copied to each branch) or lost every row (it leaves the batch)
+                    index = torch.tensor(sources, device=self._device)
+                    cache.reorder_cache(index)
+                    mask, positions = mask[index], positions[index]
+                step = torch.tensor(inputs, device=self._device)[:, None]
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 positions = positions + 1
                 out = self._model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
@@ -201,7 +210,6 @@ class HFLM:
             completions.append(Completion(text, Usage(prompt_lengths[owner[r]], len(tokens[r])), finish, samples[r],
                                           logprob=logprobs[r]))
         return completions
-
 
     def _prefill(self, prompts: list[str]):
         """Prefill distinct prompts: the last position's logits, the KV cache, the attention mask,
@@ -242,6 +250,8 @@ class HFLM:
         return out.logits[:, -1].float(), out.past_key_values, mask, positions, lengths
 
 
+# A batch holds at most this many rows per distinct prompt on average (`_batches`).
+_ROWS_PER_LANE = 4
 # A shared prefix shorter than this is not worth a forward pass of its own.
 _MIN_SHARED_PREFIX = 16
 _SHORTLIST = 256  # top-p 0.95 at T 0.7 rarely reaches past a few dozen tokens; beyond it, the full sort
@@ -258,33 +268,77 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
     return n
 
 
-def _pick_tokens(logits, requests: Sequence[Request], generators) -> list[int]:
+def _batches(rows: list[tuple[int, int]], texts: dict[int, str], batch_rows: int) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive (request, sample) rows in batches of at most `batch_rows` distinct prompts — the
+    lanes a batch starts with (`_decode`) — and at most `_ROWS_PER_LANE` × `batch_rows` rows, which
+    bounds the batch should every sample fork."""
+    batch: list[tuple[int, int]] = []
+    prompts: set[str] = set()
+    for row in rows:
+        text = texts[row[0]]
+        if batch and ((text not in prompts and len(prompts) == batch_rows) or len(batch) == _ROWS_PER_LANE * batch_rows):
+            yield batch
+            batch, prompts = [], set()
+        batch.append(row)
+        prompts.add(text)
+    if batch:
+        yield batch
+
+
+def _next_lanes(lanes: list[list[int]], picked: dict[int, int], done: list[bool]):
+    """The lanes of the next step: each lane's unfinished rows grouped by the token they drew, in
+    order. Returns the new lanes, the old lane each one continues (its KV cache row), and the token
+    each one feeds the model."""
+    new_lanes, sources, inputs = [], [], []
+    for j, lane in enumerate(lanes):
+        branches: dict[int, list[int]] = {}
+        for r in lane:
+            if not done[r]:
+                branches.setdefault(picked[r], []).append(r)
+        for token, rows in branches.items():
+            new_lanes.append(rows)
+            sources.append(j)
+            inputs.append(token)
+    return new_lanes, sources, inputs
+
+
+def _pick_tokens(logits, requests: Sequence[Request], generators, lanes: Sequence[int] | None = None) -> list[int]:
     """The next token of every row: argmax for greedy rows, else a draw at the row's temperature
-    and top-p from the row's own generator.
+    and top-p from the row's own generator. Row `r` reads row `lanes[r]` of `logits` (rows that
+    share a sequence share its logits; `_decode`), row `r` itself when `lanes` is None.
 
     Top-p is exact but cheap: the nucleus is looked for among the `_SHORTLIST` most likely tokens
     (one batched top-k on the logits instead of sorting the whole vocabulary per row), their
     probabilities normalised by one log-sum-exp over the vocabulary, so the full softmax of
     [rows × 262k] is never written; only a row whose shortlist holds less than `top_p` of the mass
-    (or that asks for no top-p) computes its full distribution.
+    (or that asks for no top-p) computes its full distribution. Rows of one lane at one
+    temperature share that work.
     """
     import torch
 
+    lanes = list(range(len(requests))) if lanes is None else list(lanes)
     picked = [0] * len(requests)
     greedy = [r for r, req in enumerate(requests) if req.greedy]
     if greedy:
-        for r, token in zip(greedy, logits[greedy].argmax(-1).tolist()):
-            picked[r] = token
+        greedy_lanes = list(dict.fromkeys(lanes[r] for r in greedy))
+        best = dict(zip(greedy_lanes, logits[greedy_lanes].argmax(-1).tolist()))
+        for r in greedy:
+            picked[r] = best[lanes[r]]
     rows = [r for r, req in enumerate(requests) if not req.greedy]
     if not rows:
         return picked
-    sampled = logits if len(rows) == len(requests) else logits[rows]  # no copy when every row samples
-    temperatures = torch.tensor([requests[r].temperature for r in rows], device=logits.device)[:, None]
+    # one distribution per (lane, temperature)
+    keys = list(dict.fromkeys((lanes[r], requests[r].temperature) for r in rows))
+    key_of = {key: j for j, key in enumerate(keys)}
+    key_lanes = [lane for lane, _ in keys]
+    sampled = logits if key_lanes == list(range(logits.shape[0])) else logits[key_lanes]  # no copy when it can
+    temperatures = torch.tensor([t for _, t in keys], device=logits.device)[:, None]
     k = min(_SHORTLIST, sampled.shape[-1])
     top_logits, top_ids = sampled.topk(k, dim=-1)  # sorted, descending; temperature keeps the order
     log_z = _log_normaliser(sampled, temperatures)
     top_probs = (top_logits / temperatures - log_z).exp()
-    for j, r in enumerate(rows):
+    for r in rows:
+        j = key_of[(lanes[r], requests[r].temperature)]
         top_p = requests[r].top_p
         if top_p >= 1.0:  # no nucleus: a draw from the whole distribution, no sort
             probs = (sampled[j] / temperatures[j] - log_z[j]).exp()
