@@ -15,8 +15,9 @@ kernels whatever the flags say.
 
 The same holds for int8 matmuls (the int8 LM head, s2distill/lm/int8.py): fast with AVX-512 VNNI
 or AMX, and slower than float32 with AVX2 alone. Measured on this project's machine with torch
-held to AVX2 (`ATEN_CPU_CAPABILITY=avx2`): one 64-row int8 head 274 ms against float32's 362 ms,
-and the quickstart's System 2 sampling 2.27 samples/s with the int8 head against 2.90 without it.
+held to AVX2 (`ATEN_CPU_CAPABILITY=avx2`): the int8 head on 64 rows 406 ms against float32's
+250 ms (with AVX-512 VNNI: 54 against 315 ms), and the quickstart's System 2 sampling 2.27
+samples/s with the int8 head against 2.90 without it.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ class HFLM:
                 lanes, sources, inputs = _next_lanes(lanes, dict(zip(live, picked)), done)
                 if not lanes:
                     break
-                if sources != list(range(len(sources))) or len(sources) < logits.shape[0]:
+                if sources != list(range(logits.shape[0])):
                     # a lane forked (its cache copied to each branch) or lost every row (it leaves the batch)
                     index = torch.tensor(sources, device=self._device)
                     cache.reorder_cache(index)
