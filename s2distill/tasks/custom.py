@@ -296,13 +296,15 @@ class CustomTask(Task):
             return answer
         if answer is None or len(self.normalize(answer)) != 1:
             return None
-        n = len(next(e for e in self._all_examples if e.id == example_id).inputs[self.config.options])
+        n = self._option_counts[example_id]
         index = LETTERS.find(self.normalize(answer))
         return LETTERS[_shuffle(example_id, n)[index]] if 0 <= index < n else None
 
     @cached_property
-    def _all_examples(self) -> list[Example]:
-        return [item.example for split in self._splits.values() for item in split]
+    def _option_counts(self) -> dict[str, int]:
+        """Options per input id, every split: map_back runs once per sample, so a lookup, not a scan."""
+        return {item.example.id: len(item.example.inputs[self.config.options])
+                for split in self._splits.values() for item in split}
 
 
 def _shuffle(example_id: str, n: int) -> list[int]:
