@@ -54,10 +54,14 @@ def seen_pairs(words: list[str], trained: set[tuple[str, ...]], n: int, seed: in
     """`n` new 2-word inputs from trained names, none of them a trained pair."""
     rng = random.Random(seed)
     out: list[Example] = []
-    while len(out) < n:
+    for _ in range(100 * n):
+        if len(out) == n or len(words) < 2:
+            break
         pair = tuple(rng.sample(words, 2))
         if pair not in trained:
             out.append(Example(f"seen-{len(out)}", {"words": list(pair)}))
+    if len(out) < n:
+        sys.exit(f"only {len(out)} new pairs of the {len(words)} trained names: ask for fewer (--n)")
     return out
 
 
