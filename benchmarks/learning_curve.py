@@ -58,7 +58,7 @@ def load_pool(run: Path, overrides: list[str]):
 
 def evaluate(recipe, weights: Path) -> list[dict]:
     """The trained student, greedy, on the recipe's test split and each transfer split."""
-    data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+    data_root = recipe.data_root
     splits = [("", build_task(recipe.task, data_root=data_root))]
     splits += [(label, build_task(config, data_root=data_root)) for label, config in recipe.transfer_tasks()]
     lm = build_lm(recipe.student.model, adapter=weights)

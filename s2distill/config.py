@@ -377,6 +377,11 @@ class Recipe(_Strict):
         self.transfer_tasks()  # raises naming the bad setting
         return self
 
+    @property
+    def data_root(self) -> Path | None:
+        """`data_dir` as a path for `build_task` (None: the default, S2DISTILL_DATA or ../shared/data)."""
+        return Path(self.data_dir).expanduser() if self.data_dir else None
+
     def transfer_tasks(self) -> list[tuple[str, Any]]:
         """`evaluate.transfer` as (label, task config) pairs, each validated as the recipe's task."""
         out = []

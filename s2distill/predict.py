@@ -56,7 +56,7 @@ def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") ->
     if not recipe_file.exists():
         raise StudentError(f"{weights} has no {PROMPT_FILE} and {run_dir} no recipe.yaml to rebuild it from")
     recipe = validate_recipe(yaml.safe_load(recipe_file.read_text()), source=str(recipe_file))
-    task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+    task = build_task(recipe.task, data_root=recipe.data_root)
     pairs = [p for f in sorted((Path(run_dir) / "distill" / variant).glob(f"{weights.parent.name}-*.jsonl"))
              if not f.name.endswith(".rewrites.jsonl") for p in read_jsonl(f)]
     multiline, task_prefix = evaluated_as(pairs)

@@ -131,7 +131,7 @@ def data_hashes(task_config, data_root: Path | None) -> dict[str, str]:
 
 
 def provenance(out: Path, recipe) -> dict[str, Any]:
-    data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+    data_root = recipe.data_root
     return {
         "versions": versions(), **git_state(),
         "data_files": data_hashes(recipe.task, data_root),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -43,7 +42,7 @@ class RunContext:
     @classmethod
     def open(cls, recipe: Recipe, folder: RunFolder, models: Models, *, console: Console,
              show_progress: bool) -> RunContext:
-        data_root = Path(recipe.data_dir).expanduser() if recipe.data_dir else None
+        data_root = recipe.data_root
         task = build_task(recipe.task, data_root=data_root)
         test_sets = [("", task)] + [(label, build_task(config, data_root=data_root))
                                     for label, config in recipe.transfer_tasks()]
