@@ -34,29 +34,32 @@ import yaml  # noqa: E402
 
 from s2distill.config import apply_override, validate_recipe  # noqa: E402
 from s2distill.hardware import describe, resolve_dtype  # noqa: E402
-from s2distill.predict import load_student, student_weights  # noqa: E402
+from s2distill.predict import load_student  # noqa: E402
 from s2distill.runfolder import read_jsonl  # noqa: E402
 from s2distill.tasks import build_task  # noqa: E402
 from s2distill.types import Example  # noqa: E402
 
 
-def trained_words(run: Path) -> list[str]:
-    """The words of the inputs curation kept (what the student was trained on), in input order."""
+def trained_inputs(run: Path) -> tuple[list[str], set[tuple[str, ...]]]:
+    """The words of the inputs curation kept (what the student was trained on), in input order, and
+    every training input's words as a tuple (the pairs a new pairing must avoid)."""
     kept = {row["example_id"] for row in read_jsonl(run / "curation" / "verdicts.jsonl") if row["kept"]}
     words: dict[str, None] = {}
+    pairs = set()
     for row in read_jsonl(run / "inputs" / "train.jsonl"):
+        pairs.add(tuple(row["inputs"]["words"]))
         if row["id"] in kept:
             words.update(dict.fromkeys(row["inputs"]["words"]))
-    return list(words)
+    return list(words), pairs
 
 
 def seen_pairs(words: list[str], trained: set[tuple[str, ...]], n: int, seed: int) -> list[Example]:
     """`n` new 2-word inputs from trained names, none of them a trained pair."""
     rng = random.Random(seed)
     out: list[Example] = []
-    for _ in range(100 * n):
-        if len(out) == n or len(words) < 2:
-            break
+    attempts = 100 * n if len(words) >= 2 else 0
+    while len(out) < n and attempts:
+        attempts -= 1
         pair = tuple(rng.sample(words, 2))
         if pair not in trained:
             out.append(Example(f"seen-{len(out)}", {"words": list(pair)}))
@@ -102,19 +105,18 @@ def main() -> None:
     recipe = validate_recipe(data, source=str(args.run / "recipe.yaml"))
     if recipe.task.name != "last_letters" or recipe.task.words != 2:
         sys.exit(f"{args.run} is a {recipe.task.name} run; this script reads 2-word last-letters runs")
-    task = build_task(recipe.task, data_root=Path(recipe.data_dir).expanduser() if recipe.data_dir else None)
+    task = build_task(recipe.task, data_root=recipe.data_root)
 
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(student_weights(args.run)))
     student = load_student(args.run)
-    words = trained_words(args.run)
-    trained = {tuple(row["inputs"]["words"]) for row in read_jsonl(args.run / "inputs" / "train.jsonl")}
+    tokenizer = AutoTokenizer.from_pretrained(str(student.weights))
+    words, trained = trained_inputs(args.run)
     sets = {"unseen": [item.example for item in task.labeled("test")],
             "seen": seen_pairs(words, trained, args.n, args.seed)}
 
     print(f"{describe(resolve_dtype(getattr(student.lm_config, 'dtype', 'auto')))}; "
-          f"{len(words)} trained names; student {student_weights(args.run)}")
+          f"{len(words)} trained names; student {student.weights}")
     print("| names | exact | word 1, 1 token | word 1, 2+ tokens | word 2, 1 token | word 2, 2+ tokens |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, examples in sets.items():

@@ -47,3 +47,16 @@ def test_seen_pairs_are_new_pairings_of_trained_words():
     pairs = letter_errors.seen_pairs(words, trained, 20, seed=3)
     assert len(pairs) == 20
     assert all(tuple(p.inputs["words"]) not in trained and set(p.inputs["words"]) <= set(words) for p in pairs)
+
+
+def test_trained_inputs_are_the_kept_inputs_words_and_every_training_pair(tmp_path):
+    (tmp_path / "curation").mkdir()
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "curation" / "verdicts.jsonl").write_text(
+        '{"example_id": "a", "kept": true}\n{"example_id": "b", "kept": false}\n{"example_id": "c", "kept": true}\n')
+    (tmp_path / "inputs" / "train.jsonl").write_text(
+        '{"id": "a", "inputs": {"words": ["Al", "Bob"]}}\n{"id": "b", "inputs": {"words": ["Cy", "Di"]}}\n'
+        '{"id": "c", "inputs": {"words": ["Bob", "Ed"]}}\n')
+    words, pairs = letter_errors.trained_inputs(tmp_path)
+    assert words == ["Al", "Bob", "Ed"]  # dropped inputs' words are not trained names
+    assert pairs == {("Al", "Bob"), ("Cy", "Di"), ("Bob", "Ed")}
