@@ -27,16 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
 
-from s2distill.config import apply_override, validate_recipe  # noqa: E402
+from s2distill.config.recipe import apply_override, validate_recipe  # noqa: E402
 from s2distill.curation import output_key  # noqa: E402
-from s2distill.distill import distill_pairs  # noqa: E402
-from s2distill.evaluate import score_traces  # noqa: E402
+from s2distill.distill.pairs import distill_pairs  # noqa: E402
+from s2distill.scoring.score import score_traces  # noqa: E402
 from s2distill.hardware import describe, resolve_dtype  # noqa: E402
 from s2distill.lm import build_lm  # noqa: E402
 from s2distill.methods import build_program, run_program  # noqa: E402
-from s2distill.runfolder import read_jsonl  # noqa: E402
+from s2distill.artifacts import read_jsonl  # noqa: E402
 from s2distill.tasks import build_task  # noqa: E402
-from s2distill.train import train_student  # noqa: E402
+from s2distill.training.sft import train_student  # noqa: E402
 from s2distill.types import Example, Trace, Verdict  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def load_pool(run: Path, overrides: list[str]):
         apply_override(data, override)
     recipe = validate_recipe(data, source=str(run / "recipe.yaml"))
     examples = [Example(r["id"], r["inputs"]) for r in read_jsonl(run / "inputs" / "train.jsonl")]
-    verdicts = [Verdict(**r) for r in read_jsonl(run / "curation" / "verdicts.jsonl")]
+    verdicts = [Verdict.from_row(r) for r in read_jsonl(run / "curation" / "verdicts.jsonl")]
     traces = {}
     for teacher in recipe.teachers:
         for row in read_jsonl(run / "samples" / f"{teacher.name}.jsonl"):

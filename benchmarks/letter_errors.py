@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
 
-from s2distill.config import apply_override, validate_recipe  # noqa: E402
+from s2distill.config.recipe import apply_override, validate_recipe  # noqa: E402
 from s2distill.hardware import describe, resolve_dtype  # noqa: E402
-from s2distill.predict import load_student  # noqa: E402
-from s2distill.runfolder import read_jsonl  # noqa: E402
+from s2distill.student.predict import load_student  # noqa: E402
+from s2distill.artifacts import read_jsonl  # noqa: E402
 from s2distill.tasks import build_task  # noqa: E402
 from s2distill.types import Example  # noqa: E402
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2distill.browser import dump_dom, screenshot  # noqa: E402
-from s2distill.report_html import write_html_report  # noqa: E402
+from s2distill.report.browser import dump_dom, screenshot  # noqa: E402
+from s2distill.report.html import write_html_report  # noqa: E402
 from tests.synthetic_run import synthetic_run  # noqa: E402
 
 

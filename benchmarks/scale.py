@@ -46,7 +46,7 @@ RULES = [{"pattern": r'in "(\w*)(\w) (\w*)(\w)" and concatenate them\.\nSolution
 
 
 def recipe(size: int, samples: int, latency: float, workers: int):
-    from s2distill.config import Recipe
+    from s2distill.config.recipe import Recipe
 
     fake = {"backend": "fake", "rules": RULES, "latency": latency}
     return Recipe.model_validate({
@@ -106,13 +106,13 @@ def one_size(size: int, samples: int, latency: float, workers: int, root: Path, 
 def one_run(r, root: Path, cache: Path, redo: tuple[str, ...], rss: RSS) -> tuple[list[dict], dict]:
     """The stages as `Pipeline.run` calls them, each timed: (a row per stage, the LM's counts)."""
     from s2distill.models import Models
-    from s2distill.report import curation_summary
+    from s2distill.report.summary import curation_summary
     from s2distill.stages.context import RunContext
     from s2distill.stages.curate import curate_stage, variant_traces
     from s2distill.stages.distill import Step, set_stage
     from s2distill.stages.folder import RunFolder
     from s2distill.stages.sampling import inputs_stage, samples_stage
-    from s2distill.variants import plan_variants
+    from s2distill.distill.variants import plan_variants
 
     console = Console(stderr=True, quiet=True)
     teacher = r.teachers[0]

@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from s2distill.config import TrainConfig
+from s2distill.config.recipe import TrainConfig
 from s2distill.hardware import describe, resolve_dtype
 from s2distill.lm.embedded import embedded_model_dir
 from s2distill.methods import direct_completion, direct_prompt
 from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
-from s2distill.train import build_trainer
+from s2distill.training.sft import build_trainer
 
 
 def seconds_per_step(trainer, batch, steps: int) -> float:

@@ -6,6 +6,10 @@ keep what passes a label-free check, and fine-tune a model to give those answers
 
 __version__ = "0.1.0"
 
+from s2distill import _moved
+
+_moved.install()  # modules that moved into rooms (cli/, training/, ...) keep their old import paths
+
 
 def __getattr__(name: str):
     """`s2distill.run`, `s2distill.load_student`, `s2distill.Report`: the Python API (s2distill/api.py),

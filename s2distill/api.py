@@ -2,7 +2,7 @@
 
     import s2distill
     report = s2distill.run("recipes/smoke.yaml", out="runs/smoke")       # or a dict, or a Recipe
-    report.row("distilled")["score"], report.rows, print(report.markdown)
+    report.row("distilled").score, report.rows, print(report.markdown)
     student = s2distill.load_student("runs/smoke")
     student.predict(["Ada Lovelace"])                                     # [{"answer", "tokens", ...}]
 """
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2distill.predict import Student, load_student
+from s2distill.report.row import Row, rows_of
+from s2distill.student.predict import Student, load_student
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,10 @@ class Report:
     out: Path
 
     @property
-    def rows(self) -> list[dict]:
-        """One row per system: System 1, each teacher's System 2, each distilled stage and baseline."""
-        return self.data["rows"]
+    def rows(self) -> list[Row]:
+        """One row per system: System 1, each teacher's System 2, each distilled stage and baseline
+        (`report.row.Row`; `data["rows"]` holds them as report.json does, as dicts)."""
+        return rows_of(self.data["rows"])
 
     @property
     def curation(self) -> list[dict]:
@@ -36,15 +38,16 @@ class Report:
 
     @property
     def markdown(self) -> str:
-        from s2distill.report import render_markdown
+        from s2distill.report.summary import render_markdown
 
         return render_markdown(self.data)
 
-    def row(self, system: str, stage: int | None = None) -> dict:
+    def row(self, system: str, stage: int | None = None) -> Row:
         """The row of `system` ("system1", "system2", "distilled", a baseline); the last stage's by default."""
-        rows = [r for r in self.rows if r["system"] == system]
+        every = self.rows
+        rows = [r for r in every if r.system == system]
         if not rows:
-            raise KeyError(f"no row for system {system!r}; systems: {', '.join(dict.fromkeys(r['system'] for r in self.rows))}")
+            raise KeyError(f"no row for system {system!r}; systems: {', '.join(dict.fromkeys(r.system for r in every))}")
         return rows[-1] if stage is None else rows[stage - 1]
 
     def __getitem__(self, key: str) -> Any:
@@ -59,7 +62,7 @@ def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None 
     """Run every stage of a recipe (a YAML path, a dict, or a `config.Recipe`) into `out` (default
     runs/NAME); return its report. Stages of an earlier run in `out` whose inputs did not change are
     reused; `redo` names stages to redo anyway (as `s2distill run --redo`)."""
-    from s2distill.config import Recipe, apply_override, apply_size, load_recipe, validate_recipe
+    from s2distill.config.recipe import Recipe, apply_override, apply_size, load_recipe, validate_recipe
     from s2distill.pipeline import Pipeline
 
     if isinstance(recipe, Recipe):
@@ -78,4 +81,4 @@ def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None 
     return Report(Pipeline(config, folder, progress=progress, redo=redo).run(), folder)
 
 
-__all__ = ["Report", "Student", "load_student", "run"]
+__all__ = ["Report", "Row", "Student", "load_student", "run"]

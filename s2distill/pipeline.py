@@ -20,12 +20,13 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from s2distill.config import Recipe, RecipeError, runs_model_code
-from s2distill.generation_config import wrap_for_executor
+from s2distill.config.recipe import Recipe, RecipeError, runs_model_code
+from s2distill.config.generation import wrap_for_executor
 from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
 from s2distill.paths import completion_cache
-from s2distill.report import curation_summary
+from s2distill.report.row import Row
+from s2distill.report.summary import curation_summary
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import require_guard
 from s2distill.stages.context import RunContext
@@ -35,8 +36,7 @@ from s2distill.stages.evaluate import student_rows, system_rows, untrained_row
 from s2distill.stages.folder import RunFolder
 from s2distill.stages.report import write_report
 from s2distill.stages.sampling import inputs_stage, samples_stage
-from s2distill.tasks import Task
-from s2distill.variants import Variant, plan_variants
+from s2distill.distill.variants import Variant, plan_variants
 
 
 def default_cache(recipe: Recipe) -> Path:
@@ -67,7 +67,7 @@ class Pipeline:
         """Run every stage not current; return the report (also written as report.json/.md/.html)."""
         started = time.perf_counter()
         recipe, ctx = self.recipe, self.ctx
-        if runs_model_code(recipe, ctx.task.name):
+        if runs_model_code(recipe, ctx.task):
             require_guard(ctx.task.sandbox)  # model-written code needs a guard, before any work
         lock = lock_folder(self.out)  # one run at a time in a folder
         try:
@@ -93,13 +93,12 @@ class Pipeline:
 
     def _check(self, ctx: RunContext) -> None:
         """A recipe this task cannot run."""
-        perturbable = type(ctx.task).perturb is not Task.perturb and getattr(ctx.task, "perturbable", True)
-        if any(v.needs_perturbed for v in self.variants) and not perturbable:
+        if any(v.needs_perturbed for v in self.variants) and not ctx.task.perturbable:
             raise RecipeError(f"curation.filter perturbation: task {ctx.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
 
     @staticmethod
-    def _distil(ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[dict]:
+    def _distil(ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[Row]:
         """Every curriculum step of one variant: its set, its training (from the previous step's
         weights), its evaluation. A step with no pairs ends the variant with an untrained row. The
         variant's outputs are read back from the samples input by input, as each stage needs them."""

@@ -6,8 +6,9 @@ stage of a run writes its output to disk and the next stage reads it back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,47 @@ class Trace:
 _TYPED = ("teacher", "rationale", "final_response", "confidence")
 
 
+class OutputRef(NamedTuple):
+    """One output a verdict keeps: the teacher (source) that sampled it and its sample index, which
+    together name the output among an input's; `answer` is its parsed answer, recorded for a person
+    reading the verdicts artifact and not part of the output's identity (`key`).
+
+    A named tuple, so a verdict stays JSON-serialisable as it is; in an artifact row it is written
+    as a {"teacher", "sample", "answer"} mapping (`Verdict.to_row`).
+    """
+
+    teacher: str
+    sample: int
+    answer: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(teacher, sample): which output this is, whatever its answer."""
+        return self.teacher, self.sample
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher, "sample": self.sample, "answer": self.answer}
+
+    @classmethod
+    def of(cls, value: OutputRef | Mapping[str, Any] | Iterable[Any]) -> OutputRef:
+        """An `OutputRef` from itself, its row mapping, or a [teacher, sample(, answer)] list (as JSON
+        holds a named tuple)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls(value["teacher"], value["sample"], value.get("answer"))
+        return cls(*value)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """A curation filter's decision on one input, with the reason a person can read."""
+    """A curation filter's decision on one input, with the reason a person can read.
+
+    What distillation reads of it is typed: `kept`, `answer`, `kept_outputs` (the outputs a kept
+    input trains on, in the filter's order) and `composed` (USC's composed response, the
+    answer-only target of that input; None for every other filter). `meta` holds each filter's own
+    diagnostics (votes, sample counts, USC's fallback), for audit only.
+    """
 
     example_id: str
     kept: bool
@@ -199,3 +238,29 @@ class Verdict:
     answer: str | None = None
     filter: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    kept_outputs: tuple[OutputRef, ...] = ()
+    composed: str | None = None
+
+    def __post_init__(self) -> None:
+        refs = self.kept_outputs
+        if type(refs) is not tuple or not all(type(r) is OutputRef for r in refs):
+            object.__setattr__(self, "kept_outputs", tuple(OutputRef.of(r) for r in refs))
+
+    def to_row(self) -> dict[str, Any]:
+        """The verdict as a row of a verdicts artifact (curation/*.jsonl)."""
+        return {"example_id": self.example_id, "kept": self.kept, "reason": self.reason, "answer": self.answer,
+                "filter": self.filter, "meta": self.meta, "kept_outputs": [r.to_dict() for r in self.kept_outputs],
+                "composed": self.composed}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Verdict:
+        """A verdict from its artifact row, also as written before `kept_outputs` and `composed`
+        were fields: they were the `meta` keys "kept" (a list of {"teacher", "sample", "answer"})
+        and "composed"."""
+        data = dict(row)
+        meta = dict(data.get("meta") or {})
+        for key, old in (("kept_outputs", "kept"), ("composed", "composed")):
+            if key not in data and old in meta:
+                data[key] = meta.pop(old)
+        data["meta"] = meta
+        return cls(**data)

@@ -2,36 +2,118 @@
 a method's program (a plain `(example, lm) -> Trace`, no base class, no registration; it may use
 `s2distill.methods.calls.ask` to make calls that are recorded in its trace) or a custom task's
 answer parser. It sits below tasks and methods, so both may load one.
+
+Whatever goes wrong while loading it (no such file or module, a syntax error, an exception or a
+`sys.exit()` while its module is imported, a name that is not a function) is one `ValueError`
+naming the file and what is wrong, so a recipe naming it fails at load with that one line.
+
+`load_user_function_and_digest` also gives the SHA-256 of the source that was run (the file, or
+the module's file when it has one): a method config records it, so that editing the file changes
+the fingerprint of every stage that runs the program.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 
-def load_user_function(spec: str):
+def load_user_function(spec: str, *, kind: str = "user function"):
     """Import and return the function that `spec` names; raise ValueError saying what is wrong."""
+    return load_user_function_and_digest(spec, kind=kind)[0]
+
+
+def load_user_function_and_digest(spec: str, *, kind: str = "user function"):
+    """(the function `spec` names, the SHA-256 of its module's source file or None when the module
+    has no file); ValueError naming the file and what is wrong."""
     target, _, attribute = spec.rpartition(":")
-    if not target or not attribute:
-        raise ValueError(f"a user method is 'module:function' or 'file.py:function', got {spec!r}")
+    if not target or not attribute or not attribute.isidentifier():
+        raise ValueError(f"a {kind} is 'module:function' or 'file.py:function', got {spec!r}")
     if target.endswith(".py"):
-        path = Path(target).expanduser()
-        if not path.exists():
-            raise ValueError(f"user method file {target!r} does not exist")
-        module_spec = importlib.util.spec_from_file_location(f"s2distill_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        module, digest, where = _exec_file(target, kind)
     else:
-        if str(Path.cwd()) not in sys.path:
-            sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise ValueError(f"cannot import user method module {target!r}: {exc}") from exc
-    program = getattr(module, attribute, None)
-    if not callable(program):
-        raise ValueError(f"{target!r} has no function {attribute!r}")
-    return program
+        module = _import(target, kind)
+        where = f"{kind} module {target!r}"
+        digest = file_digest(getattr(module, "__file__", None))
+    if not hasattr(module, attribute):
+        raise ValueError(f"{where} has no function {attribute!r}")
+    function = getattr(module, attribute)
+    if not callable(function):
+        raise ValueError(f"{where}: {attribute!r} is {type(function).__name__} {_short(function)}, not a function; a "
+                         f"{kind} names a function")
+    return function, digest
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    """The SHA-256 of a file's bytes (None: no path, or no such file)."""
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _exec_file(target: str, kind: str) -> tuple[ModuleType, str, str]:
+    """The module `target` (a .py file) defines, run from the bytes that are hashed."""
+    path = Path(target).expanduser()
+    where = f"{kind} file {target!r}"
+    if not path.is_file():
+        raise ValueError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise ValueError(f"{where} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. null bytes in the source
+        raise ValueError(f"{where} is not Python source: {exc}") from None
+    module_spec = importlib.util.spec_from_file_location(f"s2distill_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    _run_module_code(lambda: exec(code, module.__dict__), where)
+    return module, hashlib.sha256(source).hexdigest(), where
+
+
+def _import(target: str, kind: str) -> ModuleType:
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    where = f"{kind} module {target!r}"
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
+            raise ValueError(f"cannot import {where}: {exc}") from None
+        raise _failed(exc, where) from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - anything the user's module raises at import
+        raise _failed(exc, where) from None
+
+
+def _run_module_code(run, where: str):
+    """Run a module's top level; every way it can fail is a ValueError naming `where`."""
+    try:
+        return run()
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - anything the user's module raises at import
+        raise _failed(exc, where) from None
+
+
+def _failed(exc: BaseException, where: str) -> ValueError:
+    """What went wrong while a user's module was imported, as one line."""
+    if isinstance(exc, SyntaxError):
+        place = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        return ValueError(f"{where} has a syntax error ({place}): {exc.msg}")
+    if isinstance(exc, SystemExit):
+        return ValueError(f"{where} called sys.exit({exc.code!r}) while being imported; a module named in a "
+                          "recipe may only define things (a script's top level goes under "
+                          "`if __name__ == \"__main__\":`)")
+    return ValueError(f"{where} raised {type(exc).__name__} while being imported: {exc}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-from s2distill.runfolder import write_json, write_jsonl
+from s2distill.artifacts import write_json, write_jsonl
 
 FEWSHOT = "".join(f"Q: Take the last letters of the words in \"Name{i} Other{i}\".\nA: {i}\n\n" for i in range(8))
 

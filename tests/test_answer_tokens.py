@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from s2distill.answer_tokens import character_ids, character_pair
-from s2distill.config import TrainConfig
+from s2distill.training.answer_tokens import character_ids, character_pair
+from s2distill.config.recipe import TrainConfig
 from s2distill.errors import TrainingError
 from s2distill.lm.tiny import tiny_model_dir
-from s2distill.train import build_trainer
+from s2distill.training.sft import build_trainer
 
 PROMPT = 'Q: Take the last letters of the words in "Ron Shyam" and concatenate them.\nA:'
 

@@ -10,11 +10,11 @@ import shutil
 import pytest
 import yaml
 
-from s2distill.config import validate_recipe
-from s2distill.distill import answers_on_several_lines, pair_text
+from s2distill.config.recipe import validate_recipe
+from s2distill.distill.pairs import answers_on_several_lines, pair_text
 from s2distill.methods.direct import direct
-from s2distill.runfolder import read_jsonl
-from s2distill.student import RecordingLM
+from s2distill.artifacts import read_jsonl
+from s2distill.student.prompt import RecordingLM
 from s2distill.tasks.last_letters import LastLetters
 from s2distill.types import Example
 
@@ -113,7 +113,7 @@ def test_a_chat_student_runs_end_to_end_on_conversational_pairs(chat_run):
     assert requests and all(r.prompt is None and r.messages == (("user", r.messages[0][1]),) for r in requests)
     evaluated = {r["id"] for r in read_jsonl(out / "eval" / "distilled-stage1.jsonl")}
     assert len(evaluated) == 8
-    from s2distill.report_html import gather  # the report page shows the pairs as text
+    from s2distill.report.html import gather  # the report page shows the pairs as text
 
     assert (out / "report.html").exists()
     shown = json.dumps(gather(out, report), ensure_ascii=False)
@@ -123,7 +123,7 @@ def test_a_chat_student_runs_end_to_end_on_conversational_pairs(chat_run):
 def test_chat_labels_mask_the_template_and_keep_the_assistant_answer(chat_run, chat_model, tmp_path):
     from transformers import AutoTokenizer
 
-    from s2distill.train import build_trainer
+    from s2distill.training.sft import build_trainer
 
     out, _, _ = chat_run
     pairs = read_jsonl(out / "distill" / "distilled" / "stage1-answer_only.jsonl")[:2]
@@ -147,8 +147,8 @@ def test_a_chat_pair_for_a_model_without_a_chat_template_is_its_plain_rendering(
     from transformers import AutoTokenizer
 
     from s2distill.lm.tiny import tiny_model_dir
-    from s2distill.train import trl_pair
-    from s2distill.train_guard import pair_length
+    from s2distill.training.trl_pairs import trl_pair
+    from s2distill.training.guard import pair_length
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
     assert not tokenizer.chat_template
@@ -159,7 +159,7 @@ def test_a_chat_pair_for_a_model_without_a_chat_template_is_its_plain_rendering(
 
 def test_the_chat_student_is_saved_predicted_with_and_exported_as_a_chat_model(chat_run):
     import s2distill
-    from s2distill.export import model_card, ollama_modelfile
+    from s2distill.student.export import model_card, ollama_modelfile
 
     out, _, _ = chat_run
     student = s2distill.load_student(out)
@@ -185,7 +185,7 @@ def test_the_chat_student_is_saved_predicted_with_and_exported_as_a_chat_model(c
 
 
 def test_a_chat_student_with_exemplars_gets_them_as_modelfile_messages():
-    from s2distill.export import ollama_modelfile
+    from s2distill.student.export import ollama_modelfile
 
     spec = {"prompt": None, "placeholder": "{question}", "max_tokens": 6, "stop": [],
             "messages": [{"role": "user", "content": "[label] ab cd"}, {"role": "assistant", "content": "bd"},
@@ -198,8 +198,8 @@ def test_a_chat_student_with_exemplars_gets_them_as_modelfile_messages():
 def test_a_chat_student_of_a_model_without_a_chat_template_exports_its_plain_prompt():
     """The embedded Gemma 3 270M has no chat template: the HF backend and training render the messages
     as plain text, and the exported template and Modelfile say that text."""
-    from s2distill.export import ollama_modelfile
-    from s2distill.student import plain_chat_spec, render
+    from s2distill.student.export import ollama_modelfile
+    from s2distill.student.prompt import plain_chat_spec, render
 
     spec = plain_chat_spec({"prompt": None, "placeholder": "{question}", "max_tokens": 6, "stop": [],
                             "messages": [{"role": "user", "content": "{question}"}]})
@@ -210,8 +210,8 @@ def test_a_chat_student_of_a_model_without_a_chat_template_exports_its_plain_pro
 def test_the_exported_chat_student_keeps_its_chat_template_and_messages(chat_run, tmp_path):
     from transformers import AutoTokenizer
 
-    from s2distill.export import export_model
-    from s2distill.student import PROMPT_FILE
+    from s2distill.student.export import export_model
+    from s2distill.student.prompt import PROMPT_FILE
 
     out, _, _ = chat_run
     folder = export_model(out, tmp_path / "export")
@@ -220,7 +220,7 @@ def test_the_exported_chat_student_keeps_its_chat_template_and_messages(chat_run
     assert spec["prompt"] is None and spec["messages"] == [{"role": "user", "content": "{question}"}]
     assert "apply_chat_template" in (folder / "README.md").read_text()
 
-    from s2distill.export import export_data  # the data export keeps the conversational pairs as they are
+    from s2distill.student.export import export_data  # the data export keeps the conversational pairs as they are
 
     counts = export_data(out, tmp_path / "data")
     [pair] = read_jsonl(tmp_path / "data" / "jsonl" / "stage1_answer_only.jsonl")[:1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from s2distill.config import RecipeError, apply_override, load_recipe
+from s2distill.config.recipe import RecipeError, apply_override, load_recipe
 
 
 def test_every_shipped_recipe_loads_and_says_how_to_run_it(recipes_dir):
@@ -61,7 +61,7 @@ def test_data_dir_is_used_by_the_tasks(recipes_dir, tmp_path):
 
 
 def test_several_teachers_get_unique_names_and_references_are_checked():
-    from s2distill.config import validate_recipe
+    from s2distill.config.recipe import validate_recipe
 
     base = {"task": {"name": "last_letters"}}
     recipe = validate_recipe({**base, "teachers": [{"method": {"name": "pal"}}, {"method": {"name": "pal"}}, {"name": "mine"}]})
@@ -104,8 +104,8 @@ def test_size_small_applies_the_recipes_own_overrides_and_the_command_line_still
 
 def test_training_presets_fill_the_papers_settings_and_the_recipe_wins():
     """`train: {preset: ...}` gives Yu et al. 2024 A.2's and TwT Section 4.1's settings; explicit keys override."""
-    from s2distill.config import TrainConfig
-    from s2distill.configbase import identity
+    from s2distill.config.recipe import TrainConfig
+    from s2distill.config.base import identity
 
     yu = TrainConfig(preset="yu2024")
     assert (yu.mode, yu.dropout, yu.learning_rate, yu.warmup_steps) == ("full", 0.1, 5.5e-6, 1)

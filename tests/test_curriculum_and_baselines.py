@@ -8,9 +8,9 @@ import re
 import pytest
 import yaml
 
-from s2distill.config import validate_recipe
+from s2distill.config.recipe import validate_recipe
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
 
 # The refiner (the fake teacher) rewrites the question's program into one shorter line.
 REFINE_RULE = {
@@ -65,7 +65,7 @@ def test_continued_training_starts_from_the_previous_adapter(smoke_data, tmp_pat
     """The trainer of stage k+1 holds stage k's adapter weights before its first step."""
     from safetensors.torch import load_file
 
-    from s2distill.train import build_trainer, train_student
+    from s2distill.training.sft import build_trainer, train_student
 
     recipe = validate_recipe(smoke_data)
     pairs = [{"prompt": "Q: ab cd\nA:", "completion": " bd\n"}] * 4
@@ -109,7 +109,7 @@ def test_baselines_each_get_a_row_and_their_own_curation(smoke_data, tmp_path):
 
 def test_a_second_compression_stage_rewrites_the_previous_rewrite_not_the_original():
     """TwT Table 3's four stages: the teacher "further compresses" what stage 2 trained on."""
-    from s2distill.compress import compression_program
+    from s2distill.distill.compress import compression_program
     from s2distill.lm import FakeLM
     from s2distill.tasks.last_letters import LastLetters
     from s2distill.types import Call, Example, Trace, Usage
@@ -126,7 +126,7 @@ def test_a_second_compression_stage_rewrites_the_previous_rewrite_not_the_origin
 
 
 def test_twt_baselines_standard_kd_trains_on_labels_and_tinyllm_on_every_teachers_rationale():
-    from s2distill.variants import plan_variants
+    from s2distill.distill.variants import plan_variants
 
     recipe = validate_recipe({"task": {"name": "last_letters"}, "baselines": ["standard_kd", "tinyllm"],
                               "teachers": [{"name": "a", "method": {"name": "cot"}}, {"name": "b", "method": {"name": "cot"}}]})
@@ -162,7 +162,7 @@ def test_table6_compressor_and_fixed_length_compression_need_no_student_output(s
 def test_distilling_step_by_step_trains_two_prefixed_tasks_and_is_asked_with_the_label_prefix(smoke_data, tmp_path):
     """Hsieh et al. 2023 (TwT Table 1's "Distilling"): per kept input a "[label]" pair (the answer) and a
     "[rationale]" pair (the rationale alone), in one set; evaluation, predict and export ask with "[label]"."""
-    from s2distill.predict import load_student
+    from s2distill.student.predict import load_student
 
     smoke_data["baselines"] = ["distilling_step_by_step"]
     smoke_data["evaluate"] = {"systems": ["system1"]}

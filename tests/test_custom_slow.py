@@ -8,10 +8,10 @@ import json
 import pytest
 
 import s2distill
-from s2distill.export import export_model
+from s2distill.student.export import export_model
 from s2distill.lm.hf import HFLM
-from s2distill.runfolder import read_jsonl
-from s2distill.student import render
+from s2distill.artifacts import read_jsonl
+from s2distill.student.prompt import render
 from s2distill.types import Request
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from s2distill.config import RecipeError, validate_recipe
+from s2distill.config.recipe import RecipeError, validate_recipe
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
 from s2distill.tasks import DataError, build_task
 from s2distill.types import Example
 
@@ -181,7 +181,7 @@ def test_predicting_a_custom_input_checks_its_fields(tmp_path):
 
 
 def test_the_pairwise_judge_needs_both_orders_to_agree_for_a_win_or_a_loss():
-    from s2distill.agreement import judge_program, outcome_without_judge
+    from s2distill.scoring.agreement import judge_program, outcome_without_judge
     from s2distill.lm import FakeLM
 
     task = type("T", (), {"question": staticmethod(lambda e: "Q?")})()
@@ -228,3 +228,59 @@ def test_with_a_label_field_the_score_is_accuracy_and_only_evaluation_reads_it(t
     assert system2["metric"] == "exact_match" and system2["score"] == 1.0 and not report["notes"]
     assert not (tmp_path / "run" / "eval" / "reference.jsonl").exists()
     assert all("gold" not in row["inputs"] for row in read_jsonl(tmp_path / "run" / "inputs" / "train.jsonl"))
+
+
+def test_a_csv_or_jsonl_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: the header's first field is still 'q'."""
+    (tmp_path / "bom.csv").write_bytes("q,y\nWhat is 2+2?,4\nWhat is 3+3?,6\nÉtat?,é\n".encode("utf-8-sig"))
+    (tmp_path / "bom.jsonl").write_bytes("".join(json.dumps({"q": f"Q{i}?", "y": "é"}) + "\n"
+                                                 for i in range(3)).encode("utf-8-sig"))
+    for name in ("bom.csv", "bom.jsonl"):
+        task = task_of(path=str(tmp_path / name), question="q", label="y", test_size=1)
+        items = task.labeled("train") + task.labeled("test")
+        assert len(items) == 3 and all(set(item.example.inputs) == {"q"} for item in items), name
+
+
+def test_a_file_that_is_not_utf8_is_one_error_naming_the_file_and_the_byte(tmp_path):
+    (tmp_path / "latin1.jsonl").write_bytes('{"q": "ok?"}\n{"q": "caf\xe9?"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl: not UTF-8 text: byte offset 23 \(line 2\) is 0xe9"):
+        task_of(path=str(tmp_path / "latin1.jsonl"), question="q").labeled("train")
+    (tmp_path / "latin1.csv").write_bytes(b"\xef\xbb\xbfq\nok?\ncaf\xe9?\n")  # the offset counts the mark's 3 bytes
+    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text: byte offset 12 \(line 3\) is 0xe9"):
+        task_of(path=str(tmp_path / "latin1.csv"), question="q").labeled("train")
+    good = write_jsonl(tmp_path / "good.jsonl", [{"q": "a?"}, {"q": "b?"}])
+    with pytest.raises(DataError, match="latin1.jsonl: not UTF-8"):  # a test file too
+        task_of(path=str(good), question="q", test_path=str(tmp_path / "latin1.jsonl")).labeled("test")
+
+
+def test_a_label_of_the_wrong_type_names_the_file_row_and_field(tmp_path):
+    rows = [{"q": "Two plus two?", "y": "four"}, {"q": "Three plus three?", "y": 6}, {"q": "Four plus four?", "y": "8"}]
+    path = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    with pytest.raises(DataError, match=r"mixed.jsonl: row 2: field 'y' \(the label\) is the number 6, but answer "
+                                        r"exact compares text: set answer: number"):
+        task_of(path=str(path), question="q", label="y").labeled("train")
+    with pytest.raises(DataError, match=r"mixed.jsonl: row 1: field 'y' \(the label\): 'four' is not a number"):
+        task_of(path=str(path), question="q", label="y", answer="number").labeled("train")
+    listed = write_jsonl(tmp_path / "listed.jsonl", [{"q": "a?", "y": "x"}, {"q": "b?", "y": ["x", "y"]}])
+    with pytest.raises(DataError, match=r"listed.jsonl: row 2: field 'y' \(the label\) is list \['x', 'y'\]"):
+        task_of(path=str(listed), question="q", label="y").labeled("train")
+    flags = write_jsonl(tmp_path / "flags.jsonl", [{"q": "a?", "y": True}, {"q": "b?", "y": 1}])
+    with pytest.raises(DataError, match=r"flags.jsonl: row 1: field 'y' \(the label\) is bool True; answer number"):
+        task_of(path=str(flags), question="q", label="y", answer="number").labeled("train")
+    # Skipped like any bad row when asked; numbers and numeric text are numbers.
+    skipping = task_of(path=str(path), question="q", label="y", answer="number", on_bad_row="skip", test_size=1)
+    assert sorted(item.target for item in skipping.labeled("train") + skipping.labeled("test")) == ["6", "8"]
+    assert skipping.skipped == [f"{path}: row 1: field 'y' (the label): 'four' is not a number (answer: number)"]
+    numbers = write_jsonl(tmp_path / "n.jsonl", [{"q": "a?", "y": 6}, {"q": "b?", "y": "$1,234.50"}, {"q": "c?", "y": 0.5}])
+    task = task_of(path=str(numbers), question="q", label="y", answer="number", test_size=1)
+    assert len(task.labeled("train") + task.labeled("test")) == 3
+
+
+def test_test_inputs_repeating_training_inputs_are_counted_in_the_notes(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", [{"q": "What is 2+2?"}, {"q": "Name a colour."}, {"q": "Why?"}])
+    test = write_jsonl(tmp_path / "test.jsonl", [{"q": "What is 2+2?"}, {"q": "  name a   COLOUR. "}, {"q": "New?"}])
+    task = task_of(path=str(train), question="q", test_path=str(test))
+    [note] = [n for n in task.notes() if "repeat" in n]  # notes() reads the data itself
+    assert note.startswith("2 of 3 test inputs repeat a training input (1 exactly, 1 after ignoring whitespace and case)")
+    fresh = task_of(path=str(train), question="q", test_path=str(write_jsonl(tmp_path / "new.jsonl", [{"q": "New?"}])))
+    assert not [n for n in fresh.notes() if "repeat" in n]

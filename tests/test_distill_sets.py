@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from s2distill.compress import judge_rewrite, rewritten_rationales
-from s2distill.distill import answers_on_several_lines, distill_pairs, rationale_of
+from s2distill.distill.compress import judge_rewrite, rewritten_rationales
+from s2distill.distill.pairs import answers_on_several_lines, distill_pairs, rationale_of
 from s2distill.tasks.last_letters import LastLetters
-from s2distill.types import Call, Example, Trace, Usage, Verdict
+from s2distill.types import Call, Example, OutputRef, Trace, Usage, Verdict
 
 TASK = LastLetters()
 EXAMPLE = Example("x", {"words": ["Ada", "Bo"]})
@@ -19,7 +19,7 @@ def pal_trace(sample, program, answer="ao", teacher="pal"):
 
 
 def verdict(*kept):
-    return Verdict("x", True, "ok", "ao", "self_consistency", {"kept": [{"teacher": t.teacher, "sample": t.sample, "answer": t.answer} for t in kept]})
+    return Verdict("x", True, "ok", "ao", "self_consistency", kept_outputs=[OutputRef(t.teacher, t.sample, t.answer) for t in kept])
 
 
 def build(fmt, traces, kept, **kwargs):
@@ -91,7 +91,7 @@ def test_the_rationale_of_a_method_without_one_is_its_last_output():
 
 def test_step_by_step_gives_a_label_and_a_rationale_pair_per_output_with_task_prefixes():
     """Hsieh et al. 2023: "[label]" -> the answer, "[rationale]" -> the rationale alone; one label pair when they agree."""
-    from s2distill.distill import evaluated_as
+    from s2distill.distill.pairs import evaluated_as
 
     traces = [pal_trace(0, PROGRAM_A), pal_trace(0, PROGRAM_B, teacher="cot")]
     pairs = build("step_by_step", traces, traces)
@@ -115,8 +115,8 @@ def test_the_students_question_suffix_is_in_every_question_of_the_training_promp
     assert pair["prompt"].count(f".{suffix}\nA:") == 3  # two exemplars and the question
     asked = direct(TASK, shots=2, question_suffix=suffix)(EXAMPLE, FakeLM(default=" ao"))
     assert asked.calls[0].prompt == pair["prompt"]
-    from s2distill.config import validate_recipe
-    from s2distill.student import prompt_spec
+    from s2distill.config.recipe import validate_recipe
+    from s2distill.student.prompt import prompt_spec
 
     recipe = validate_recipe({"task": {"name": "last_letters"},
                               "student": {"method": {"name": "direct", "options": {"question_suffix": suffix}}}})

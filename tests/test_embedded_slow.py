@@ -88,7 +88,7 @@ def test_every_method_runs_end_to_end_on_the_embedded_model(gemma):
 def test_system1_on_every_real_task_runs_and_scores_real_rows(gemma, task_name):
     """Two real test rows per task through the embedded model's System 1 and the task's scorer:
     the answer is parsed (or recorded as unparseable), scored, and its tokens counted."""
-    from s2distill.evaluate import score_traces
+    from s2distill.scoring.score import score_traces
     from s2distill.tasks import TASKS
 
     task = TASKS[task_name]()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from s2distill.config import RecipeError, validate_recipe
+from s2distill.config.recipe import RecipeError, validate_recipe
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
+from s2distill.types import Verdict
 
 STUDENT = {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}}
 TRAIN = {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4}
@@ -59,11 +60,11 @@ def test_usc_composes_the_final_answer_and_trains_on_it(recipes_dir, tmp_path):
     data["curation"] = {"filter": "usc"}
     report = Pipeline(validate_recipe(data), tmp_path, progress=False).run()
     samples = read_jsonl(tmp_path / "samples" / "pal.jsonl")
-    verdicts = read_jsonl(tmp_path / "curation" / "verdicts.jsonl")
+    verdicts = [Verdict.from_row(row) for row in read_jsonl(tmp_path / "curation" / "verdicts.jsonl")]
     for v in verdicts:
-        parsed = [t for t in samples if t["example_id"] == v["example_id"] and t["answer"] is not None]
-        assert v["kept"] and v["answer"] == "ab" and v["meta"]["composed"] == "ab", v
-        assert [k["sample"] for k in v["meta"]["kept"]] == [t["sample"] for t in parsed if t["answer"] == "ab"]
+        parsed = [t for t in samples if t["example_id"] == v.example_id and t["answer"] is not None]
+        assert v.kept and v.answer == "ab" and v.composed == "ab" and "composed" not in v.meta, v
+        assert [k.sample for k in v.kept_outputs] == [t["sample"] for t in parsed if t["answer"] == "ab"]
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
     assert len(pairs) == 24 and {(p["teacher"], p["completion"]) for p in pairs} == {("usc", " ab\n")}
     # One composition call per input on top of the samples and the evaluations.
@@ -95,7 +96,8 @@ def test_dual_criteria_keeps_confident_outputs_then_the_most_different_pair_by_t
     for v in verdicts:
         assert v["kept"] and v["reason"].startswith("3 of 4 outputs with confidence >= 0.95; most diverse pair")
         # The loop rationale differs most from the two near-paraphrases; the pair holds it and one of them.
-        assert "twt-3" in {k["teacher"] for k in v["meta"]["kept"]} and len(v["meta"]["kept"]) == 2
+        kept = Verdict.from_row(v).kept_outputs
+        assert "twt-3" in {k.teacher for k in kept} and len(kept) == 2
     per_teacher = report["curation"][0]["per_teacher"]
     assert per_teacher["twt-4"]["kept"] == 0 and per_teacher["twt-3"]["kept"] == 4
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-full_reasoning.jsonl")
@@ -127,12 +129,13 @@ def test_table5_log_probability_and_hard_rejection_sampling(tmp_path):
     Pipeline(validate_recipe({**base, "curation": {"filter": {"name": "logprob", "min_mean_logprob": -0.2}}}),
              tmp_path / "lenient", progress=False).run()
     lenient = read_jsonl(tmp_path / "lenient" / "curation" / "verdicts.jsonl")
-    assert all(v["kept"] and len(v["meta"]["kept"]) == 2 and "most diverse pair" in v["reason"] for v in lenient)
+    assert all(v["kept"] and len(Verdict.from_row(v).kept_outputs) == 2 and "most diverse pair" in v["reason"]
+               for v in lenient)
 
     Pipeline(validate_recipe({**base, "curation": {"filter": ["self_consistency", "diverse_pair"]}}),
              tmp_path / "hard", progress=False).run()
     hard = read_jsonl(tmp_path / "hard" / "curation" / "verdicts.jsonl")
-    assert all(v["kept"] and len(v["meta"]["kept"]) == 2 and v["filter"] == "self_consistency+diverse_pair"
+    assert all(v["kept"] and len(Verdict.from_row(v).kept_outputs) == 2 and v["filter"] == "self_consistency+diverse_pair"
                for v in hard)
     plain = read_jsonl(tmp_path / "hard" / "samples" / "twt.jsonl")
     assert all(c["logprob"] is None for t in plain for c in t["calls"])  # asked for only where a filter reads it

@@ -8,8 +8,8 @@ import sqlite3
 
 from typer.testing import CliRunner
 
-from s2distill.cli import app
-from s2distill.config import load_recipe
+from s2distill.cli.app import app
+from s2distill.config.recipe import load_recipe
 from s2distill.lm import CachedLM, FakeLM
 from s2distill.pipeline import Pipeline
 from s2distill.types import Request

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from s2distill.errors import S2DistillError
-from s2distill.generation_config import GenerationConfig, wrap_for_executor
+from s2distill.config.generation import GenerationConfig, wrap_for_executor
 from s2distill.lm import FakeLM
 from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 

@@ -15,7 +15,7 @@ def test_llama_cpp_reads_the_exported_gguf_and_answers_as_transformers_does(tmp_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from s2distill.gguf_export import embedded_template, write_gguf_from_template
+    from s2distill.student.gguf import embedded_template, write_gguf_from_template
     from s2distill.lm.embedded import embedded_model_dir
     from s2distill.lm.hf import HFLM
     from s2distill.methods import direct_prompt

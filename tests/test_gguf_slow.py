@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from s2distill.gguf_export import GGUFExportError, embedded_template, write_gguf_from_template
+from s2distill.student.gguf import GGUFExportError, embedded_template, write_gguf_from_template
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import s2distill.hardware as hardware
-from s2distill.config import RecipeError, load_recipe
+from s2distill.config.recipe import RecipeError, load_recipe
 from s2distill.pipeline import Pipeline
 
 
@@ -62,7 +62,7 @@ def test_transfer_splits_and_system1_prompts_get_rows_of_their_own(recipes_dir, 
     three = next(r for r in report["rows"] if r["system"] == "system2" and r.get("test") == "words=3")
     assert three["n"] == 8
     # The 3-word split really has three words per input (the labels it was scored against prove it).
-    from s2distill.runfolder import read_jsonl
+    from s2distill.artifacts import read_jsonl
 
     assert all(len(r["target"]) == 3 for r in read_jsonl(tmp_path / "eval" / "system2-pal@words=3.jsonl"))
     assert "[test: words=3]" in (tmp_path / "report.md").read_text()
@@ -76,7 +76,7 @@ def test_a_transfer_split_that_is_not_a_valid_task_fails_at_load(recipes_dir):
 
 
 def test_the_student_is_zero_shot_unless_the_recipe_says_otherwise(recipes_dir):
-    from s2distill.config import StudentConfig
+    from s2distill.config.recipe import StudentConfig
 
     assert StudentConfig().method.shots == 0
     assert StudentConfig.model_validate({"method": {"name": "direct", "max_tokens": 4}}).method.shots == 0

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from s2distill.config import validate_recipe
+from s2distill.config.recipe import validate_recipe
 from s2distill.errors import BackendError
 from s2distill.lm.openai_api import OpenAICompatibleLM
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
 from s2distill.types import Request
 from tests.openai_test_server import FaultyOpenAIServer
 

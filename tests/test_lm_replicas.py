@@ -255,7 +255,7 @@ def test_the_config_takes_one_server_or_replicas_and_names_replicas_by_the_model
                          tokens_per_minute=90_000, replica_cooldown=10)
     assert three.urls == ["http://a/v1", "http://b/v1", "http://c/v1"]
     assert one.build().name == three.build().name == "openai:teacher"  # the cache key: the model, not its servers
-    from s2distill.configbase import identity
+    from s2distill.config.base import identity
 
     assert identity(one) == identity(three)  # adding a replica redoes nothing
     single = openai_model(base_url="http://a/v1/")
@@ -269,7 +269,7 @@ def test_the_config_takes_one_server_or_replicas_and_names_replicas_by_the_model
 
 
 def test_a_recipe_with_a_replicated_teacher_runs_end_to_end_past_a_failing_replica(tmp_path):
-    from s2distill.config import validate_recipe
+    from s2distill.config.recipe import validate_recipe
     from s2distill.pipeline import Pipeline
     from tests.test_lm_openai import pal_teacher
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from s2distill.config import RecipeError, validate_recipe
+from s2distill.config.recipe import RecipeError, validate_recipe
 from s2distill.lm import FakeLM
 from s2distill.methods import build_program, run_program
 from s2distill.methods.bsm import bsm

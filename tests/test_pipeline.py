@@ -7,11 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from s2distill.cli import app
-from s2distill.config import load_recipe
+from s2distill.cli.app import app
+from s2distill.config.recipe import load_recipe
 from s2distill.lm import FakeLM
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
+from s2distill.types import Verdict
 
 
 @pytest.fixture
@@ -40,8 +41,10 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
     assert curation == {**curation, "variant": "distilled", "inputs": 24, "kept": sum(v["kept"] for v in verdicts)}
     assert 0 < curation["kept"] < 24
     # Kept outputs are the samples that gave the majority answer, counted per teacher.
-    kept_outputs = [ref for v in verdicts if v["kept"] for ref in v["meta"]["kept"]]
-    assert all(ref["teacher"] == "pal" and ref["answer"] == v["answer"] for v in verdicts if v["kept"] for ref in v["meta"]["kept"])
+    typed = [Verdict.from_row(v) for v in verdicts]
+    kept_outputs = [ref for v in typed if v.kept for ref in v.kept_outputs]
+    assert all(ref.teacher == "pal" and ref.answer == v.answer for v in typed if v.kept for ref in v.kept_outputs)
+    assert all(v.kept_outputs == () and "kept" not in v.meta for v in typed if not v.kept)
     assert curation["per_teacher"] == {"pal": {"outputs": 96, "parseable": 88, "kept": len(kept_outputs)}}
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
     assert len(pairs) == curation["kept"]  # one answer-only pair per kept input, however many samples agreed
@@ -124,7 +127,7 @@ def test_majority_at_gives_maj_k_rows_for_every_system_each_charged_all_k_sample
 
 def test_a_rerun_in_a_relative_folder_redoes_no_stage(recipes_dir, tmp_path, monkeypatch):
     """Artifacts are found again when --out is relative (as `runs/NAME` is): training is not redone."""
-    import s2distill.train as train_module
+    import s2distill.training.sft as train_module
     from s2distill.paths import data_dir
 
     monkeypatch.setenv("S2DISTILL_DATA", str(data_dir()))  # found from the project folder, before leaving it

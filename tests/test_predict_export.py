@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 import s2distill
-from s2distill.cli import app
-from s2distill.config import load_recipe
+from s2distill.cli.app import app
+from s2distill.config.recipe import load_recipe
 from s2distill.lm.hf import HFLM
-from s2distill.runfolder import read_jsonl
-from s2distill.student import PROMPT_FILE, render
+from s2distill.artifacts import read_jsonl
+from s2distill.student.prompt import PROMPT_FILE, render
 from s2distill.types import Request
 
 
@@ -61,7 +61,7 @@ def test_predict_uses_exactly_the_training_prompt(run_dir, student):
 def test_a_run_trained_before_templates_were_saved_gets_the_same_template(run_dir, student, tmp_path):
     import shutil
 
-    from s2distill.predict import load_spec
+    from s2distill.student.predict import load_spec
 
     weights = tmp_path / "stage1" / "weights"
     shutil.copytree(student.weights, weights)

@@ -13,7 +13,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from s2distill.generation_config import GenerationConfig, wrap_for_executor
+from s2distill.config.generation import GenerationConfig, wrap_for_executor
 from s2distill.lm import CachedLM, FakeLM, build_lm
 from s2distill.lm.configs import model_config as ModelConfig  # keyword form: ModelConfig(backend=...)
 from s2distill.lm.ray_pool import RayExecutorError, RayPoolLM, split_pieces
@@ -243,7 +243,7 @@ def test_an_actor_killed_during_a_call_has_its_shard_redone_elsewhere(local_ray)
 def test_a_recipe_on_ray_gives_the_local_runs_report_and_shares_its_cache(local_ray, recipes_dir, tmp_path):
     """`generation: {executor: ray}` on the smoke recipe: the same rows as a local run, and a Ray
     run in a second folder replays what the local run paid for (the pool's name is the model's)."""
-    from s2distill.config import load_recipe
+    from s2distill.config.recipe import load_recipe
     from s2distill.pipeline import Pipeline
 
     def rows(report):

@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 import s2distill.pipeline as pipeline_module
 from s2distill import sandbox
-from s2distill.cli import app
-from s2distill.config import RecipeError, load_recipe, validate_recipe
+from s2distill.cli.app import app
+from s2distill.config.recipe import RecipeError, load_recipe, validate_recipe
 from s2distill.errors import DataError, RunFolderError, SandboxUnavailable, TrainingError, explain_os_error
 from s2distill.lm import FakeLM
 from s2distill.lm.cache import CachedLM
 from s2distill.pipeline import Pipeline
-from s2distill.runfolder import read_json, read_jsonl, sealed, write_json, write_jsonl
+from s2distill.artifacts import read_json, read_jsonl, sealed, write_json, write_jsonl
 from s2distill.runlock import lock_folder
 from s2distill.tasks.data import read_jsonl as read_data_jsonl
 from s2distill.types import Request
@@ -119,10 +119,12 @@ def test_a_truncated_artifact_is_redone_not_used(tmp_path):
     from rich.console import Console
 
     from s2distill.stages.folder import ROWS, RunFolder
+    from s2distill.stages.specs import InputsSpec
 
     folder = RunFolder(tmp_path, Console(quiet=True))
     rows = [{"i": i} for i in range(4)]
-    stage = lambda: folder.stage("inputs", "inputs/train.jsonl", made_from={"n": 4}, compute=lambda: rows, codec=ROWS)
+    stage = lambda: folder.stage("inputs", "inputs/train.jsonl", spec=InputsSpec(content="n4"), inputs={},
+                                 compute=lambda: rows, codec=ROWS)
     first = stage()
     artifact = tmp_path / "inputs" / "train.jsonl"
     artifact.write_text(artifact.read_text().splitlines(keepends=True)[0])  # one input left
@@ -197,7 +199,7 @@ def test_non_finite_loss_or_weights_stop_training_with_a_message():
     pytest.importorskip("transformers")
     import torch
 
-    from s2distill.train_guard import FiniteTraining
+    from s2distill.training.guard import FiniteTraining
 
     guard = FiniteTraining(learning_rate=1e30)
     state = type("State", (), {"global_step": 4})()
@@ -214,7 +216,7 @@ def test_non_finite_loss_or_weights_stop_training_with_a_message():
 
 def test_max_length_shorter_than_every_example_is_a_clear_error():
     pytest.importorskip("transformers")
-    from s2distill.train_guard import check_pairs_fit
+    from s2distill.training.guard import check_pairs_fit
 
     class Trainer:
         processing_class = staticmethod(lambda text: {"input_ids": text.split()})

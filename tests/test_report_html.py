@@ -16,12 +16,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from s2distill.browser import dump_dom, find_chromium
-from s2distill.config import PriceConfig, load_recipe
+from s2distill.report.browser import dump_dom, find_chromium
+from s2distill.config.recipe import PriceConfig, load_recipe
 from s2distill.pipeline import Pipeline
-from s2distill.provenance import sha256_folder, teacher_spend
-from s2distill.report_html import reason_kind, write_html_report
-from s2distill.runfolder import read_jsonl
+from s2distill.report.provenance import sha256_folder, teacher_spend
+from s2distill.report.html import reason_kind, write_html_report
+from s2distill.artifacts import read_jsonl
 from tests.synthetic_run import synthetic_run
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (apt-get install chromium)")
@@ -131,10 +131,10 @@ def test_the_loss_history_survives_the_checkpoints(smoke_run):
 def test_report_to_is_validated_and_passed_to_trl(tmp_path):
     import importlib.util
 
-    from s2distill.config import TrainConfig
+    from s2distill.config.recipe import TrainConfig
     from s2distill.lm.tiny import tiny_model_dir
-    from s2distill.train import build_trainer, train_student
-    from s2distill.train_log import keep_history
+    from s2distill.training.sft import build_trainer, train_student
+    from s2distill.training.log import keep_history
 
     assert TrainConfig(report_to="none").report_to == []
     assert TrainConfig(report_to="tensorboard").report_to == ["tensorboard"]
@@ -162,7 +162,7 @@ def test_report_to_is_validated_and_passed_to_trl(tmp_path):
 
 
 def test_a_resumed_training_drops_the_steps_it_logs_again(tmp_path):
-    from s2distill.train_log import _history_callback_class
+    from s2distill.training.log import _history_callback_class
 
     log = tmp_path / "train_log.jsonl"
     log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3)))

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from s2distill.runfolder import read_jsonl, seal_of, sealed, write_jsonl
+from s2distill.artifacts import read_jsonl, seal_of, sealed, write_jsonl
 from s2distill.types import Call, Trace, Usage
 
 

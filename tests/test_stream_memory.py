@@ -12,12 +12,12 @@ import weakref
 import pytest
 from rich.console import Console
 
-from s2distill.config import Recipe
+from s2distill.config.recipe import Recipe
 from s2distill.errors import RunFolderError
 from s2distill.lm import FakeLM
 from s2distill.methods.runner import iter_program
 from s2distill.models import Models
-from s2distill.report import curation_summary
+from s2distill.report.summary import curation_summary
 from s2distill.stages import curate
 from s2distill.stages.context import RunContext
 from s2distill.stages.curate import curate_stage, variant_traces
@@ -25,7 +25,7 @@ from s2distill.stages.distill import Step, set_stage
 from s2distill.stages.folder import Rows, RunFolder
 from s2distill.stages.sampling import inputs_stage, samples_stage
 from s2distill.types import Example, Request, Trace
-from s2distill.variants import plan_variants
+from s2distill.distill.variants import plan_variants
 
 RIGHT = 'Concatenating them is "\\2\\4".\nFinal answer: \\2\\4'
 WRONG = 'Final answer: \\4\\2'

@@ -118,8 +118,8 @@ def test_every_real_task_keeps_train_and_test_apart_and_has_exemplars(task_class
 def test_mt_bench_pairs_come_from_generated_answers_and_score_position_consistency(tmp_path):
     from typer.testing import CliRunner
 
-    from s2distill.cli import app
-    from s2distill.evaluate import score_traces
+    from s2distill.cli.app import app
+    from s2distill.scoring.score import score_traces
     from s2distill.types import Trace
 
     out = tmp_path / "answers.jsonl"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from s2distill.config import TrainConfig
+from s2distill.config.recipe import TrainConfig
 from s2distill.lm import build_lm
 from s2distill.lm.configs import TinyModel
 from s2distill.lm.tiny import tiny_model_dir
-from s2distill.train import build_trainer, train_student
+from s2distill.training.sft import build_trainer, train_student
 from s2distill.types import Request
 
 PAIRS = [
@@ -43,7 +43,7 @@ def test_trained_adapter_is_saved_and_loads_as_an_lm(tmp_path):
 def test_answer_positions_loss_equals_the_full_masked_loss(tmp_path):
     import torch
 
-    from s2distill.train import answer_positions_loss
+    from s2distill.training.sft import answer_positions_loss
 
     trainer = build_trainer(PAIRS, tiny_model_dir(), tmp_path, TrainConfig(epochs=1, batch_size=2))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])

@@ -1,4 +1,4 @@
-"""Training in several processes (train_launch.py): `accelerate launch` with two CPU processes
+"""Training in several processes (training/launch.py): `accelerate launch` with two CPU processes
 (gloo) saves the adapter once, the loss falls, and failures come back as one clear error."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from s2distill.config import TrainConfig
+from s2distill.config.recipe import TrainConfig
 from s2distill.errors import TrainingError, TrainingLaunchError
 from s2distill.lm import build_lm
 from s2distill.lm.configs import TinyModel
 from s2distill.lm.tiny import tiny_model_dir
-from s2distill.train import train_student
-from s2distill.train_launch import launch_command, wants_launch
-from s2distill.train_log import read_history
+from s2distill.training.sft import train_student
+from s2distill.training.launch import launch_command, wants_launch
+from s2distill.training.log import read_history
 from s2distill.types import Request
 
 PAIRS = [
@@ -46,7 +46,7 @@ def test_the_launch_command(tmp_path):
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in command and command[command.index("--num_processes") + 1] == "2"
     assert "--cpu" not in command  # accelerate would start one process (or want MPI)
-    assert command[-3:] == ["-m", "s2distill.train_worker", str(tmp_path)]
+    assert command[-3:] == ["-m", "s2distill.training.worker", str(tmp_path)]
     (tmp_path / "fsdp.yaml").write_text("distributed_type: FSDP\n")
     command = launch_command(TrainConfig(accelerate_config=str(tmp_path / "fsdp.yaml")), tmp_path)
     assert command[command.index("--config_file") + 1] == str(tmp_path / "fsdp.yaml")

@@ -7,7 +7,7 @@
 
 `embed` maps texts to vectors (e.g. a sentence-transformers model's `encode`); it is only called
 when a diversity choice is needed. Each input gets one verdict, with the kept outputs (teacher and
-sample) and the reason in `meta` / `reason`.
+sample) in `kept_outputs` and the reason in `reason`.
 """
 
 from __future__ import annotations
@@ -68,5 +68,5 @@ def dual_criteria(
             kept = [passing[i], passing[j]]
             names = " and ".join(f"{teacher_of(t)}#{t.sample}" for t in kept)
             reason += f"; most diverse pair {names}, cosine {similarity:.2f}"
-        verdicts.append(Verdict(example_id, True, reason, kept[0].answer, name, {"kept": output_refs(kept)}))
+        verdicts.append(Verdict(example_id, True, reason, kept[0].answer, name, kept_outputs=output_refs(kept)))
     return verdicts

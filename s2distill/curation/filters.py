@@ -21,7 +21,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from s2distill.configbase import Strict
+from s2distill.config.base import Strict
 from s2distill.curation.dual_criteria import dual_criteria
 from s2distill.curation.no_filter import no_filter
 from s2distill.curation.outputs import output_key
@@ -175,11 +175,12 @@ def compose(filters: Sequence[_FilterConfig], inputs: FilterInputs) -> Filter:
                     current.pop(verdict.example_id, None)
                     continue
                 passed[verdict.example_id].append(f"{name}: {verdict.reason}")
-                kept = {(r["teacher"], r["sample"]) for r in verdict.meta.get("kept", [])}
+                kept = {ref.key for ref in verdict.kept_outputs}
                 current[verdict.example_id] = [t for t in current[verdict.example_id]
                                                if output_key(t)[1:] in kept]
                 final[verdict.example_id] = Verdict(verdict.example_id, True, "; ".join(passed[verdict.example_id]),
-                                                    verdict.answer, "+".join(n for n, _ in built), verdict.meta)
+                                                    verdict.answer, "+".join(n for n, _ in built), verdict.meta,
+                                                    kept_outputs=verdict.kept_outputs, composed=verdict.composed)
         return [final[i] for i in grouped]
 
     return apply

@@ -17,5 +17,6 @@ def no_filter(traces_by_input: dict[str, Sequence[Trace]]) -> list[Verdict]:
             verdicts.append(Verdict(example_id, False, f"no parseable answer in {len(traces)} outputs", None, "none"))
             continue
         reason = f"no filter: {len(parsed)} of {len(traces)} outputs parse"
-        verdicts.append(Verdict(example_id, True, reason, parsed[0].answer, "none", {"kept": output_refs(parsed)}))
+        verdicts.append(Verdict(example_id, True, reason, parsed[0].answer, "none",
+                                kept_outputs=output_refs(parsed)))
     return verdicts

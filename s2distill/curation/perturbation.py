@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from s2distill.curation.self_consistency import self_consistency
-from s2distill.tasks.judging import map_back_swapped_verdict
 from s2distill.types import Trace, Verdict
 
 
@@ -17,7 +16,7 @@ def perturbation_agreement(
     original: Mapping[str, str | None],
     perturbed: Mapping[str, str | None],
     *,
-    map_back: Callable[[str | None], str | None] = map_back_swapped_verdict,
+    map_back: Callable[[str | None], str | None],
     name: str = "order_swap",
 ) -> list[Verdict]:
     """One verdict per input of `original`: kept when its answer equals the mapped-back answer on
@@ -40,7 +39,7 @@ def perturbation_consistency(
     original: dict[str, Sequence[Trace]],
     perturbed: dict[str, Sequence[Trace]],
     *,
-    map_back: Callable[[str, str | None], str | None] = lambda _id, answer: map_back_swapped_verdict(answer),
+    map_back: Callable[[str, str | None], str | None],
     normalize: Callable[[str], str] = str,
     min_fraction: float = 0.5,
     vote: str = "majority",
@@ -67,7 +66,6 @@ def perturbation_consistency(
             map_back=lambda a: normalize(back) if (back := map_back(example_id, a)) is not None else None, name=name,
         )
         meta = {"original_votes": first.meta["votes"], "perturbed_votes": second.meta["votes"]}
-        if agreement.kept:
-            meta["kept"] = first.meta["kept"]
-        verdicts.append(Verdict(example_id, agreement.kept, agreement.reason, agreement.answer, name, meta))
+        verdicts.append(Verdict(example_id, agreement.kept, agreement.reason, agreement.answer, name, meta,
+                                kept_outputs=first.kept_outputs if agreement.kept else ()))
     return verdicts

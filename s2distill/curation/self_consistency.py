@@ -27,7 +27,7 @@ from typing import Literal
 
 from s2distill.curation.outputs import output_refs
 from s2distill.types import Trace, Verdict
-from s2distill.voting import vote as count_votes
+from s2distill.scoring.voting import vote as count_votes
 
 Vote = Literal["majority", "plurality"]
 
@@ -41,8 +41,8 @@ def self_consistency(
 ) -> list[Verdict]:
     """One verdict per input: kept with the winning answer, or dropped with the reason.
 
-    The kept outputs (`meta["kept"]`) are the samples that gave the winning answer; samples of
-    several teachers may be pooled.
+    The kept outputs (`kept_outputs`) are the samples that gave the winning answer; samples of
+    several teachers may be pooled. `meta` holds the votes.
     """
     if vote not in ("majority", "plurality"):
         raise ValueError(f"vote is majority or plurality, got {vote!r}")
@@ -61,9 +61,10 @@ def self_consistency(
             reason = f"tie: {leader!r} and {result.tied_with!r} both {share}"
             verdicts.append(Verdict(example_id, False, reason, None, "self_consistency", meta))
         elif vote == "plurality" or count / total > min_fraction:
-            meta["kept"] = output_refs(t for t in traces if t.answer is not None and normalize(t.answer) == answer)
+            kept = output_refs(t for t in traces if t.answer is not None and normalize(t.answer) == answer)
             won = "plurality" if vote == "plurality" else "top answer"
-            verdicts.append(Verdict(example_id, True, f"{won} {answer!r} {share}", answer, "self_consistency", meta))
+            verdicts.append(Verdict(example_id, True, f"{won} {answer!r} {share}", answer, "self_consistency", meta,
+                                    kept_outputs=kept))
         else:
             reason = f"no majority: top answer {answer!r} {share} <= {min_fraction:g}"
             verdicts.append(Verdict(example_id, False, reason, None, "self_consistency", meta))

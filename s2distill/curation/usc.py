@@ -1,10 +1,10 @@
 """Universal self-consistency as curation, the way Yu et al. 2024 use it for S2A (Section 4.3,
 Figure 12): the judge model reads an input's N outputs and composes a final answer consistent with
-the majority; that composed answer is the input's distillation target (`meta["composed"]`, which
+the majority; that composed answer is the input's distillation target (`Verdict.composed`, which
 the answer-only set trains on). Nothing has to match exactly, so it suits free-form answers.
 
 Kept: the input, when the composition gives a "FINAL:" answer that parses. The kept outputs
-(`meta["kept"]`, for reasoning sets and the report) are those whose answer equals it, possibly none
+(`Verdict.kept_outputs`, for reasoning sets and the report) are those whose answer equals it, possibly none
 for free-form answers. Dropped: when no output parses, or the judge composes nothing (recorded).
 An input with one parseable output takes it as the composed answer without a call; N outputs that
 do not fit the context fall back to half of them, then to one at random (`methods.usc`).
@@ -41,6 +41,6 @@ def usc_filter(
         answer = normalize(trace.answer)
         agreeing = [t for t in parsed if normalize(t.answer) == answer]
         reason = f"composed from {trace.meta.get('used', len(parsed))} of {len(parsed)} outputs: {answer!r} ({len(agreeing)} agree)"
-        meta = {"kept": output_refs(agreeing), "composed": trace.final_response or "", "fallback": trace.meta.get("fallback")}
-        verdicts.append(Verdict(example_id, True, reason, answer, "usc", meta))
+        verdicts.append(Verdict(example_id, True, reason, answer, "usc", {"fallback": trace.meta.get("fallback")},
+                                kept_outputs=output_refs(agreeing), composed=trace.final_response or ""))
     return verdicts

@@ -4,7 +4,7 @@ fine-tuned. A recipe's `model:` section is validated into one of them by its `ba
 
 Fields that change only speed or transport (`batch_rows`, `threads`, a server's concurrency,
 timeout and retries) are runtime fields: they are not part of a stage's fingerprint, so changing
-them redoes nothing (s2distill/configbase.py).
+them redoes nothing (s2distill/config/base.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
-from s2distill.configbase import Strict, runtime_field
+from s2distill.config.base import Strict, runtime_field
 
 
 class _Backend(Strict):

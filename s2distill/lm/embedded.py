@@ -13,7 +13,7 @@ from pathlib import Path
 
 from s2distill.lm.hf import HFLM
 from s2distill.paths import cache_home
-from s2distill.runfolder import folder_written_whole
+from s2distill.artifacts import folder_written_whole
 
 log = logging.getLogger(__name__)
 

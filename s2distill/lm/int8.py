@@ -13,7 +13,7 @@ because what its LoRA learned is a small change to the weights that int8 roundin
 
 Outputs differ from float32 ones, so the dtype is part of the model's cache name (`...:int8`):
 completions of the two are never mixed. Training never uses these weights: it loads the float32
-model (s2distill/train.py). GPUs have bf16 or float16 for the same purpose.
+model (s2distill/training/sft.py). GPUs have bf16 or float16 for the same purpose.
 
 The LM head alone is another matter. Gemma's head projects onto 262,144 tokens: in float32 it is
 about half of a decode step on a CPU (64 rows: 232 ms of 483 ms here). Training leaves it as it

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2distill.paths import cache_home
-from s2distill.runfolder import folder_written_whole
+from s2distill.artifacts import folder_written_whole
 
 TINY_NAME = "tiny-llama-bytes"
 

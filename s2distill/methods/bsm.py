@@ -31,9 +31,13 @@ nothing else. They are balanced: one prefers A, one prefers B, so use an even `s
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
-from s2distill.methods import exemplars
+from pydantic import Field, model_validator
+
+import s2distill.methods.exemplars as exemplars
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import MethodConfigBase, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
@@ -155,3 +159,38 @@ def bsm(
         return Trace(example.id, "bsm", verdict, calls, error=error, meta=meta, final_response=judged.strip())
 
     return program
+
+
+class BSMConfig(MethodConfigBase):
+    """Branch-Solve-Merge judging: one budget per call kind (branch, solve, merge), no single `max_tokens`."""
+
+    name: Literal["bsm"] = "bsm"
+    shots: int = Field(4, ge=0, le=64, description="worked exemplars in the fewshot format (two exist: one prefers "
+                       "A, one B)")
+    prompt_format: Literal["fewshot", "chat"] = Field(
+        "fewshot", description="fewshot: raw prompts with exemplars (pretrained models); chat: the chat template")
+    merge: Literal["llm", "average"] = Field("llm", description="llm: the model merges the evaluations (Figure 9); "
+                                             "average: the higher total score wins, no call")
+    branch_tokens: int = Field(256, ge=1, le=1_000_000, description="the evaluation plan's budget")
+    solve_tokens: int = Field(64, ge=1, le=1_000_000, description="each criterion's scoring budget")
+    merge_tokens: int = Field(256, ge=1, le=1_000_000, description="the merged judgement's budget")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("max_tokens") is not None:
+            raise ValueError("method 'bsm' has no max_tokens: its budgets are branch_tokens, solve_tokens and "
+                             "merge_tokens")
+        return data
+
+    @property
+    def max_tokens(self) -> None:
+        return None
+
+    @property
+    def question_suffix(self) -> str:
+        return ""
+
+
+register(BSMConfig, bsm, "System 2: Branch-Solve-Merge pairwise judging: criteria, a score per criterion, a merged "
+         "[[A]]/[[B]]/[[C]] verdict")

@@ -13,8 +13,10 @@ show the method's own step, reasoning then the answer, and nothing more.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import System2Method, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
@@ -52,3 +54,13 @@ def cot(task: Task, *, shots: int = 4, max_tokens: int = 128, prompt_format: Pro
         )
 
     return program
+
+
+class CoTConfig(System2Method):
+    """Chain-of-thought: Figure 10's prompt, after `shots` worked exemplars in the fewshot format."""
+
+    name: Literal["cot"] = "cot"
+
+
+register(CoTConfig, cot, "System 2: chain-of-thought (Yu et al. Figure 10), ending in 'Final answer: X'; few-shot or "
+         "zero-shot")

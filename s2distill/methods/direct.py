@@ -16,7 +16,12 @@ Two prompt formats (`prompt_format`, chosen per recipe):
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from s2distill.methods.calls import PromptFormat
+from s2distill.methods.registry import PromptedMethod, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Request, Trace
 
@@ -74,9 +79,9 @@ def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multili
 
     `multiline` is for students distilled on reasoning: the answer is read from a closing
     "The answer is X." line when there is one (else from the first line). `task_prefix` starts the
-    prompt: a Distilling Step-by-Step student is asked with "[label] " (s2distill/distill.py).
-    `question_suffix` follows each question (`options: {question_suffix: " Flip means reverse."}`,
-    Yu et al. 2024 Table 6); distillation sets use the student's suffix too (s2distill/distill.py).
+    prompt: a Distilling Step-by-Step student is asked with "[label] " (s2distill/distill/pairs.py).
+    `question_suffix` follows each question (`question_suffix: " Flip means reverse."`,
+    Yu et al. 2024 Table 6); distillation sets use the student's suffix too (s2distill/distill/pairs.py).
     `prompt_format: chat` asks in chat messages (see the module docstring) with no stop strings."""
     several_lines = multiline or task.multiline_answers
     stop = MULTILINE_STOP if several_lines else STOP
@@ -100,3 +105,15 @@ def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multili
         )
 
     return program
+
+
+class DirectConfig(PromptedMethod):
+    """System 1: the question answered directly, after `shots` solved exemplars."""
+
+    name: Literal["direct"] = "direct"
+    question_suffix: str = Field("", description="text after every question, the exemplars' too (Yu et al. 2024 "
+                                 "Table 6: \" Flip means reverse.\"); the student's goes into its training prompts")
+
+
+register(DirectConfig, direct, "System 1: question -> answer, no reasoning; few-shot Q:/A: prompt, or the bare "
+         "question as a chat user turn")

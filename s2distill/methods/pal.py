@@ -12,7 +12,11 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
+from s2distill.methods.registry import MethodConfigBase, register
 from s2distill.sandbox import SandboxPolicy, SandboxResult, run_python
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Request, Trace
@@ -45,6 +49,43 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
         )
 
     return program
+
+
+class PALConfig(MethodConfigBase):
+    """Program-aided reasoning: the model writes a program (few-shot prompts only), the sandbox runs it."""
+
+    name: Literal["pal"] = "pal"
+    shots: int = Field(4, ge=0, le=64, description="solved exemplars (question and program) before the question")
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="the program's budget (default: 96)")
+    timeout: float = Field(5.0, gt=0.0, le=3600.0, description="seconds a program may run in the sandbox")
+    memory_mb: int = Field(512, ge=16, le=1_048_576, description="memory a program may use in the sandbox, in MiB")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fewshot_only(cls, data: Any) -> Any:
+        """PAL's prompts are few-shot code: `prompt_format: fewshot` says so, `chat` is an error."""
+        if isinstance(data, dict) and "prompt_format" in data:
+            if data["prompt_format"] != "fewshot":
+                raise ValueError(f"method 'pal' has only the fewshot prompt format, got prompt_format: "
+                                 f"{data['prompt_format']!r}")
+            data = {k: v for k, v in data.items() if k != "prompt_format"}
+        return data
+
+    @property
+    def prompt_format(self) -> str:
+        return "fewshot"
+
+    @property
+    def question_suffix(self) -> str:
+        return ""
+
+    @property
+    def runs_model_code(self) -> bool:
+        return True
+
+
+register(PALConfig, pal, "System 2: the model writes a Python program (few-shot); running it in the sandbox gives the "
+         "answer")
 
 
 # Samples of one input mostly write the same program (1,134 sampled quickstart programs held 431

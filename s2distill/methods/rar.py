@@ -6,20 +6,21 @@
 second call shows the rephrased question *only* (the original is not repeated), followed for coin
 flip by "Answer the Yes or No question." (Figure 5, bottom).
 
-The figure texts below are verbatim. Per task:
+The figure texts are verbatim. Figure 3 is below; the 2-step prompts are the task's
+(`Task.rar_templates`, s2distill/tasks/base.py), so this module names no task:
 
-- last letters: Figure 4. Its step 1 says "these 2 words" (the RaR test set has two words per
-  input); for an input of another length the number is that input's word count (a departure only
-  where the paper has no such input).
-- coin flip: Figure 5.
-- other tasks (the paper runs RaR on these two only): Figure 5's step 1, which is not specific to
-  coin flip, and step 2 is the rephrased question.
+- last letters (tasks/last_letters.py): Figure 4. Its step 1 says "these 2 words" (the RaR test
+  set has two words per input); for an input of another length the number is that input's word
+  count (a departure only where the paper has no such input).
+- coin flip (tasks/coin_flip.py): Figure 5.
+- other tasks (the paper runs RaR on these two only): Figure 5's step 1 (`tasks.base.RAR_REPHRASE`),
+  which is not specific to coin flip, and step 2 is the rephrased question.
 
 Additions, none of which changes the method:
 
 - An answer-format line, `End your response with "The answer is <answer>."`, after the figure's
-  text on the call that answers, for every task but coin flip (whose "Answer the Yes or No
-  question." already makes the reply's answer readable). Yu et al. score against a label;
+  text on the call that answers, for every task whose templates ask for it (`answer_line`: all
+  but coin flip, whose "Answer the Yes or No question." already makes the reply's answer readable). Yu et al. score against a label;
   distillation curates without one, so the answer must be readable from the reply alone.
 - In the `fewshot` format (pretrained models), the task's solved exemplars in the same shape
   before each call. They show the method's own steps and nothing more: a step-1 exemplar is the
@@ -39,28 +40,18 @@ responses and self-consistency votes over all N*m answers. Each trace records it
 from __future__ import annotations
 
 import re
+from typing import Literal
+
+from pydantic import Field
 
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import MAX_SAMPLES, System2Method, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
 # Figure 3: 1-step RaR.
 ONE_STEP = "{question}\n\nReword and elaborate on the inquiry, then provide an answer."
-# Figure 4 (last letter concatenation), step 1; step 2 is the rephrased question alone.
-REPHRASE_LAST_LETTERS = (
-    "{question}\n\nBased on the details given in the initial inquiry, could you kindly rephrase the question and "
-    "separate these {n} words in the revised question? Please ensure these {n} words remain unchanged from the "
-    "original question."
-)
-RESPOND_LAST_LETTERS = "{rephrased}"
-# Figure 5 (coin flip), step 1 and step 2.
-REPHRASE_COIN_FLIP = (
-    "{question}\n\nBased on the information provided in the original query, could you please rephrase it and expand "
-    "it to help you do better answering. Please ensure that your response solely includes the reformulated question, "
-    "excluding any introductory phrases or explanatory remarks, while preserving all the details from the original "
-    "query."
-)
-RESPOND_COIN_FLIP = "{rephrased} Answer the Yes or No question."
+# Figures 4 and 5 (2-step RaR) are the tasks' `rar_templates`.
 
 # Added (see the module docstring): how the answer is made readable without a label.
 ANSWER_FORMAT = 'End your response with "The answer is <answer>."'
@@ -70,11 +61,7 @@ STOP = ("\n\n",)
 def step_prompts(task: Task) -> tuple[str, str]:
     """The (rephrase, respond) templates of 2-step RaR for `task`: Figure 4, Figure 5, or Figure 5's
     step 1 and the bare rephrased question for tasks the paper did not run RaR on."""
-    if task.name == "last_letters":
-        return REPHRASE_LAST_LETTERS, RESPOND_LAST_LETTERS
-    if task.name == "coin_flip":
-        return REPHRASE_COIN_FLIP, RESPOND_COIN_FLIP
-    return REPHRASE_COIN_FLIP, RESPOND_LAST_LETTERS
+    return task.rar_templates.rephrase, task.rar_templates.respond
 
 
 def rar(task: Task, *, steps: int = 2, shots: int = 4, max_tokens: int = 128, prompt_format: PromptFormat = "fewshot",
@@ -85,7 +72,7 @@ def rar(task: Task, *, steps: int = 2, shots: int = 4, max_tokens: int = 128, pr
     if responses_per_rephrasing < 1:
         raise ValueError(f"rar responses_per_rephrasing must be >= 1, got {responses_per_rephrasing}")
     rephrase_t, respond_t = step_prompts(task)
-    answer_line = task.name != "coin_flip"
+    answer_line = task.rar_templates.answer_line
     exemplars = tuple(s for s in task.shots if s.rephrased)[:shots] if prompt_format == "fewshot" else ()
 
     def rephrase_prompt(question: str, example_words: int | None) -> str:
@@ -131,7 +118,20 @@ def _words(question: str) -> int | None:
 
 
 def _finish(task: Task, example: Example, method: str, text: str, calls: list[Call], **meta) -> Trace:
-    readable = task.name == "coin_flip" or "answer is" in text.lower()
+    readable = not task.rar_templates.answer_line or "answer is" in text.lower()
     answer = task.parse_answer(text) if readable else None
     error = None if answer is not None else f"no answer in: {text[-80:]!r}"
     return Trace(example.id, method, answer, calls, error=error, meta=meta)
+
+
+class RaRConfig(System2Method):
+    """Rephrase and Respond, 1-step (Figure 3) or 2-step (the task's rephrase and respond prompts)."""
+
+    name: Literal["rar"] = "rar"
+    steps: Literal[1, 2] = Field(2, description="1: rephrase and answer in one call (Figure 3); 2: rephrase, then "
+                                 "answer the rephrased question alone (Figures 4 and 5)")
+    responses_per_rephrasing: int = Field(1, ge=1, le=MAX_SAMPLES, description="2-step: responses sampled per "
+                                          "rephrasing (Yu et al.: 8 per stage, with samples: 64)")
+
+
+register(RaRConfig, rar, "System 2: Rephrase and Respond, 1-step (steps: 1) or 2-step (rephrase, then answer)")

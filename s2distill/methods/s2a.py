@@ -21,9 +21,13 @@ and nothing else, and an "Answer:" cue after the second prompt so the reply star
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from s2distill.methods import exemplars
+from pydantic import Field
+
+import s2distill.methods.exemplars as exemplars
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import System2Method, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
@@ -93,3 +97,14 @@ def s2a(task: Task, *, max_tokens: int = 256, answer_tokens: int = 64, prompt_fo
         )
 
     return program
+
+
+class S2AConfig(System2Method):
+    """System 2 Attention: extract the unbiased context and question (`max_tokens`), then answer from
+    them alone (`answer_tokens`)."""
+
+    name: Literal["s2a"] = "s2a"
+    answer_tokens: int = Field(64, ge=1, le=1_000_000, description="the answering call's budget")
+
+
+register(S2AConfig, s2a, "System 2: System 2 Attention: extract unbiased context and question, answer from them alone")

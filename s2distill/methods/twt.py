@@ -33,9 +33,13 @@ threshold and one below it, so the exemplars do not teach a score that decides t
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from s2distill.methods import exemplars
+from pydantic import Field
+
+import s2distill.methods.exemplars as exemplars
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import System2Method, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
@@ -196,6 +200,17 @@ def twt_teacher(task: Task, *, family: str | None = None, prompt_format: PromptF
                      rationale=thinking, confidence=confidence, meta={"family": family})
 
     return program
+
+
+class TwTConfig(System2Method):
+    """A TwT teacher: reasoning, answer and a self-reported confidence, in its family's prompt."""
+
+    name: Literal["twt"] = "twt"
+    family: Literal[tuple(FAMILIES)] | None = Field(None, description="the teacher prompt: code, multiple_choice, "
+                                                    "math or general (default: the task's)")
+
+
+register(TwTConfig, twt_teacher, "System 2: TwT teacher: reasoning, answer and a self-reported confidence 'score: 0.xx'")
 
 
 def refine_rationale(lm, *, question: str, rationale: str, answer: str, student: str | None, calls: list[Call],

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
+from pydantic import Field, field_validator
+
+import s2distill.methods.exemplars as exemplars
 from s2distill.lm.base import SampledLM
-from s2distill.methods import exemplars
 from s2distill.methods.calls import PromptFormat, ask
+from s2distill.methods.registry import MAX_SAMPLES, REGISTRY, System2Method, config_class, factory_options, register
 from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
@@ -93,10 +97,11 @@ def usc_compose(task: Task, question: str, answers: list[str], lm, *, calls: lis
 
 def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float = 0.7, shots: int = 4,
         prompt_format: PromptFormat = "fewshot", max_tokens: int | None = None, max_chars: int = MAX_CHARS):
-    """Build the USC program over `samples` runs of the `base` method."""
-    from s2distill.methods import METHODS, factory_options
-
-    base_program = METHODS[base][0](task, **factory_options(base, shots=shots, max_tokens=max_tokens, prompt_format=prompt_format))
+    """Build the USC program over `samples` runs of the `base` method, which gets `shots`,
+    `max_tokens` and `prompt_format` where its factory takes them."""
+    config_class(base)  # raises naming the registered methods
+    base_program = REGISTRY[base].factory(task, **factory_options(base, shots=shots, max_tokens=max_tokens,
+                                                                  prompt_format=prompt_format))
 
     def program(example: Example, lm) -> Trace:
         # Sample k of USC draws its N base samples as sample indices k*N .. k*N+N-1 of the model.
@@ -118,6 +123,33 @@ def usc(task: Task, *, base: str = "cot", samples: int = 4, temperature: float =
                      meta={**meta, "candidates": [t.answer for t in candidates]}, final_response=composed or "")
 
     return program
+
+
+class USCConfig(System2Method):
+    """Universal self-consistency: `samples` runs of the `base` method (with this config's shots,
+    budget and prompt format), then the model composes the final answer."""
+
+    name: Literal["usc"] = "usc"
+    base: str = Field("cot", description="the registered method sampled (`s2distill methods`)")
+    samples: int = Field(4, ge=1, le=MAX_SAMPLES, description="base samples per composition (the paper: 20)")
+    temperature: float = Field(0.7, ge=0.0, le=10.0, description="the base samples' temperature")
+    max_chars: int = Field(MAX_CHARS, ge=1, description="characters of answers the composition reads at most; "
+                           "beyond, half of them, then one at random (appendix A.2)")
+
+    @field_validator("base")
+    @classmethod
+    def _registered(cls, base: str) -> str:
+        if base not in REGISTRY:
+            raise ValueError(f"unknown method {base!r}; the base is a registered method: {', '.join(sorted(REGISTRY))}")
+        return base
+
+    @property
+    def runs_model_code(self) -> bool:
+        return config_class(self.base).model_validate({"name": self.base}).runs_model_code
+
+
+register(USCConfig, usc, "System 2: universal self-consistency: N samples of a base method, the model composes the "
+         "FINAL answer")
 
 
 def final_response(trace: Trace) -> str:

@@ -1,6 +1,82 @@
 """A user's own program as a method: `module:function` or `path/to/file.py:function` (see
-s2distill/user_code.py for how it is found)."""
+s2distill/user_code.py for how it is found).
 
-from s2distill.user_code import load_user_function as load_user_program
+Its config is the name alone: the function is the whole program, so it takes no options, shots,
+budget or prompt format (it sets those in its own code). The SHA-256 of its source file is
+recorded when the recipe is loaded (`source_sha256`), so editing the file changes the fingerprint
+of every stage that runs it; anything wrong with the file (missing, a syntax error, an exception
+or `sys.exit()` at import, a name that is not a function) fails the recipe's load with one line.
+"""
 
-__all__ = ["load_user_program"]
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from s2distill.methods.registry import USER_PROGRAM, MethodConfigBase
+from s2distill.methods.runner import Program
+from s2distill.user_code import load_user_function, load_user_function_and_digest
+
+
+def load_user_program(spec: str) -> Program:
+    """The function `spec` names; ValueError saying what is wrong."""
+    return load_user_function(spec, kind="user program")
+
+
+class UserProgram(MethodConfigBase):
+    """A user's program, named `module:function` or `path/to/file.py:function`: a plain function
+    `(example, lm) -> Trace`."""
+
+    name: str = Field(description=f"{USER_PROGRAM} or path/to/file.py:function")
+    source_sha256: str | None = Field(None, description="the SHA-256 of the program's source file, recorded at load "
+                                      "(None: a module without a file)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_onto_fields(cls, data: Any) -> Any:
+        """A user's program takes no options: any setting beside its name is an error."""
+        if not isinstance(data, dict):
+            return data
+        given = [key for key, value in data.items()
+                 if key not in ("name", "source_sha256") and not (key == "options" and not value)]
+        if given:
+            raise ValueError(f"a user's program takes no options: remove {', '.join(given)} from method "
+                             f"{data.get('name')!r} (the function is the whole program; it sets its own prompts, "
+                             "exemplars and budgets)")
+        return {key: value for key, value in data.items() if key != "options"}
+
+    @model_validator(mode="after")
+    def _loads(self) -> UserProgram:
+        """Load the program now (so a broken file fails the recipe, not a run) and record its source's hash."""
+        _, self.source_sha256 = load_user_function_and_digest(self.name, kind="user program")
+        return self
+
+    def factory_options(self) -> dict[str, Any]:
+        return {}
+
+    def build(self, task) -> Program:
+        program, digest = load_user_function_and_digest(self.name, kind="user program")
+        if digest != self.source_sha256:
+            raise ValueError(f"user program {self.name!r}: its source file changed after the recipe was loaded "
+                             "(load the recipe again, so that the run's fingerprints record the new source)")
+        return program
+
+    @property
+    def shots(self) -> int:
+        return 0
+
+    @property
+    def max_tokens(self) -> None:
+        return None
+
+    @property
+    def prompt_format(self) -> str:
+        return "fewshot"
+
+    @property
+    def question_suffix(self) -> str:
+        return ""
+
+
+__all__ = ["UserProgram", "load_user_program"]

@@ -2,42 +2,84 @@
 
 It also holds the few rules every stage shares: how a program is built from a method, how a
 program runs over inputs with a progress bar, and which slice of a config a fingerprint records.
+
+The recipe is read while a stage's spec is built, never while the stage computes: `ctx.stage`
+runs `compute` with the recipe locked (`RecipeReadInCompute`), so every setting a stage uses
+reaches it through its spec, and so through its fingerprint (stages/specs.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 
-from s2distill.config import Recipe, RecipeError, TeacherConfig
-from s2distill.configbase import identity
-from s2distill.methods import build_program
+from s2distill.config.recipe import Recipe, RecipeError, TeacherConfig
+from s2distill.config.base import identity, split_settings
 from s2distill.methods.runner import iter_program
 from s2distill.models import Models
 from s2distill.progress import ProgressBar
-from s2distill.stages.folder import RunFolder
+from s2distill.stages.folder import Codec, Done, RunFolder
+from s2distill.stages.specs import StageSpec
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace
-from s2distill.variants import SYSTEM1_SOURCE
+from s2distill.distill.variants import SYSTEM1_SOURCE
 
-# Task settings that choose which inputs form a split (the inputs' content fingerprints those) or
-# only the test split: a teacher's samples on the training inputs do not depend on them.
-SPLIT_SETTINGS = ("train_size", "test_size", "seed", "test_source", "test_questions", "test_trees", "test_path",
-                  "test_fraction", "test_timeout")
+class RecipeReadInCompute(RuntimeError):
+    """A stage read the recipe while computing: the setting belongs in its spec (stages/specs.py)."""
 
 
 @dataclass
 class RunContext:
-    recipe: Recipe
+    _recipe: Recipe
     task: Task
     test_sets: list[tuple[str, Task]]  # (label, task): the recipe's test split ("") and each transfer split
     folder: RunFolder
     models: Models
     console: Console
     show_progress: bool = True
+    computing: str | None = field(default=None, init=False)  # the stage computing now: the recipe is locked
+
+    @property
+    def recipe(self) -> Recipe:
+        if self.computing is not None:
+            raise RecipeReadInCompute(f"stage {self.computing} read the recipe while computing; add the setting to "
+                                      "its spec (s2distill/stages/specs.py) so that its fingerprint records it")
+        return self._recipe
+
+    @property
+    def workers(self) -> int:
+        """Programs run at once (runtime: changes how fast a stage runs, never what it computes)."""
+        return self._recipe.workers
+
+    def stage(self, name: str, artifact: str, *, spec: StageSpec, inputs: dict[str, Done | str | None],
+              compute: Callable[[], Any], codec: Codec) -> Done:
+        """`RunFolder.stage`, with the recipe locked while `compute` runs (see the module docstring)."""
+        def locked():
+            self.computing = name
+            try:
+                value = compute()
+                if codec.streamed:  # a generator computes while it is written: lock it as it runs
+                    value = self._locked_iter(name, value)
+                return value
+            finally:
+                self.computing = None
+
+        return self.folder.stage(name, artifact, spec=spec, inputs=inputs, compute=locked, codec=codec)
+
+    def _locked_iter(self, name: str, values):
+        iterator = iter(values)
+        while True:
+            self.computing = name
+            try:
+                value = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.computing = None
+            yield value
 
     @classmethod
     def open(cls, recipe: Recipe, folder: RunFolder, models: Models, *, console: Console,
@@ -52,7 +94,7 @@ class RunContext:
 
     # -- programs ----------------------------------------------------------------------------------
     def program(self, method, task: Task | None = None):
-        return build_program(task or self.task, method.name, method.factory_options())
+        return method.build(task or self.task)
 
     def run(self, label: str, program, examples: Sequence[Example], lm, *, samples: int = 1,
             advance: Callable[[], None] | None = None, **settings: Any) -> list[Trace]:
@@ -68,8 +110,8 @@ class RunContext:
             with ProgressBar(label, len(examples) * samples, self.console, enabled=self.show_progress) as bar:
                 yield from self.stream(label, program, examples, lm, samples=samples, advance=bar, **settings)
             return
-        yield from iter_program(program, examples, lm, samples=samples, workers=self.recipe.workers,
-                                max_failures=self.recipe.max_failures, on_trace=lambda _: advance(), **settings)
+        yield from iter_program(program, examples, lm, samples=samples, workers=self._recipe.workers,
+                                max_failures=self._recipe.max_failures, on_trace=lambda _: advance(), **settings)
 
     def source(self, name: str) -> TeacherConfig:
         """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher."""
@@ -88,11 +130,6 @@ class RunContext:
     # -- what fingerprints record ------------------------------------------------------------------
     def prompt_settings(self, task: Task | None = None) -> dict:
         """The task's settings that shape prompts and answers (not which inputs form a split)."""
-        config = identity((task or self.task).config)
-        return {k: v for k, v in config.items() if k not in SPLIT_SETTINGS}
+        config = (task or self.task).config
+        return {k: v for k, v in identity(config).items() if k not in split_settings(config)}
 
-
-def sampling_identity(side: TeacherConfig) -> dict:
-    """What a teacher's samples depend on: its model, its method and how it is sampled."""
-    return {"model": identity(side.model), "method": identity(side.method), "samples": side.samples,
-            "temperature": side.temperature, "top_p": side.top_p, "seed": side.seed}

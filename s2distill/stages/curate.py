@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from s2distill.configbase import identity
 from s2distill.curation.filters import FilterInputs, compose
 from s2distill.methods.usc import composition_program
 from s2distill.progress import ProgressBar
-from s2distill.stages.context import RunContext, sampling_identity
+from s2distill.stages.context import RunContext
 from s2distill.stages.folder import VERDICTS, Done
+from s2distill.stages.specs import CurateSpec
 from s2distill.stages.outputs import Outputs, SampleSet
 from s2distill.types import Example, Trace, Verdict
-from s2distill.variants import Variant
+from s2distill.distill.variants import Variant
 
 CHUNK = 1024  # inputs a filter sees at once (at least 8 × workers: USC's batches stay full)
 
@@ -34,13 +34,16 @@ def curate_stage(ctx: RunContext, variant: Variant, inputs: Done, samples: Sampl
     examples = inputs.value
     used = [(name, False) for name in variant.sources] + [(name, True) for name in variant.sources
                                                            if variant.needs_perturbed]
-    judges = [ctx.recipe.teacher(f.judge) for f in variant.filters if f.needs_judge]
-    size = max(CHUNK, 8 * ctx.recipe.workers)
+    spec = CurateSpec(filters=variant.filters, first_sample_only=variant.first_sample_only,
+                      judges=[ctx.recipe.teacher(f.judge) for f in variant.filters if f.needs_judge],
+                      task=ctx.prompt_settings())
+    judges = spec.judges
+    size = max(CHUNK, 8 * ctx.workers)
 
     def compose_with_judge(chunk: Sequence[Example], grouped, advance) -> dict[str, Trace]:
         """Universal self-consistency: the judge teacher's model composes each input's final answer
         from its outputs (Figure 12 of Yu et al. 2024); a program run like any other."""
-        judge, usc = judges[0], next(f for f in variant.filters if f.needs_judge)
+        judge, usc = judges[0], next(f for f in spec.filters if f.needs_judge)
         program = composition_program(ctx.task, grouped, prompt_format=judge.method.prompt_format,
                                       max_chars=usc.usc_max_chars)
         todo = [e for e in chunk if e.id in grouped]
@@ -53,7 +56,7 @@ def curate_stage(ctx: RunContext, variant: Variant, inputs: Done, samples: Sampl
     def verdicts(advance) -> Iterator[Verdict]:
         """The filters over each chunk of inputs (with, for the perturbation filter, the same
         chunk's outputs on the perturbed inputs)."""
-        from s2distill.embed import load_embedder
+        from s2distill.curation.embed import load_embedder
 
         ids = [e.id for e in examples]
         kept = total = 0
@@ -66,7 +69,7 @@ def curate_stage(ctx: RunContext, variant: Variant, inputs: Done, samples: Sampl
                                          perturbed=lambda other=other: other,
                                          compose=lambda g, chunk=chunk: compose_with_judge(chunk, g, advance),
                                          embed=load_embedder)
-            for verdict in compose(variant.filters, filter_inputs)(grouped):
+            for verdict in compose(spec.filters, filter_inputs)(grouped):
                 kept, total = kept + verdict.kept, total + 1
                 yield verdict
         if perturbed is not None:
@@ -82,10 +85,5 @@ def curate_stage(ctx: RunContext, variant: Variant, inputs: Done, samples: Sampl
             yield from verdicts(advance)
 
     artifact = "curation/verdicts.jsonl" if variant.name == "distilled" else f"curation/{variant.name}.jsonl"
-    return ctx.folder.stage(
-        f"curation:{variant.name}", artifact, codec=VERDICTS, compute=compute,
-        made_from={"filters": [identity(f) for f in variant.filters], "first_sample_only": variant.first_sample_only,
-                   "judges": [sampling_identity(j) | {"name": j.name} for j in judges],
-                   "task": ctx.prompt_settings(),
-                   "inputs": {f"samples:{n}{'.perturbed' if p else ''}": samples[(n, p)].fingerprint for n, p in used}},
-    )
+    return ctx.stage(f"curation:{variant.name}", artifact, spec=spec, codec=VERDICTS, compute=compute,
+                     inputs={f"samples:{n}{'.perturbed' if p else ''}": samples[(n, p)] for n, p in used})

@@ -9,17 +9,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2distill.compress import compression_program, rewritten_rationales
-from s2distill.configbase import identity
-from s2distill.distill import evaluated_as, pairs_of_verdicts
-from s2distill.runfolder import read_json, write_json
-from s2distill.stages.context import RunContext, sampling_identity
+from s2distill.artifacts import read_json, write_json
+from s2distill.distill.compress import compression_program, rewritten_rationales
+from s2distill.distill.pairs import evaluated_as, pairs_of_verdicts
+from s2distill.distill.variants import Variant
+from s2distill.stages.context import RunContext
 from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
 from s2distill.stages.outputs import Outputs
-from s2distill.student import PROMPT_FILE, prompt_spec, student_program
-from s2distill.variants import Variant
+from s2distill.stages.specs import CompressSpec, SetSpec, StudentProgram, TrainSpec
+from s2distill.student.prompt import PROMPT_FILE, prompt_spec, student_program
 
 TRAIN_FINGERPRINT = "train_fingerprint.json"  # beside a training's checkpoints: which config they belong to
+# The saved prompt file's keys that the train spec records otherwise (the model and the training
+# mode, by their identity: without runtime fields) or that only locate the task's data and name its
+# splits: the student learns the same from either (its training pairs' fingerprint records the inputs).
+UNFINGERPRINTED_PROMPT_KEYS = ("task", "data_dir", "student_model", "train_mode")
 
 
 @dataclass(frozen=True)
@@ -46,15 +50,14 @@ class Trained:
     """A trained step: its weights (a Done whose value is the folder) and how its student answers."""
 
     weights: Done
-    multiline: bool
+    program: StudentProgram
     pairs: int
-    task_prefix: str = ""  # Distilling Step-by-Step's "[label] " (distill.evaluated_as)
 
 
-def student_program_for(ctx: RunContext, trained: Trained, task=None):
+def student_program_for(program: StudentProgram, task):
     """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
-    return student_program(task or ctx.task, ctx.recipe.student.method, multiline=trained.multiline,
-                           reasoning_max_tokens=ctx.recipe.distill.reasoning_max_tokens, task_prefix=trained.task_prefix)
+    return student_program(task, program.method, multiline=program.multiline,
+                           reasoning_max_tokens=program.reasoning_max_tokens, task_prefix=program.task_prefix)
 
 
 def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
@@ -63,21 +66,19 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
     `distill/BASE.jsonl`, built input by input as the verdicts and the samples are read back
     (`sampled`: the variant's outputs, stages/outputs.py) and written as they come."""
     recipe = ctx.recipe
+    method = recipe.student.method
+    spec = SetSpec(format=step.fmt, shots=method.shots, question_suffix=method.question_suffix,
+                   prompt_format=method.prompt_format, max_per_input=recipe.distill.max_per_input,
+                   task=ctx.prompt_settings())
     rewritten = rewritten_rationales(rewrites.value) if rewrites else None
 
     def compute() -> Iterator[dict]:
-        method = recipe.student.method
-        return pairs_of_verdicts(step.fmt, ctx.task, inputs.value, sampled.kept(verdicts.value), shots=method.shots,
-                                 max_per_input=recipe.distill.max_per_input, rewritten=rewritten,
-                                 question_suffix=method.question_suffix, prompt_format=method.prompt_format)
+        return pairs_of_verdicts(spec.format, ctx.task, inputs.value, sampled.kept(verdicts.value), shots=spec.shots,
+                                 max_per_input=spec.max_per_input, rewritten=rewritten,
+                                 question_suffix=spec.question_suffix, prompt_format=spec.prompt_format)
 
-    return ctx.folder.stage(
-        f"distill:{step.base}", f"distill/{step.base}.jsonl", codec=STREAMED_ROWS, compute=compute,
-        made_from={"format": step.fmt, "student_method": identity(recipe.student.method),
-                   "max_per_input": recipe.distill.max_per_input, "task": ctx.prompt_settings(),
-                   "inputs": {"curation": verdicts.fingerprint, "inputs": inputs.fingerprint,
-                              **({"rewrites": rewrites.fingerprint} if rewrites else {})}},
-    )
+    return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, "rewrites": rewrites})
 
 
 def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
@@ -87,25 +88,31 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
     rewrites the earlier rewrite (TwT Table 3), not the original again. The kept outputs are held
     (the refiner's program reads them all), the others are not."""
     recipe = ctx.recipe
-    refiner = recipe.teacher(recipe.distill.refiner)
-
     how = recipe.distill.compression
+    fixed = how == "fixed_length"
+    spec = CompressSpec(compression=how, ratio=recipe.distill.compression_ratio if fixed else None,
+                        refiner=None if fixed else recipe.teacher(recipe.distill.refiner),
+                        student_method=recipe.student.method, max_per_input=recipe.distill.max_per_input,
+                        reasoning_max_tokens=recipe.distill.reasoning_max_tokens, task=ctx.prompt_settings())
+    student_model = recipe.student.model  # teacher_guided: the previous weights' fingerprint records it
 
     def compute():
+        refiner = spec.refiner
         kept = {verdict.example_id: traces for verdict, traces in sampled.kept(verdicts.value) if verdict.kept}
-        cap = recipe.distill.max_per_input
+        cap = spec.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
         todo = [e for e in inputs.value if e.id in kept]
         outputs = None
         if how == "teacher_guided":
-            student = ctx.models.get(recipe.student.model, adapter=previous.weights.value)
+            student = ctx.models.get(student_model, adapter=previous.weights.value)
             answered = ctx.run("previous stage's student on the kept inputs",
-                               student_program_for(ctx, previous), todo, student, temperature=0.0)
+                               student_program_for(previous.program, ctx.task), todo, student, temperature=0.0)
             ctx.models.release(student)
             outputs = {t.example_id: t.last_output for t in answered}
-        program = compression_program(ctx.task, kept, outputs, prompt_format=refiner.method.prompt_format,
+        program = compression_program(ctx.task, kept, outputs, prompt_format=refiner.method.prompt_format if refiner
+                                      else "fewshot",
                                       rationales=rewritten_rationales(earlier.value) if earlier else None,
-                                      ratio=recipe.distill.compression_ratio if how == "fixed_length" else None)
+                                      ratio=spec.ratio)
         if how == "fixed_length":  # no model: the cut is a function of the rationale alone
             refined = [program(example, None) for example in todo]
         else:
@@ -118,17 +125,10 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         ctx.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)")
         return rows
 
-    return ctx.folder.stage(
-        f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", codec=ROWS, compute=compute,
-        made_from={"compression": how, **({"ratio": recipe.distill.compression_ratio} if how == "fixed_length"
-                                             else {"refiner": sampling_identity(refiner)}),
-                   "student_method": identity(recipe.student.method),
-                   "max_per_input": recipe.distill.max_per_input,
-                   "reasoning_max_tokens": recipe.distill.reasoning_max_tokens,
-                   "inputs": {"curation": verdicts.fingerprint,
-                              **({"previous weights": previous.weights.fingerprint} if how == "teacher_guided" else {}),
-                              **({"earlier rewrites": earlier.fingerprint} if earlier else {})}},
-    )
+    return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs,
+                                              "previous weights": previous.weights if how == "teacher_guided" else None,
+                                              "earlier rewrites": earlier})
 
 
 def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | None) -> Trained:
@@ -138,32 +138,36 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     model = ctx.trainable_student()
     artifact = f"student/{step.variant.name}/stage{step.index}/weights"
     multiline, task_prefix = evaluated_as(pairs.value)
-    made_from = {"train": identity(recipe.train), "model": identity(model), "format": step.fmt,
-                 "inputs": {"set": pairs.fingerprint, **({"previous weights": previous.weights.fingerprint}
-                                                         if previous else {})}}
+    program = StudentProgram(method=recipe.student.method, multiline=multiline, task_prefix=task_prefix,
+                             reasoning_max_tokens=recipe.distill.reasoning_max_tokens if multiline else None)
+    saved_prompt = prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix)
+    unread = UNFINGERPRINTED_PROMPT_KEYS + (() if multiline else ("reasoning_max_tokens",))
+    spec = TrainSpec(train=recipe.train, model=model, format=step.fmt,
+                     prompt={k: v for k, v in saved_prompt.items() if k not in unread})
+    inputs = {"set": pairs, "previous weights": previous.weights if previous else None}
 
     def compute() -> Path:
-        from s2distill.stages.folder import fingerprint
-        from s2distill.train import train_student
+        from s2distill.stages.folder import fingerprint, made_from
+        from s2distill.training.sft import train_student
 
         weights = ctx.folder.path(artifact)
         out_dir = weights.parent
-        _drop_stale_checkpoints(out_dir, fingerprint(made_from))
+        _drop_stale_checkpoints(out_dir, fingerprint(made_from(f"train:{step.base}", spec, inputs)))
         start = previous.weights.value if previous else None
-        mode = recipe.train.mode
+        mode = spec.train.mode
         train_set = list(pairs.value)  # training holds its set; the stages before it do not
-        ctx.console.print(f"  fine-tuning ({mode}) on {len(train_set)} {step.fmt} pairs"
+        ctx.console.print(f"  fine-tuning ({mode}) on {len(train_set)} {spec.format} pairs"
                           + (" from the previous stage" if start else ""))
         if mode == "full":
-            train_student(train_set, start or model.weights_dir(), out_dir, recipe.train)
+            train_student(train_set, start or spec.model.weights_dir(), out_dir, spec.train)
         else:
-            train_student(train_set, model.weights_dir(), out_dir, recipe.train, init_adapter=start)
-        write_json(weights / PROMPT_FILE, prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix))
+            train_student(train_set, spec.model.weights_dir(), out_dir, spec.train, init_adapter=start)
+        write_json(weights / PROMPT_FILE, saved_prompt)
         return weights
 
-    weights = ctx.folder.stage(f"train:{step.variant.name}/stage{step.index}", artifact, codec=FOLDER,
-                               compute=compute, made_from=made_from)
-    return Trained(weights, multiline, len(pairs.value), task_prefix)
+    weights = ctx.stage(f"train:{step.variant.name}/stage{step.index}", artifact, spec=spec, inputs=inputs,
+                        codec=FOLDER, compute=compute)
+    return Trained(weights, program, len(pairs.value))
 
 
 def _drop_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:

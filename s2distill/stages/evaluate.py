@@ -1,6 +1,6 @@
 """The evaluation stages: System 1, each teacher's System 2 and every trained student, on each
 test split, greedy or maj@k. Evaluation is the one place labels are read; a task without labels
-is scored against System 2's answers (s2distill/agreement.py), judged where answers are free text.
+is scored against System 2's answers (s2distill/scoring/agreement.py), judged where answers are free text.
 
 Each evaluation is a stage of its own (`eval/NAME.json`, per example `eval/NAME.jsonl`), its
 fingerprint the program, the model and weights, the test split and the sampling it used.
@@ -10,40 +10,45 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
-from s2distill.agreement import judge_program, outcome_without_judge, win_tie_loss, with_references
-from s2distill.config import StudentConfig, TeacherConfig
-from s2distill.configbase import identity
-from s2distill.evaluate import majority_traces, score_traces
-from s2distill.provenance import evaluation_cost
-from s2distill.runfolder import write_jsonl
-from s2distill.stages.context import RunContext, sampling_identity
+from s2distill.scoring.agreement import judge_program, outcome_without_judge, win_tie_loss, with_references
+from s2distill.config.recipe import StudentConfig, TeacherConfig
+from s2distill.config.base import identity
+from s2distill.scoring.score import majority_traces, score_traces
+from s2distill.report.provenance import evaluation_cost
+from s2distill.report.row import Row
+from s2distill.artifacts import write_jsonl
+from s2distill.stages.context import RunContext
 from s2distill.stages.distill import Step, Trained, student_program_for
 from s2distill.stages.folder import JSON, ROWS, Done
+from s2distill.stages.specs import EvalSpec, ReferenceSpec, Sampling
 from s2distill.tasks import Task
-from s2distill.variants import SYSTEM1_SOURCE
+from s2distill.distill.variants import SYSTEM1_SOURCE
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """What one evaluation runs: a program on a model (maybe with trained weights), greedy or maj@k."""
+    """One evaluation: what it computes (`spec`, fingerprinted), the artifact's name (eval/NAME.json),
+    the report row's labels (`extra`: added when the row is read, never stored as a result), and a
+    trained student's weights."""
 
-    system: str
-    name: str  # the artifact's name: eval/NAME.json
-    method: str
-    model: Any  # a model config
-    program: Any  # (task) -> program
+    spec: EvalSpec
+    name: str
     extra: dict
     weights: Done | None = None
-    sampling: TeacherConfig | None = None  # maj@k at these settings; None: greedy
-    samples: int = 1
+
+    def with_samples(self, name: str, sampling: Sampling, k: int) -> Evaluation:
+        """The same system answering by the majority of k samples at `sampling`'s settings."""
+        return Evaluation(self.spec.model_copy(update={"sampling": sampling, "samples": k}), name,
+                          {**self.extra, "majority_of": k}, self.weights)
 
 
-def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_holder: list) -> dict:
+def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_holder: list) -> Row:
     """One evaluation on one test split (label "" is the recipe's own); returns the report row."""
     name = ev.name + (f"@{label}" if label else "")
     references = _references_stage(ctx, label, task)
+    spec = ev.spec.model_copy(update={"test_task": _test_identity(task),
+                                      "judge": ctx.recipe.teacher(ctx.recipe.evaluate.judge) if _judged(task) else None})
 
     def compute() -> dict:
         labeled = task.labeled("test")  # the one place labels are read
@@ -51,51 +56,42 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
             labeled = with_references(labeled, {r["id"]: r["answer"] for r in references.value})
         examples = [item.example for item in labeled]
         settings: dict = {"temperature": 0.0}
-        if ev.sampling is not None:
-            settings = {"temperature": ev.sampling.temperature, "top_p": ev.sampling.top_p, "seed": ev.sampling.seed,
-                        "samples": ev.samples}
+        if spec.sampling is not None:
+            settings = {"temperature": spec.sampling.temperature, "top_p": spec.sampling.top_p,
+                        "seed": spec.sampling.seed, "samples": spec.samples}
         if not lm_holder:
-            lm_holder.append(ctx.models.get(ev.model, adapter=ev.weights.value if ev.weights else None))
+            lm_holder.append(ctx.models.get(spec.model, adapter=ev.weights.value if ev.weights else None))
+        program = (student_program_for(spec.student, task) if spec.student is not None
+                   else ctx.program(spec.method, task))
         start = time.perf_counter()
-        traces = ctx.run(f"evaluate {name} ({ev.method})", ev.program(task), examples, lm_holder[0], **settings)
+        traces = ctx.run(f"evaluate {name} ({spec.method.name})", program, examples, lm_holder[0], **settings)
         seconds = time.perf_counter() - start
-        if ev.sampling is not None:
+        if spec.sampling is not None:
             traces = majority_traces(traces, task.normalize)
-        score, records = score_traces(task, labeled, traces, system=ev.system, method=ev.method)
-        if _judged(task):
-            score, records = _judge(ctx, task, score, records, labeled, name)
+        score, records = score_traces(task, labeled, traces, system=spec.system, method=spec.method.name)
+        if spec.judge is not None:
+            score, records = _judge(ctx, spec.judge, task, score, records, labeled, name)
         write_jsonl(ctx.folder.path(f"eval/{name}.jsonl"), records)
         ctx.console.print(f"  {name}: {100 * score.score:.1f}% {score.metric}, "
                           f"{score.tokens_per_example:.1f} tokens/example")
-        return {**score.row(), **evaluation_cost(records, seconds), **ev.extra, **({"test": label} if label else {})}
+        return {**score.row(), **evaluation_cost(records, seconds)}
 
-    made_from = {"system": ev.system, "method_name": ev.method, "model": identity(ev.model),
-                 "test_task": _test_identity(task), "samples": ev.samples,
-                 "sampling": sampling_identity(ev.sampling) if ev.sampling else None,
-                 "extra": ev.extra, "program": _program_identity(ctx, ev),
-                 "inputs": {**({"weights": ev.weights.fingerprint} if ev.weights else {}),
-                            **({"references": references.fingerprint} if references else {})}}
-    if _judged(task):
-        made_from["judge"] = sampling_identity(ctx.recipe.teacher(ctx.recipe.evaluate.judge))
-    return ctx.folder.stage(f"eval:{name}", f"eval/{name}.json", codec=JSON, compute=compute, made_from=made_from).value
+    result = ctx.stage(f"eval:{name}", f"eval/{name}.json", spec=spec, codec=JSON, compute=compute,
+                       inputs={"weights": ev.weights, "references": references}).value
+    return Row.from_dict({**result, **ev.extra, **({"test": label} if label else {}), "eval_name": name})
 
 
 def _test_identity(task: Task) -> dict:
     """The task settings a test split depends on (how many training inputs there are is not one),
     and for a user's data files their content."""
     settings = {k: v for k, v in identity(task.config).items() if k != "train_size"}
-    if hasattr(task, "fingerprint"):
-        settings["data"] = task.fingerprint()
+    data = task.fingerprint()
+    if data is not None:
+        settings["data"] = data
     return settings
 
 
-def _program_identity(ctx: RunContext, ev: Evaluation) -> dict:
-    """The settings the program is built from (a method, the student's reasoning budget)."""
-    return {"student": identity(ctx.recipe.student.method), "reasoning_max_tokens": ctx.recipe.distill.reasoning_max_tokens} \
-        if ev.weights is not None else {}
-
-
-def run_evaluation(ctx: RunContext, ev: Evaluation, *, release: bool = False) -> list[dict]:
+def run_evaluation(ctx: RunContext, ev: Evaluation, *, release: bool = False) -> list[Row]:
     """An evaluation on every test split; the model is loaded only if some split is not done yet,
     and released afterwards when asked (trained students)."""
     held: list = []
@@ -106,65 +102,62 @@ def run_evaluation(ctx: RunContext, ev: Evaluation, *, release: bool = False) ->
 
 
 # -- which evaluations a run has ------------------------------------------------------------------
-def system_rows(ctx: RunContext) -> list[dict]:
+def system_rows(ctx: RunContext) -> list[Row]:
     """System 1 (the untrained student, with its own prompt and each `system1_prompts` prompt)
     and each teacher's System 2, with their maj@k rows."""
     recipe, rows = ctx.recipe, []
     student = recipe.student
     if "system1" in recipe.evaluate.systems:
-        rows += run_evaluation(ctx, _plain(ctx, "system1", "system1", student))
-        rows += _majority(ctx, _plain(ctx, "system1", "system1", student), ctx.source(SYSTEM1_SOURCE))
+        rows += run_evaluation(ctx, _plain("system1", "system1", student))
+        rows += _majority(ctx, _plain("system1", "system1", student), ctx.source(SYSTEM1_SOURCE))
         for method in recipe.evaluate.system1_prompts:  # baselines the distilled student must beat
             side = StudentConfig(model=student.model, method=method)
-            rows += run_evaluation(ctx, _plain(ctx, "system1", f"system1-{method.name}-{method.shots}shot", side))
+            rows += run_evaluation(ctx, _plain("system1", f"system1-{method.name}-{method.shots}shot", side))
     if "system2" in recipe.evaluate.systems:
         k = recipe.evaluate.system2_samples
         for teacher in recipe.teachers:
-            ev = _plain(ctx, "system2", f"system2-{teacher.name}", teacher, extra={"teacher": teacher.name})
-            if k > 1:
-                ev = dataclasses.replace(ev, sampling=teacher, samples=k, extra={**ev.extra, "majority_of": k})
-            rows += run_evaluation(ctx, ev)
-            rows += _majority(ctx, _plain(ctx, "system2", f"system2-{teacher.name}", teacher,
-                                          extra={"teacher": teacher.name}), teacher)
+            ev = _plain("system2", f"system2-{teacher.name}", teacher, extra={"teacher": teacher.name})
+            rows += run_evaluation(ctx, ev.with_samples(ev.name, Sampling.of(teacher), k) if k > 1 else ev)
+            rows += _majority(ctx, ev, teacher)
     return rows
 
 
-def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[dict]:
+def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[Row]:
     """A trained step's student on every test split, then its maj@k rows; its weights are then freed."""
     student = ctx.recipe.student
-    extra = {"stage": step.label, "model": student.model.describe(trained.weights.value), "train_pairs": trained.pairs,
-             "shots": student.method.shots}
-    ev = Evaluation(step.variant.name, f"{step.variant.name}-stage{step.index}", student.method.name, student.model,
-                    lambda task: student_program_for(ctx, trained, task), extra, weights=trained.weights)
+    model = student.model.describe(trained.weights.value)
+    spec = EvalSpec(system=step.variant.name, method=trained.program.method, model=student.model,
+                    test_task={}, student=trained.program)
+    ev = Evaluation(spec, f"{step.variant.name}-stage{step.index}",
+                    {"stage": step.label, "model": model, "train_pairs": trained.pairs, "shots": student.method.shots},
+                    weights=trained.weights)
     rows = run_evaluation(ctx, ev, release=True)
-    return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": extra["model"]}),
+    return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": model}),
                             ctx.source(SYSTEM1_SOURCE))
 
 
-def untrained_row(ctx: RunContext, step: Step) -> dict:
+def untrained_row(ctx: RunContext, step: Step) -> Row:
     student = ctx.recipe.student
-    return {"system": step.variant.name, "stage": step.label, "method": student.method.name, "task": ctx.task.name,
-            "metric": ctx.task.metric, "score": None, "n": 0, "tokens_per_example": None, "unparseable": 0,
-            "model": student.model.describe(), "train_pairs": 0, "note": "not trained: curation kept no input",
-            "shots": student.method.shots}
+    return Row(system=step.variant.name, stage=step.label, method=student.method.name, task=ctx.task.name,
+               metric=ctx.task.metric, score=None, n=0, tokens_per_example=None, unparseable=0,
+               model=student.model.describe(), train_pairs=0, note="not trained: curation kept no input",
+               shots=student.method.shots)
 
 
-def _plain(ctx: RunContext, system: str, name: str, side, *, extra: dict | None = None) -> Evaluation:
+def _plain(system: str, name: str, side, *, extra: dict | None = None) -> Evaluation:
     """A greedy evaluation of a side's (a teacher's or the student's) own program."""
-    return Evaluation(system, name, side.method.name, side.model, lambda task: ctx.program(side.method, task),
-                      {"teacher": None, "model": side.model.describe(), "shots": side.method.shots, **(extra or {})})
+    spec = EvalSpec(system=system, method=side.method, model=side.model, test_task={})
+    return Evaluation(spec, name, {"teacher": None, "model": side.model.describe(), "shots": side.method.shots,
+                                   **(extra or {})})
 
 
-def _majority(ctx: RunContext, ev: Evaluation, sampling: TeacherConfig) -> list[dict]:
+def _majority(ctx: RunContext, ev: Evaluation, sampling: TeacherConfig) -> list[Row]:
     """maj@k rows for `evaluate.majority_at` (Yu et al. 2024, Table 3), on the recipe's test split:
     k samples at `sampling`'s settings (a teacher's own, else the first teacher's). Samples are
     cached by index, so maj@10 reuses maj@5's."""
     held: list = []
-    rows = []
-    for k in ctx.recipe.evaluate.majority_at:
-        ev_k = dataclasses.replace(ev, name=f"{ev.name}-maj{k}", sampling=sampling, samples=k,
-                                   extra={**ev.extra, "majority_of": k})
-        rows.append(evaluate_stage(ctx, ev_k, "", ctx.task, held))
+    rows = [evaluate_stage(ctx, ev.with_samples(f"{ev.name}-maj{k}", Sampling.of(sampling), k), "", ctx.task, held)
+            for k in ctx.recipe.evaluate.majority_at]
     if held and ev.weights is not None:
         ctx.models.release(held[0])
     return rows
@@ -173,27 +166,27 @@ def _majority(ctx: RunContext, ev: Evaluation, sampling: TeacherConfig) -> list[
 # -- a task without labels: agreement with System 2 -----------------------------------------------
 def _references_stage(ctx: RunContext, label: str, task: Task) -> Done | None:
     """For data without labels, System 2's answers (the first teacher, greedy) on the test inputs
-    stand in as the references (see s2distill/agreement.py); None for labelled data."""
-    if getattr(task, "has_labels", True):
+    stand in as the references (see s2distill/scoring/agreement.py); None for labelled data."""
+    if task.has_labels:
         return None
-    teacher = ctx.recipe.teachers[0]
+    spec = ReferenceSpec(teacher=ctx.recipe.teachers[0], test_task=_test_identity(task))
     name = "reference" + (f"@{label}" if label else "")
 
     def compute() -> list[dict]:
+        teacher = spec.teacher
         examples = [item.example for item in task.labeled("test")]
         traces = ctx.run(f"references: System 2 ({teacher.name}) on the test inputs", ctx.program(teacher.method, task),
                          examples, ctx.models.get(teacher.model), temperature=0.0)
         return [{"id": t.example_id, "teacher": teacher.name, "answer": t.answer} for t in traces]
 
-    return ctx.folder.stage(name, f"eval/{name}.jsonl", codec=ROWS, compute=compute,
-                            made_from={"teacher": sampling_identity(teacher), "test_task": _test_identity(task)})
+    return ctx.stage(name, f"eval/{name}.jsonl", spec=spec, inputs={}, codec=ROWS, compute=compute)
 
 
 def _judged(task: Task) -> bool:
-    return not getattr(task, "has_labels", True) and getattr(task, "answer_kind", "") == "free_text"
+    return not task.has_labels and task.answer_kind == "free_text"
 
 
-def _judge(ctx: RunContext, task: Task, score, records: list[dict], labeled: list, name: str):
+def _judge(ctx: RunContext, judge: TeacherConfig, task: Task, score, records: list[dict], labeled: list, name: str):
     """Free text without labels: each answer against System 2's, judged in both orders."""
     targets = {item.example.id: item.target for item in labeled}
     outcomes, pending = {}, []
@@ -204,7 +197,6 @@ def _judge(ctx: RunContext, task: Task, score, records: list[dict], labeled: lis
         else:
             outcomes[record["id"]] = outcome
     if pending:
-        judge = ctx.recipe.teacher(ctx.recipe.evaluate.judge)
         answers = {r["id"]: r["answer"] for r in records}
         program = judge_program(task, answers, targets, prompt_format=judge.method.prompt_format)
         examples = [item.example for item in labeled if item.example.id in set(pending)]

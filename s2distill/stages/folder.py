@@ -1,11 +1,12 @@
 """The run folder as a set of fingerprinted artifacts: a stage is redone only when what it was
 computed from changed (as `make` or DVC would).
 
-`RunFolder.stage(name, artifact, made_from, compute, codec)` is the one way a stage writes: the
-artifact's path is named once, relative to the run folder; `made_from` holds exactly what the
-result depends on (its slice of the recipe, the fingerprints of its input artifacts, anything else
-that changes it), and its hash is the artifact's fingerprint, kept in the artifact's seal. On a
-rerun the stage is
+`RunFolder.stage(name, artifact, spec=..., inputs=..., compute, codec)` is the one way a stage
+writes: the artifact's path is named once, relative to the run folder; `spec` is the frozen, typed
+spec of exactly the settings the stage reads (stages/specs.py) and `inputs` the input artifacts it
+reads. What it was made from (the stage's kind, the stage code's version, the spec's identity and
+the inputs' fingerprints) is derived from those two, never written by hand; its hash is the
+artifact's fingerprint, kept in the artifact's seal. On a rerun the stage is
 
 - kept, when the artifact matches its seal and its fingerprint is the one computed now;
 - redone, when the fingerprint differs (the message names what changed, e.g.
@@ -30,17 +31,20 @@ from typing import Any
 from rich.console import Console
 
 from s2distill.errors import RunFolderError
-from s2distill.runfolder import iter_jsonl, read_json, seal_of, sealed, write_json, write_jsonl, write_seal
+from s2distill.artifacts import folder_digest, iter_jsonl, read_json, seal_of, sealed, write_json, write_jsonl, write_seal
 from s2distill.types import Example, Trace, Verdict
 
 STAGE_KINDS = ("inputs", "samples", "curation", "compress", "distill", "train", "eval", "reference")
 # Bump when a stage's code changes what it computes for the same inputs, so old artifacts are redone.
-STAGE_CODE_VERSION = 1
+# 2: fingerprints derived from typed stage specs (evaluations now record their method's every setting).
+STAGE_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Done:
-    """A stage's result and the fingerprint that downstream stages record as their input."""
+    """A stage's result and the fingerprint that downstream stages record as their input: the
+    artifact's *content* checksum (as DVC records its outputs' hashes), so a stage redone with the
+    same result leaves every stage after it kept."""
 
     value: Any
     fingerprint: str
@@ -91,7 +95,7 @@ ROWS = _rows_codec(lambda row: row, lambda row: row)
 STREAMED_ROWS = _rows_codec(lambda row: row, lambda row: row, streamed=True)
 EXAMPLES = _rows_codec(lambda e: {"id": e.id, "inputs": e.inputs}, lambda row: Example(row["id"], row["inputs"]))
 TRACES = _rows_codec(Trace.to_dict, Trace.from_dict, streamed=True)
-VERDICTS = _rows_codec(lambda v: v.__dict__, lambda row: Verdict(**row), streamed=True)
+VERDICTS = _rows_codec(Verdict.to_row, Verdict.from_row, streamed=True)
 JSON = Codec(lambda path, value, extra: write_json(path, value, seal=extra), read_json)
 # A folder the stage's compute wrote whole (trained weights): only its seal is written afterwards.
 FOLDER = Codec(lambda path, value, extra: write_seal(path, extra), lambda path: path)
@@ -101,10 +105,21 @@ def fingerprint(made_from: dict) -> str:
     return hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def made_from(name: str, spec: Any, inputs: dict[str, Done | str | None]) -> dict:
+    """What an artifact is made from, derived: the stage's kind, the stage code's version, the
+    spec's identity (`StageSpec.identity`) and the fingerprint of every input artifact given."""
+    fingerprints = {key: value.fingerprint if isinstance(value, Done) else value
+                    for key, value in inputs.items() if value is not None}
+    return {"stage": name.split(":")[0], "code": STAGE_CODE_VERSION, **spec.identity(), "inputs": fingerprints}
+
+
 def what_changed(before: dict | None, now: dict) -> str:
     """The first few differences between two `made_from`s, as `a.b: old -> new`."""
     if not before:
         return "made by an older version of s2distill"
+    if before.get("code") != now.get("code"):
+        return (f"made by an older version of s2distill (stage code {before.get('code')} -> {now.get('code')}: "
+                "its fingerprint now records every setting the stage reads)")
     old, new = _flatten(before), _flatten(now)
     changes = []
     for key in sorted(set(old) | set(new)):
@@ -155,16 +170,17 @@ class RunFolder:
     def path(self, artifact: str) -> Path:
         return self.root / artifact
 
-    def stage(self, name: str, artifact: str, *, made_from: dict, compute: Callable[[], Any], codec: Codec) -> Done:
+    def stage(self, name: str, artifact: str, *, spec: Any, inputs: dict[str, Done | str | None],
+              compute: Callable[[], Any], codec: Codec) -> Done:
         """The artifact, loaded when it is current, else computed, written and sealed (see module doc)."""
         path = self.path(artifact)
-        made_from = {"stage": name.split(":")[0], "code": STAGE_CODE_VERSION, **made_from}
-        print_ = fingerprint(made_from)
+        made_from_ = made_from(name, spec, inputs)
+        print_ = fingerprint(made_from_)
         seal = seal_of(path)
         forced = self._forced(name)
         if seal is not None and sealed(path) and seal.get("fingerprint") == print_ and not forced:
             self.log.append(StageRecord(name, "kept"))
-            return Done(codec.load(path), print_)
+            return Done(codec.load(path), _content_id(path, seal))
         if seal is None and not path.exists():
             status, reason = "computed", ""
         elif forced:
@@ -172,18 +188,18 @@ class RunFolder:
         elif not sealed(path):
             status, reason = "redone", "the artifact does not match its seal (truncated or edited)"
         else:
-            status, reason = "redone", what_changed(seal.get("made_from"), made_from)
+            status, reason = "redone", what_changed(seal.get("made_from"), made_from_)
         self.console.print(f"[bold]▶ {name}[/bold]" + (f" [dim](redo: {reason})[/dim]" if reason else ""))
         start = time.perf_counter()
         value = compute()  # a streamed codec's is computed as it is written
-        codec.save(path, value, {"fingerprint": print_, "made_from": made_from})
+        codec.save(path, value, {"fingerprint": print_, "made_from": made_from_})
         if codec.streamed:
             value = codec.load(path)
         seconds = round(time.perf_counter() - start, 1)
         self.timings[name] = seconds
         write_json(self.root / "timings.json", self.timings)  # every stage's last compute time, across invocations
         self.log.append(StageRecord(name, status, reason, seconds))
-        return Done(value, print_)
+        return Done(value, _content_id(path, seal_of(path) or {}))
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.redo if r.split(":")[0] not in STAGE_KINDS]
@@ -197,6 +213,11 @@ class RunFolder:
     def unmatched_redo(self) -> list[str]:
         """The `--redo` names that matched no stage of this run (a typo in a stage's name)."""
         return [r for r in self.redo if not any(_redo_names(r, rec.name) for rec in self.log)]
+
+
+def _content_id(path: Path, seal: dict) -> str:
+    """What downstream stages record of an artifact: its content checksum from its seal."""
+    return "content:" + (seal.get("sha256") or folder_digest(path))[:16]
 
 
 def _redo_names(redo: str, name: str) -> bool:

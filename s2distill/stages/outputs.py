@@ -21,7 +21,7 @@ from pathlib import Path
 from s2distill.errors import RunFolderError
 from s2distill.stages.folder import Done
 from s2distill.types import Trace, Verdict
-from s2distill.variants import Variant
+from s2distill.distill.variants import Variant
 
 SampleSet = Mapping[tuple[str, bool], Done]  # (source, perturbed) -> its samples stage
 
@@ -72,7 +72,7 @@ class Outputs:
 
     def kept(self, verdicts: Iterable[Verdict]) -> Iterator[tuple[Verdict, list[Trace]]]:
         """Each verdict (in input order, as curation writes them) with the outputs it keeps, as
-        traces in the order of its `meta["kept"]` (none for a dropped input). Only kept outputs
+        traces in the order of its `kept_outputs` (none for a dropped input). Only kept outputs
         are built; a kept reference with no output is a KeyError, as a missing trace always was."""
         verdicts = iter(verdicts)
         current: list[Verdict] = []
@@ -86,8 +86,8 @@ class Outputs:
             verdict = current[0]
             by_key = {_key(row): row for row in rows} if verdict.kept else {}  # the last of equal keys, as before
             kept = []
-            for ref in verdict.meta.get("kept", []) if verdict.kept else ():
-                key = (example_id, ref["teacher"], ref["sample"])
+            for ref in verdict.kept_outputs if verdict.kept else ():
+                key = (example_id, ref.teacher, ref.sample)
                 if key not in by_key:
                     raise KeyError(key)
                 kept.append(Trace.from_dict(by_key[key]))

@@ -6,18 +6,21 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from s2distill.config import runs_model_code
-from s2distill.plot import plot_score_vs_tokens
-from s2distill.provenance import provenance, teacher_spend
-from s2distill.report import machine_info, render_markdown
-from s2distill.report_html import write_html_report
-from s2distill.runfolder import write_json
+from s2distill.config.recipe import runs_model_code
+from s2distill.report.plot import plot_score_vs_tokens
+from s2distill.report.row import Row
+from s2distill.report.provenance import provenance, teacher_spend
+from s2distill.report.summary import machine_info, render_markdown
+from s2distill.report.html import write_html_report
+from s2distill.artifacts import write_json
 from s2distill.sandbox import describe_guard
 from s2distill.stages.context import RunContext
 from s2distill.stages.folder import stage_kinds
 
 
-def write_report(ctx: RunContext, rows: list[dict], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
+def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
+    """report.json (the rows as dicts: `Row.to_dict`), report.md, report.html and the plot; returns
+    what report.json holds."""
     recipe, out = ctx.recipe, ctx.folder.root
     teachers = ", ".join(f"{t.name}: {t.method.name} on {t.model.describe()}" for t in recipe.teachers)
     report = {
@@ -25,7 +28,7 @@ def write_report(ctx: RunContext, rows: list[dict], summaries: list[dict], *, in
         "task": ctx.task.name,
         "teachers": teachers,
         "student": recipe.student.model.describe(),
-        "rows": rows,
+        "rows": [row.to_dict() for row in rows],
         "curation": summaries,
         "lm": {**ctx.models.calls(), "faults": ctx.models.faults(),
                **({"replicas": replicas} if (replicas := ctx.models.replicas()) else {})},
@@ -34,12 +37,11 @@ def write_report(ctx: RunContext, rows: list[dict], summaries: list[dict], *, in
                    "ran": [asdict(r) for r in ctx.folder.log if r.status != "kept"]},
         "invocation_seconds": round(invocation_seconds, 1),
         "machine": machine_info(),
-        "sandbox": describe_guard(ctx.task.sandbox) if runs_model_code(recipe, ctx.task.name) else None,
+        "sandbox": describe_guard(ctx.task.sandbox) if runs_model_code(recipe, ctx.task) else None,
     }
     report["cost"] = teacher_spend(out, recipe.teachers)
     report["provenance"] = provenance(out, recipe)
-    if hasattr(ctx.task, "notes"):
-        report["notes"] = ctx.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
+    report["notes"] = ctx.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
     report["plot"] = bool(plot_score_vs_tokens(rows, out / "report.png", title=f"{recipe.name}: {ctx.task.name}"))
     write_json(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report))

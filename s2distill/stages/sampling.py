@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from s2distill.stages.context import RunContext, sampling_identity
+from s2distill.stages.context import RunContext
 from s2distill.stages.folder import EXAMPLES, TRACES, Done
+from s2distill.stages.specs import InputsSpec, SampleSpec
 
 
 def inputs_stage(ctx: RunContext) -> Done:
@@ -15,8 +16,8 @@ def inputs_stage(ctx: RunContext) -> Done:
     examples = ctx.task.unlabeled("train")
     content = hashlib.sha256("".join(json.dumps({"id": e.id, "inputs": e.inputs}, sort_keys=True) + "\n"
                                      for e in examples).encode()).hexdigest()
-    return ctx.folder.stage("inputs", "inputs/train.jsonl", made_from={"content": content},
-                            compute=lambda: examples, codec=EXAMPLES)
+    return ctx.stage("inputs", "inputs/train.jsonl", spec=InputsSpec(content=content), inputs={},
+                     compute=lambda: examples, codec=EXAMPLES)
 
 
 def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False,
@@ -25,21 +26,18 @@ def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool =
     each input when `perturbed`): `samples/NAME[.perturbed].jsonl`, in (input, sample) order, read
     back by later stages input by input (a `Rows`, never a list). `logprobs`: every call records
     its completion's log-probability (a filter reads it: TwT Table 5)."""
-    source = ctx.source(name)
+    spec = SampleSpec(source=ctx.source(name), task=ctx.prompt_settings(), perturbed=perturbed, logprobs=logprobs)
 
     def compute():
-        examples = [ctx.task.perturb(e) for e in inputs.value] if perturbed else inputs.value
-        label = f"{name} ({source.method.name}{', perturbed inputs' if perturbed else ''}) × {source.samples} samples"
+        source = spec.source
+        examples = [ctx.task.perturb(e) for e in inputs.value] if spec.perturbed else inputs.value
+        label = f"{name} ({source.method.name}{', perturbed inputs' if spec.perturbed else ''}) × {source.samples} samples"
         for trace in ctx.stream(label, ctx.program(source.method), examples, ctx.models.get(source.model),
                                 samples=source.samples, temperature=source.temperature, top_p=source.top_p,
-                                seed=source.seed, logprobs=logprobs):
-            trace.teacher = name
+                                seed=source.seed, logprobs=spec.logprobs):
+            trace.teacher = source.name
             yield trace  # written as it comes, in (input, sample) order: none are held (stages/outputs.py)
 
     suffix = ".perturbed" if perturbed else ""
-    return ctx.folder.stage(
-        f"samples:{name}{suffix}", f"samples/{name}{suffix}.jsonl", codec=TRACES, compute=compute,
-        made_from={"source": sampling_identity(source), "task": ctx.prompt_settings(), "perturbed": perturbed,
-                   **({"logprobs": True} if logprobs else {}),
-                   "inputs": {"inputs": inputs.fingerprint}},
-    )
+    return ctx.stage(f"samples:{name}{suffix}", f"samples/{name}{suffix}.jsonl", spec=spec, inputs={"inputs": inputs},
+                     codec=TRACES, compute=compute)

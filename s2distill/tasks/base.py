@@ -1,5 +1,9 @@
 """What a task provides: examples (labels kept apart), its question text, few-shot exemplars,
 answer parsing and scoring. One file per task implements it (DESIGN principle 6).
+
+`Task` declares the whole protocol generic code reads, each feature with its default, so stages,
+scoring, reports and `predict` read `task.has_labels`, `task.perturbable`, `task.notes()` ...
+directly, never through `getattr(task, ..., default)`: a task overrides what differs.
 """
 
 from __future__ import annotations
@@ -7,10 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+from s2distill.errors import DataError
 from s2distill.sandbox import SandboxPolicy
 from s2distill.types import Example, Labeled
+
+# What an answer is, as a custom task's `answer:` names it (tasks/custom.py): a short phrase compared
+# after normalisation, a number, an option's letter, a whole response, or what the user's parser reads.
+AnswerKind = Literal["exact", "number", "choice", "free_text", "parser"]
 
 MAX_EXAMPLES = 100_000  # examples per split at most: bounded at load, not by running out of memory
 
@@ -34,6 +43,28 @@ class Shot:
     program: str
     answer: str
     rephrased: str = ""  # the question rephrased and expanded (few-shot Rephrase and Respond)
+
+
+# Figure 5's step 1 of 2-step Rephrase and Respond (Yu et al. 2024, coin flip), verbatim; it names
+# no task, so it is every task's rephrase prompt unless the task has its own (methods/rar.py).
+RAR_REPHRASE = (
+    "{question}\n\nBased on the information provided in the original query, could you please rephrase it and expand "
+    "it to help you do better answering. Please ensure that your response solely includes the reformulated question, "
+    "excluding any introductory phrases or explanatory remarks, while preserving all the details from the original "
+    "query."
+)
+
+
+@dataclass(frozen=True)
+class RaRTemplates:
+    """A task's prompts for 2-step Rephrase and Respond (methods/rar.py): `rephrase` (step 1; its
+    `{question}`, and `{n}` the input's word count) and `respond` (step 2; `{rephrased}`, the first
+    call's output). `answer_line`: whether the answering call ends with the added answer-format line
+    (False where the prompt itself makes the reply's answer readable, coin flip's Yes or No)."""
+
+    rephrase: str = RAR_REPHRASE
+    respond: str = "{rephrased}"
+    answer_line: bool = True
 
 
 class Task:
@@ -106,3 +137,52 @@ class Task:
     multiline_answers: ClassVar[bool] = False
     # Which TwT teacher prompt suits the task: math, multiple_choice, code or general.
     twt_family: ClassVar[str] = "general"
+    # The prompts of 2-step Rephrase and Respond: the paper's for last letters and coin flip (Figures
+    # 4 and 5), Figure 5's step 1 and the bare rephrased question for every other task.
+    rar_templates: ClassVar[RaRTemplates] = RaRTemplates()
+
+    # -- features generic code reads (stages, scoring, the report, predict), each with its default --
+    has_labels: ClassVar[bool] = True
+    """Whether the test split has reference answers. Without them (a custom task with no `label`),
+    evaluation scores agreement with System 2's greedy answers instead of accuracy."""
+
+    answer_kind: ClassVar[AnswerKind] = "exact"
+    """What an answer is (see `AnswerKind`). Evaluation reads it for a task without labels:
+    `free_text` answers are then compared by a pairwise judge. A built-in task parses and scores
+    its answers with its own methods; its kind is informative."""
+
+    runs_model_code: ClassVar[bool] = False
+    """Whether scoring runs model-written code in the sandbox (MBPP's asserts), so a run needs a
+    sandbox guard whatever its methods are."""
+
+    @property
+    def perturbable(self) -> bool:
+        """Whether `perturb` gives answer-preserving copies (the perturbation filter needs them):
+        by default, when the task overrides `perturb`. A task whose perturbation holds for some
+        configurations only overrides this too (custom: multiple choice only)."""
+        return type(self).perturb is not Task.perturb
+
+    def notes(self) -> list[str]:
+        """Sentences the report should carry about the data (skipped rows, a score that is agreement
+        rather than accuracy); none by default."""
+        return []
+
+    def fingerprint(self) -> str | None:
+        """A digest of data files whose content the task's config does not pin (a user's own files),
+        so a run folder is not reused after the data changed; None: nothing to fingerprint (the
+        built-in data sets are checked against SHA256SUMS, tasks/data.py)."""
+        return None
+
+    def example_from_row(self, row: dict, *, example_id: str = "input", where: str = "input") -> Example:
+        """A row of the task's input fields (as the run's inputs/*.jsonl holds them) as an Example,
+        checked by building its question: for `predict`. A `DataError` naming `where` if the row is
+        not an input of this task. A task that removes or converts fields (custom) overrides it."""
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: not an object (got {type(row).__name__}); an input maps field names to values")
+        example = Example(example_id, row)
+        try:
+            self.question(example)
+        except (KeyError, TypeError, IndexError) as exc:
+            raise DataError(f"{where}: not an input of task {self.name} (field {exc} missing or malformed); "
+                            "give the question's text instead") from None
+        return example

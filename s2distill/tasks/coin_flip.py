@@ -13,21 +13,21 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
+from s2distill.config.base import Strict, split_field
+from s2distill.tasks.base import MAX_EXAMPLES, RaRTemplates, Shot, Task
 from s2distill.tasks.data import name_pools, read_json
 from s2distill.types import Example, Labeled
 
 
-class CoinFlipConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CoinFlipConfig(Strict):
     name: Literal["coin_flip"] = "coin_flip"
     people: int = Field(2, ge=1, le=6)
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
-    test_size: int = Field(50, ge=1, le=MAX_EXAMPLES)
-    seed: int = 0
-    test_source: Literal["generated", "rar"] = "rar"
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES)
+    test_size: int = split_field(50, ge=1, le=MAX_EXAMPLES)
+    seed: int = split_field(0, description="the draw of the generated inputs")
+    test_source: Literal["generated", "rar"] = split_field("rar", description="rar: RaR's evaluation file")
 
 
 def _question(flips: list[tuple[str, bool]]) -> str:
@@ -78,6 +78,9 @@ class CoinFlip(Task):
     shots = tuple(Shot(_question(f), _rationale(f), _program(f), _answer(f), _rephrased(f)) for f in _SHOT_FLIPS)
 
     config_class = CoinFlipConfig
+    # Yu et al. 2024 Figure 5, 2-step RaR: step 1 is the default (`RAR_REPHRASE`, Figure 5's own), and
+    # step 2 asks for Yes or No, which makes the reply's answer readable without the added line.
+    rar_templates = RaRTemplates(respond="{rephrased} Answer the Yes or No question.", answer_line=False)
 
     @cached_property
     def _rar_rows(self) -> list[dict]:

@@ -14,8 +14,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from s2distill.config.base import Strict, split_field
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
@@ -31,11 +30,10 @@ _SHOT_RATIONALES = (
 _SHOT_COUNT = len(_SHOT_RATIONALES)
 
 
-class CommonsenseQAConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CommonsenseQAConfig(Strict):
     name: Literal["commonsenseqa"] = "commonsenseqa"
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
-    test_size: int = Field(100, ge=1, le=1221)
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES)
+    test_size: int = split_field(100, ge=1, le=1221)
 
 
 def _example(row: dict, example_id: str) -> Example:
@@ -55,6 +53,7 @@ class CommonsenseQA(Task):
     name = "commonsenseqa"
     metric = "exact_match"
     twt_family = "multiple_choice"
+    answer_kind = "choice"
 
     config_class = CommonsenseQAConfig
 

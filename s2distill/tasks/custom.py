@@ -17,15 +17,17 @@ inputs, so no prompt, sample or curation step can see it. Without labels the rep
 agreement with System 2's answer (the pipeline fills in System 2's greedy answers as the
 references; for `free_text`, a pairwise judge), and the task's metric name says so.
 
-A bad row (not an object, a missing field, an empty question, a label that is not an option) is
-an error naming the file, the row and the field, or, with `on_bad_row: skip`, a counted skip that
-the report lists. Nothing is dropped silently.
+A bad row (not an object, a missing field, an empty question, a label of the wrong type or that is
+not an option) is an error naming the file, the row and the field, or, with `on_bad_row: skip`, a
+counted skip that the report lists. Nothing is dropped silently. Test inputs that repeat training
+inputs (the same question, exactly or after whitespace and case) are counted in the report's notes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import string
@@ -33,8 +35,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from s2distill.config.base import Strict, split_field
 from s2distill.errors import DataError
 from s2distill.tasks.base import Shot, Task, normalize_number
 from s2distill.tasks.user_files import FORMATS, held_out_split, read_rows
@@ -45,33 +48,31 @@ LETTERS = string.ascii_uppercase
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
-class Exemplar(BaseModel):
+class Exemplar(Strict):
     """A solved example for few-shot prompts (optional: without any, prompts are zero-shot)."""
 
-    model_config = ConfigDict(extra="forbid")
     question: str
     answer: str
     rationale: str = ""
     program: str = ""
 
 
-class CustomConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CustomConfig(Strict):
     name: Literal["custom"] = "custom"
     path: str = Field(description="a .jsonl/.json/.csv/.parquet file or a datasets folder (save_to_disk)")
     format: Literal[("auto", *FORMATS)] = Field("auto", description="default: from the file's suffix")
-    split: str | None = Field(None, description="datasets folder with several splits: the one holding the inputs "
-                              "(default: train, or the only split)")
+    split: str | None = split_field(None, description="datasets folder with several splits: the one holding the "
+                                    "inputs (default: train, or the only split)")
     question: str | None = Field(None, description="the field holding the question")
     template: str | None = Field(None, description="or a template over several fields, e.g. '{title}\\n\\n{body}'")
     answer: str = Field("exact", description="exact | number | choice | free_text | module:function (a parser)")
     options: str | None = Field(None, description="choice: the field holding the options")
     label: str | None = Field(None, description="the field holding the reference answer; read by evaluation only")
-    test_path: str | None = Field(None, description="a separate file of test inputs (same fields)")
-    test_size: int | None = Field(None, ge=1, description="test inputs taken from `path` (default: test_fraction)")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of `path` held out for testing")
-    train_size: int | None = Field(None, ge=1, description="training inputs at most")
-    seed: int = Field(0, description="the shuffle that splits `path` into train and test")
+    test_path: str | None = split_field(None, description="a separate file of test inputs (same fields)")
+    test_size: int | None = split_field(None, ge=1, description="test inputs taken from `path` (default: test_fraction)")
+    test_fraction: float = split_field(0.2, gt=0.0, lt=1.0, description="share of `path` held out for testing")
+    train_size: int | None = split_field(None, ge=1, description="training inputs at most")
+    seed: int = split_field(0, description="the shuffle that splits `path` into train and test")
     on_bad_row: Literal["error", "skip"] = Field("error", description="skip: count and report bad rows instead")
     exemplars: list[Exemplar] = Field(default_factory=list, description="solved examples for few-shot prompts")
     description: str = ""
@@ -122,6 +123,7 @@ class CustomTask(Task):
     def __init__(self, config: CustomConfig, *, data_root: Path | None = None):
         super().__init__(config, data_root=data_root)
         self.skipped: list[str] = []
+        self._overlap = (0, 0)  # test inputs repeating a training input: exactly, after whitespace and case
         self.has_labels = config.label is not None
         self.answer_kind = config.answer if config.answer in ANSWER_KINDS else "parser"
         self._parser = _load_parser(config.answer) if self.answer_kind == "parser" else None
@@ -170,7 +172,21 @@ class CustomTask(Task):
             test_ids = set(order[:n_test])
             test = [item for i, item in enumerate(rows) if i in test_ids]
             train = [item for i, item in enumerate(rows) if i not in test_ids]
-        return {"train": train[: cfg.train_size] if cfg.train_size else train, "test": test}
+        splits = {"train": train[: cfg.train_size] if cfg.train_size else train, "test": test}
+        self._overlap = self._repeated_inputs(splits["train"], splits["test"])
+        return splits
+
+    def _repeated_inputs(self, train: list[Labeled], test: list[Labeled]) -> tuple[int, int]:
+        """(test inputs whose question is a training input's, exactly; more that are after collapsing
+        whitespace and case)."""
+        def loose(text: str) -> str:
+            return " ".join(text.split()).casefold()
+
+        exact = {self.question(item.example) for item in train}
+        loosely = {loose(text) for text in exact}
+        questions = [self.question(item.example) for item in test]
+        same = sum(text in exact for text in questions)
+        return same, sum(text not in exact and loose(text) in loosely for text in questions)
 
     def _examples(self, source: tuple[str, list[Any]], prefix: str) -> list[Labeled]:
         where, rows = source
@@ -207,8 +223,24 @@ class CustomTask(Task):
             value = row.get(cfg.label)
             if value is None or str(value).strip() == "":
                 raise DataError(f"{where}: field {cfg.label!r} (the label) is missing or empty")
+            self._check_label_type(value, where)
             target = self._target(str(value).strip(), inputs, where)
         return Labeled(example, target)
+
+    def _check_label_type(self, value: Any, where: str) -> None:
+        """A label's type must suit the answer kind: a number (or numeric text) for `number`, text
+        for `exact` and `free_text`, text or a number for `choice` (an option may be a number) and
+        a parser's answers; never a list, an object or true/false."""
+        kind, field = self.answer_kind, self.config.label
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise DataError(f"{where}: field {field!r} (the label) is {type(value).__name__} {shown}; "
+                            f"answer {kind} needs {'a number' if kind == 'number' else 'text'}")
+        if kind == "number" and not _is_number(value):
+            raise DataError(f"{where}: field {field!r} (the label): {shown} is not a number (answer: number)")
+        if kind in ("exact", "free_text") and not isinstance(value, str):
+            raise DataError(f"{where}: field {field!r} (the label) is the number {shown}, but answer {kind} compares "
+                            "text: set answer: number, or give the label as text")
 
     def _target(self, label: str, inputs: dict, where: str) -> str:
         if self.answer_kind != "choice":
@@ -227,6 +259,7 @@ class CustomTask(Task):
 
     def notes(self) -> list[str]:
         """What the report should say about the data: skipped rows, and what the score means."""
+        test = self._splits["test"]  # read here too: a run that kept every stage has not read the data
         notes = []
         if self.skipped:
             shown = "; ".join(self.skipped[:5]) + (" …" if len(self.skipped) > 5 else "")
@@ -235,6 +268,11 @@ class CustomTask(Task):
             notes.append("The data has no labels: the score is agreement with System 2's greedy answer on each test "
                          "input" + (" (win rate in a pairwise judgement, both orders, ties counting half)"
                                     if self.answer_kind == "free_text" else "") + ", not accuracy.")
+        same, loosely = self._overlap
+        if same or loosely:
+            notes.append(f"{same + loosely} of {len(test)} test inputs repeat a training input ("
+                         f"{same} exactly, {loosely} after ignoring whitespace and case): their scores measure recall "
+                         "of training inputs as well as the method.")
         return notes
 
     # -- the question and its answer -------------------------------------------------------------
@@ -305,6 +343,17 @@ class CustomTask(Task):
         """Options per input id, every split: map_back runs once per sample, so a lookup, not a scan."""
         return {item.example.id: len(item.example.inputs[self.config.options])
                 for split in self._splits.values() for item in split}
+
+
+def _is_number(value: str | int | float) -> bool:
+    """A finite number, or text that reads as one ('$1,234.50', '-3', '0.5')."""
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    text = value.strip().replace(",", "").replace("$", "").rstrip(".")
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _shuffle(example_id: str, n: int) -> list[int]:

@@ -13,8 +13,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from s2distill.config.base import Strict, split_field
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task, normalize_number
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
@@ -28,11 +27,10 @@ _SHOT_PROGRAMS = (
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
-class GSM8KConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GSM8KConfig(Strict):
     name: Literal["gsm8k"] = "gsm8k"
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
-    test_size: int = Field(100, ge=1, le=1319)
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES)
+    test_size: int = split_field(100, ge=1, le=1319)
 
 
 def final_number(solution: str) -> str:
@@ -51,6 +49,7 @@ class GSM8K(Task):
     name = "gsm8k"
     metric = "exact_match"
     twt_family = "math"
+    answer_kind = "number"
 
     config_class = GSM8KConfig
 

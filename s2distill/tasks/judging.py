@@ -15,6 +15,7 @@ alone (the share of pairs whose two verdicts agree), not agreement with people.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from functools import cached_property
@@ -22,8 +23,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from s2distill.config.base import Strict, split_field
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
@@ -47,16 +49,17 @@ def map_back_swapped_verdict(answer: str | None) -> str | None:
     return swapped if answer.isupper() else swapped.lower()
 
 
-class JudgingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JudgingConfig(Strict):
     name: Literal["judging"] = "judging"
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
-    test_trees: int = Field(20, ge=1, le=99, description="trees whose pairs form the test split")
-    test_size: int | None = Field(None, ge=1, le=MAX_EXAMPLES, description="test pairs at most (each judged in both orders)")
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES)
+    test_trees: int = split_field(20, ge=1, le=99, description="trees whose pairs form the test split")
+    test_size: int | None = split_field(None, ge=1, le=MAX_EXAMPLES,
+                                        description="test pairs at most (each judged in both orders)")
     max_chars: int = Field(1500, ge=100, description="responses longer than this are cut (the model's context is small)")
-    source: Literal["oasst", "mt_bench"] = Field("oasst", description="the test pairs: OASST's ranked replies, or "
-                                                 "MT-bench questions with two model answers each (no human labels)")
-    answers: str | None = Field(None, description="mt_bench: the JSONL of answer pairs (s2distill mt-bench-answers)")
+    source: Literal["oasst", "mt_bench"] = split_field("oasst", description="the test pairs: OASST's ranked replies, "
+                                                       "or MT-bench questions with two model answers each (no human "
+                                                       "labels); the training pairs are OASST's either way")
+    answers: str | None = split_field(None, description="mt_bench: the JSONL of answer pairs (s2distill mt-bench-answers)")
 
     @model_validator(mode="after")
     def _answers_for_mt_bench(self) -> JudgingConfig:
@@ -72,6 +75,7 @@ class Judging(Task):
     metric = "agreement"
     shots = tuple(Shot(PAIR.format(question=q, response_a=a, response_b=b), "", "", v) for q, a, b, v in _SHOTS)
     twt_family = "multiple_choice"
+    answer_kind = "choice"
 
     config_class = JudgingConfig
 
@@ -125,6 +129,13 @@ class Judging(Task):
             out.append(Labeled(self._example(f"test-{pid}-ab", row["question"], a, b, pid, "ab"), ""))
             out.append(Labeled(self._example(f"test-{pid}-ba", row["question"], b, a, pid, "ba"), ""))
         return out
+
+    def fingerprint(self) -> str | None:
+        """MT-bench's answer pairs are the user's own file (`answers`): its content, so that changed
+        answers are evaluated again; None for OASST (a checked data file)."""
+        if self.config.source != "mt_bench":
+            return None
+        return hashlib.sha256(Path(self.config.answers).expanduser().read_bytes()).hexdigest()[:16]
 
     def headline(self, records: list[dict], examples: dict[str, Example]) -> float | None:
         """On MT-bench (no human labels) the score is the share of position-consistent pairs."""

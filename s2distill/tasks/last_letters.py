@@ -14,21 +14,21 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
+from s2distill.config.base import Strict, split_field
+from s2distill.tasks.base import MAX_EXAMPLES, RaRTemplates, Shot, Task
 from s2distill.tasks.data import name_pools, read_json
 from s2distill.types import Example, Labeled
 
 
-class LastLettersConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LastLettersConfig(Strict):
     name: Literal["last_letters"] = "last_letters"
     words: int = Field(2, ge=1, le=6, description="words per input")
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES)
-    test_size: int = Field(50, ge=1, le=MAX_EXAMPLES)
-    seed: int = 0
-    test_source: Literal["generated", "rar"] = "generated"
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES)
+    test_size: int = split_field(50, ge=1, le=MAX_EXAMPLES)
+    seed: int = split_field(0, description="the draw of the generated inputs")
+    test_source: Literal["generated", "rar"] = split_field("generated", description="rar: RaR's evaluation file")
 
 
 def _program(words: list[str]) -> str:
@@ -62,6 +62,14 @@ class LastLetters(Task):
     )
 
     config_class = LastLettersConfig
+    # Yu et al. 2024 Figure 4, 2-step RaR: step 1 verbatim, but "these 2 words" is the input's word
+    # count `{n}` (the paper's inputs all have two); step 2 is the rephrased question alone.
+    rar_templates = RaRTemplates(
+        rephrase="{question}\n\nBased on the details given in the initial inquiry, could you kindly rephrase the "
+        "question and separate these {n} words in the revised question? Please ensure these {n} words remain "
+        "unchanged from the original question.",
+        respond="{rephrased}",
+    )
 
     @cached_property
     def _rar_rows(self) -> list[dict]:

@@ -14,8 +14,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from s2distill.config.base import Strict, split_field
 from s2distill.sandbox import run_python
 from s2distill.tasks.base import Shot, Task
 from s2distill.tasks.data import read_jsonl
@@ -25,12 +24,11 @@ _SHOT_IDS = (2, 3, 4)
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
 
 
-class MBPPConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MBPPConfig(Strict):
     name: Literal["mbpp"] = "mbpp"
-    train_size: int = Field(256, ge=1, le=374)
-    test_size: int = Field(100, ge=1, le=500)
-    test_timeout: float = Field(5.0, gt=0, description="seconds per assert")
+    train_size: int = split_field(256, ge=1, le=374)
+    test_size: int = split_field(100, ge=1, le=500)
+    test_timeout: float = split_field(5.0, gt=0, description="seconds per assert (scoring only)")
 
 
 def clean_code(code: str) -> str:
@@ -45,6 +43,7 @@ class MBPP(Task):
     metric = "pass@1"
     twt_family = "code"
     multiline_answers = True
+    runs_model_code = True  # scoring runs the model's function against the asserts, in the sandbox
 
     config_class = MBPPConfig
 

@@ -19,8 +19,7 @@ import string
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from s2distill.config.base import Strict, split_field
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
@@ -39,12 +38,12 @@ _SHOTS = (
 )
 
 
-class TriviaQAConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TriviaQAConfig(Strict):
     name: Literal["triviaqa"] = "triviaqa"
-    train_size: int = Field(256, ge=1, le=MAX_EXAMPLES, description="training inputs (rows of any template)")
-    test_questions: int = Field(50, ge=1, le=500, description="test questions, each in its four templates")
-    templates: Literal["all", "biased", "neutral"] = Field("all", description="which templates the training inputs use")
+    train_size: int = split_field(256, ge=1, le=MAX_EXAMPLES, description="training inputs (rows of any template)")
+    test_questions: int = split_field(50, ge=1, le=500, description="test questions, each in its four templates")
+    templates: Literal["all", "biased", "neutral"] = split_field("all", description="which templates the training "
+                                                                 "inputs use (which rows: a split setting)")
 
 
 def normalize_text(text: str) -> str:

@@ -1,12 +1,15 @@
 """Reading the user's own data files: JSONL, JSON (a list of objects), CSV, Parquet, or a local
 Hugging Face `datasets` folder written by `save_to_disk` (nothing is fetched from a hub).
 
-Every failure is a `DataError` naming the file and, where there is one, the line.
+Every failure is a `DataError` naming the file and, where there is one, the line. Text files
+(JSONL, JSON, CSV) are read as UTF-8, a leading byte-order mark ignored (Excel writes one); a file
+that is not UTF-8 is one error naming the byte where decoding failed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -29,11 +32,24 @@ def _format_of(path: Path, declared: str) -> str:
     return fmt
 
 
+def read_text(path: Path, error: type[Exception] = DataError) -> str:
+    """A text file's content as UTF-8 (a leading byte-order mark dropped); a file that is not UTF-8
+    raises `error` naming the file, the byte offset and the line where decoding failed."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)  # offsets count from the file's first byte
+        line = data.count(b"\n", 0, start) + 1
+        raise error(f"{path}: not UTF-8 text: byte offset {start} (line {line}) is 0x{data[start]:02x}; "
+                    "save the file as UTF-8") from None
+
+
 def parse_jsonl(path: Path, error: type[Exception] = DataError) -> list[Any]:
-    """The values of a JSON-lines file, blank lines skipped; a line that is not JSON raises `error`
-    naming the file and the line."""
+    """The values of a JSON-lines file, blank lines skipped; a line that is not JSON, or a file that is
+    not UTF-8, raises `error` naming the file and the line (the byte offset)."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path, error).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -50,15 +66,14 @@ def read_rows(path: Path, declared: str, split: str | None) -> tuple[str, list[A
         return f"{path}", parse_jsonl(path)
     if fmt == "json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: a JSON data file holds a list of objects, got {type(data).__name__}")
         return f"{path}", data
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return f"{path}", list(csv.DictReader(f))
+        return f"{path}", list(csv.DictReader(io.StringIO(read_text(path), newline="")))
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2distill.student import PROMPT_FILE, TEXT_KEY, RecordingLM, program_from_spec, prompt_spec, task_from_spec
+from s2distill.student.prompt import PROMPT_FILE, TEXT_KEY, RecordingLM, program_from_spec, prompt_spec, task_from_spec
 from s2distill.tasks.user_files import parse_jsonl
 from s2distill.types import Example
 
@@ -47,9 +47,9 @@ def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") ->
         return json.loads(saved.read_text())
     import yaml
 
-    from s2distill.config import validate_recipe
-    from s2distill.distill import evaluated_as
-    from s2distill.runfolder import read_jsonl
+    from s2distill.config.recipe import validate_recipe
+    from s2distill.distill.pairs import evaluated_as
+    from s2distill.artifacts import read_jsonl
     from s2distill.tasks import build_task
 
     recipe_file = Path(run_dir) / "recipe.yaml"
@@ -103,18 +103,10 @@ class Student:
             raise StudentError(f"{where}: an input is a question (a string) or an object of the task's fields, "
                                f"got {type(item).__name__}")
         row = item["inputs"] if isinstance(item.get("inputs"), dict) else item  # a run's inputs/*.jsonl row
-        if hasattr(self.task, "example_from_row"):
-            try:
-                return self.task.example_from_row(row, example_id=f"input-{index}", where=where)
-            except ValueError as exc:
-                raise StudentError(str(exc)) from None
-        example = Example(f"input-{index}", row)
         try:
-            self.task.question(example)
-        except (KeyError, TypeError, IndexError) as exc:
-            raise StudentError(f"{where}: not an input of task {self.task.name} (field {exc} missing or malformed); "
-                               "give the question's text instead") from None
-        return example
+            return self.task.example_from_row(row, example_id=f"input-{index}", where=where)
+        except ValueError as exc:  # a DataError naming `where` and the field
+            raise StudentError(str(exc)) from None
 
     def prompt(self, item: Any) -> str | list[dict]:
         """The exact prompt the student gets for `item` (the first call its program makes): the raw

@@ -110,9 +110,21 @@ def write_json(path: Path, data: Any, *, seal: dict | None = None) -> None:
     _write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode(), seal)
 
 
+def folder_digest(folder: Path) -> str:
+    """SHA-256 over a folder's files: each one's path below the folder, size and content, in
+    path order (files read in blocks: no copy of a model's weights in memory)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def write_seal(folder: Path, seal: dict) -> None:
-    """The seal of a folder written whole (trained weights): its fingerprint, no checksum."""
-    atomic_write_bytes(folder.with_name(folder.name + SEAL), json.dumps(seal).encode())
+    """The seal of a folder written whole (trained weights): its fingerprint and its checksum."""
+    atomic_write_bytes(folder.with_name(folder.name + SEAL), json.dumps({"sha256": folder_digest(folder), **seal}).encode())
 
 
 def seal_of(path: Path) -> dict | None:
@@ -124,11 +136,12 @@ def seal_of(path: Path) -> dict | None:
 
 
 def sealed(path: Path) -> bool:
-    """Whether `path` is a complete artifact: a folder that exists (trained weights are renamed
-    into place whole), or a file whose content matches its seal's checksum."""
-    if path.is_dir():
-        return True
+    """Whether `path` is a complete artifact: a file or a folder (trained weights) whose content
+    matches its seal's checksum (a folder sealed by an older version, without one: that it exists)."""
     seal = path.with_name(path.name + SEAL)
+    if path.is_dir():
+        expected = seal_of(path) or {}
+        return "sha256" not in expected or expected["sha256"] == folder_digest(path)
     if not path.is_file() or not seal.is_file():
         return False
     try:

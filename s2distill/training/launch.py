@@ -3,7 +3,7 @@ recipe asks for more than one process (`train.processes`) or names an accelerate
 (`train.accelerate_config`, e.g. DeepSpeed or FSDP written by `accelerate config`).
 
 The pairs and the settings go to a folder inside the stage's output folder; `accelerate launch`
-starts `python -m s2distill.train_worker FOLDER` in every process, and each runs the same training
+starts `python -m s2distill.training.worker FOLDER` in every process, and each runs the same training
 code as a single process does (`train.run_training`): DDP keeps the replicas in step, the main
 process alone writes the weights and renames `weights.partial` into `weights`. Without a config
 file the processes are data-parallel on the GPUs, or on the CPU (torchrun with the gloo backend)
@@ -49,7 +49,7 @@ def write_job(folder: Path, pairs: Sequence[dict], model_path: Path, output_dir:
 
 def read_job(folder: Path) -> dict:
     """The job `write_job` wrote: its pairs, paths and `TrainConfig`."""
-    from s2distill.config import TrainConfig
+    from s2distill.config.recipe import TrainConfig
 
     job = json.loads((folder / JOB_FILE).read_text())
     pairs = [json.loads(line) for line in (folder / PAIRS_FILE).read_text().splitlines() if line.strip()]
@@ -82,7 +82,7 @@ def launch_command(config, job_folder: Path) -> list[str]:
     # the same precision train.py gives TrainingArguments (bf16 where the hardware has it natively)
     bf16 = resolve_dtype(config.precision) == "bfloat16"
     command += ["--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
-                "-m", "s2distill.train_worker", str(job_folder)]
+                "-m", "s2distill.training.worker", str(job_folder)]
     return command
 
 
@@ -112,7 +112,7 @@ def launch_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, c
                   Path(init_adapter).resolve() if init_adapter is not None else None)
         command = launch_command(config, job_folder)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        package_root = str(Path(__file__).resolve().parents[1])  # the workers import this same s2distill
+        package_root = str(Path(__file__).resolve().parents[2])  # the workers import this same s2distill
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = subprocess.Popen(command, stdout=None, stderr=subprocess.PIPE, env=env)
         try:

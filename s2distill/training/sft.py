@@ -21,6 +21,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2distill.training.trl_pairs import trl_pair
+
 
 def answer_positions_loss(model, inputs, num_items_in_batch=None):
     """Mean cross-entropy over label tokens, projecting only the positions that predict one.
@@ -47,7 +49,7 @@ def answer_positions_loss(model, inputs, num_items_in_batch=None):
 def _answer_only_trainer_class():
     from trl import SFTTrainer
 
-    from s2distill.train_log import token_accuracy
+    from s2distill.training.log import token_accuracy
 
     class AnswerOnlySFTTrainer(SFTTrainer):
         """SFTTrainer whose loss projects only answer-predicting positions (see the module docstring)."""
@@ -88,26 +90,6 @@ def _dropout_settings(model_path: Path, config) -> dict:
     for name in fields:
         setattr(text_config, name, config.dropout)
     return {"config": model_config}
-
-
-def trl_pair(pair: dict, tokenizer, answer_tokens: str = "text") -> dict:
-    """A pair's prompt and completion as TRL gets them. A conversational pair (a chat student's) stays
-    conversational when the tokenizer has a chat template; without one it becomes the plain text the
-    HF backend asks such a model with (`lm.base.render_messages`, "user: ...\nassistant:"), the
-    answer after a space, so the student is trained on the prompt it is evaluated on.
-    `answer_tokens="characters"` returns it tokenised instead, the answer one token per character
-    (answer_tokens.py)."""
-    prompt, completion = pair["prompt"], pair["completion"]
-    if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
-        from s2distill.lm.base import render_messages
-
-        prompt = render_messages([(m["role"], m["content"]) for m in prompt])
-        completion = " " + "".join(m["content"] for m in completion)
-    if answer_tokens == "characters":
-        from s2distill.answer_tokens import character_pair
-
-        return character_pair(prompt, completion, tokenizer)
-    return {"prompt": prompt, "completion": completion}
 
 
 def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
@@ -172,13 +154,13 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
 
 def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
     """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`: in
-    this process, or in `train.processes` processes through `accelerate launch` (train_launch.py)."""
+    this process, or in `train.processes` processes through `accelerate launch` (training/launch.py)."""
     if not pairs:
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
-    from s2distill.train_launch import wants_launch
+    from s2distill.training.launch import wants_launch
 
     if wants_launch(config):
-        from s2distill.train_launch import launch_training
+        from s2distill.training.launch import launch_training
 
         return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
     return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
@@ -186,10 +168,10 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
 
 def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
     """The training itself, in this process: alone, or as one of several that `accelerate launch`
-    started (train_worker.py), where every process trains and saves (DeepSpeed and FSDP gather the
+    started (training/worker.py), where every process trains and saves (DeepSpeed and FSDP gather the
     weights) but only the main one writes and moves the files."""
-    from s2distill.train_guard import guard_training  # imports transformers: only when training
-    from s2distill.train_log import check_report_to, keep_history
+    from s2distill.training.guard import guard_training  # imports transformers: only when training
+    from s2distill.training.log import check_report_to, keep_history
 
     check_report_to(config.report_to)
     trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from s2distill.runfolder import read_jsonl
+from s2distill.artifacts import read_jsonl
 
 PACKAGES = ("s2distill", "torch", "transformers", "trl", "peft")
 _WEIGHT_FILES = ("*.safetensors", "*.bin", "*.json", "*.model")  # what loading the weights reads
@@ -80,7 +80,7 @@ def versions() -> dict[str, str]:
 def git_state(path: Path | None = None) -> dict[str, Any]:
     """The commit of the clone s2distill runs from, and whether its tracked files are modified;
     empty when it is not a git clone (an installed wheel)."""
-    root = (path or Path(__file__).resolve().parent).parent
+    root = path.parent if path else Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return {}
     try:

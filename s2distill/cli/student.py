@@ -30,7 +30,7 @@ def predict(
     """Answer with the run's distilled student (its last stage), through exactly its training prompt.
 
     Writes one JSON line per input: {"input", "answer", "tokens", "output"}."""
-    from s2distill.predict import StudentError, load_student, predict_to_jsonl, read_inputs
+    from s2distill.student.predict import StudentError, load_student, predict_to_jsonl, read_inputs
     from s2distill.progress import ProgressBar
 
     if (input is None) == (text is None):
@@ -65,9 +65,9 @@ def export(
 ) -> None:
     """Write the distilled student as a plain Hugging Face model (adapter merged), with its
     tokenizer, prompt template and a model card."""
-    from s2distill.export import ExportError, export_model
-    from s2distill.gguf_export import GGUFExportError
-    from s2distill.predict import StudentError
+    from s2distill.student.export import ExportError, export_model
+    from s2distill.student.gguf import GGUFExportError
+    from s2distill.student.predict import StudentError
 
     if dtype not in ("float32", "bfloat16", "float16"):
         _fail(ValueError(f"--dtype {dtype!r}: one of float32, bfloat16, float16"))
@@ -84,8 +84,8 @@ def export_data(
     variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
 ) -> None:
     """Write the distillation sets and curation verdicts as a datasets folder and JSONL, with a card."""
-    from s2distill.export import export_data as write
-    from s2distill.predict import StudentError
+    from s2distill.student.export import export_data as write
+    from s2distill.student.predict import StudentError
 
     try:
         counts = write(run_dir, to, variant=variant)

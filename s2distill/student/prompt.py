@@ -128,7 +128,7 @@ def plain_chat_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A chat student's saved template when its model has no chat template (the embedded Gemma 3 270M,
     a base model, has none): its `messages` also as the literal prompt the HF backend sends such a model
     (`lm.base.render_messages`, "user: ...\nassistant:") and that its training pairs were rendered as
-    (train.trl_pair), so tools outside s2distill can use it as a raw prompt."""
+    (training.trl_pairs.trl_pair), so tools outside s2distill can use it as a raw prompt."""
     from s2distill.lm.base import render_messages
 
     prompt = render_messages([(m["role"], m["content"]) for m in spec["messages"]])
@@ -147,7 +147,8 @@ def task_from_spec(spec: dict[str, Any]):
 
 def program_from_spec(spec: dict[str, Any], task):
     """The student's program rebuilt from a saved template: the same code the pipeline evaluates with."""
-    from s2distill.config import MethodConfig
+    from s2distill.methods import method_config
 
-    return student_program(TextQuestion(task), MethodConfig(**spec["student_method"]), multiline=spec["multiline"],
+    method = method_config(spec["student_method"], saved=True)  # an earlier version's spec too (`options: {...}`)
+    return student_program(TextQuestion(task), method, multiline=spec["multiline"],
                            reasoning_max_tokens=spec["reasoning_max_tokens"], task_prefix=spec.get("task_prefix", ""))

@@ -19,7 +19,7 @@ distilled model is trained on exactly what it is evaluated on. The completion de
   (`evaluated_as`), so it answers without generating a rationale, as in Hsieh et al.'s inference.
 
 Universal self-consistency composes a final answer of its own (Yu et al. 2024, Figure 12); where
-a verdict carries it (`meta["composed"]`), it is the answer-only target of that input, one pair,
+a verdict carries it (`Verdict.composed`), it is the answer-only target of that input, one pair,
 whatever the kept outputs; label-only takes its parsed answer.
 
 A chat student (`student.method.prompt_format: chat`) gets TRL's conversational prompt–completion
@@ -111,7 +111,7 @@ def pair_text(value: str | list[dict]) -> str:
 def kept_traces(verdicts: Sequence[Verdict], traces: Mapping[tuple[str, str, int], Trace]) -> dict[str, list[Trace]]:
     """Each kept input's kept outputs, as traces."""
     return {
-        v.example_id: [traces[(v.example_id, ref["teacher"], ref["sample"])] for ref in v.meta.get("kept", [])]
+        v.example_id: [traces[(v.example_id, ref.teacher, ref.sample)] for ref in v.kept_outputs]
         for v in verdicts if v.kept
     }
 
@@ -166,8 +166,8 @@ def input_pairs(
     stage builds them input by input as it reads the samples back."""
     example_id = example.id
     prompt = student_prompt(task, example, shots=shots, question_suffix=question_suffix, prompt_format=prompt_format)
-    if verdict.meta.get("composed") and fmt in ("answer_only", "label_only"):
-        target = fold_blank_lines(verdict.meta["composed"]) if fmt == "answer_only" else verdict.answer
+    if verdict.composed and fmt in ("answer_only", "label_only"):
+        target = fold_blank_lines(verdict.composed) if fmt == "answer_only" else verdict.answer
         return [{"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
                  "completion": student_completion(direct_completion(target), prompt_format)}]
     if fmt == "step_by_step":

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import platform
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from s2distill.curation.filters import FILTER_CLASSES
+from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
 
@@ -45,7 +46,7 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
         inputs += 1
         if verdict.kept:
             kept_inputs += 1
-            kept.update(ref["teacher"] for ref in verdict.meta.get("kept", []))
+            kept.update(ref.teacher for ref in verdict.kept_outputs)
     counted, parsed = Counter(), Counter()
     for name, parseable in outputs:
         counted[name] += 1
@@ -62,41 +63,34 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
     }
 
 
-def row_detail(row: dict) -> str:
-    """A row's teacher or stage, its maj@k and its test split, as the report tables show them."""
-    detail = row.get("teacher") or row.get("stage") or ""
-    if row.get("majority_of"):
-        detail += f" maj@{row['majority_of']}"
-    if row.get("test"):
-        detail += f" [test: {row['test']}]"
-    return detail.strip()
+def row_detail(row: Row | Mapping[str, Any]) -> str:
+    """A row's teacher or stage, its maj@k and its test split, as the report tables show them (`Row.detail`)."""
+    return rows_of([row])[0].detail
 
 
-def row_method(row: dict) -> str:
-    """A row's method with its shots (`direct, 0-shot`), as the report tables show it."""
-    return row["method"] + (f", {row['shots']}-shot" if row.get("shots") is not None else "")
+def row_method(row: Row | Mapping[str, Any]) -> str:
+    """A row's method with its shots (`direct, 0-shot`), as the report tables show it (`Row.method_label`)."""
+    return rows_of([row])[0].method_label
 
 
-def _table(rows: list[dict]) -> list[str]:
-    metric = rows[0]["metric"] if rows else "score"
-    extra = list(dict.fromkeys(k for row in rows for k in (row.get("metrics") or {})))  # the task's own columns
+def _table(rows: list[Row]) -> list[str]:
+    metric = rows[0].metric if rows else "score"
+    extra = list(dict.fromkeys(k for row in rows for k in row.metrics))  # the task's own columns
     lines = [
         f"| system | teacher / stage | method | model | {metric} | " + "".join(f"{k} | " for k in extra)
         + "n | unparseable | generated tokens / example | prompt tokens / example | examples / s |",
         "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        detail = row_detail(row)
-        row = {**row, "method": row_method(row)}
-        if row["score"] is None:
-            lines.append(f"| {row['system']} | {detail} | {row['method']} | {row['model']} | — ({row['note']}) | "
-                         + "| " * len(extra) + "0 | | | | |")
+        head = f"| {row.system} | {row.detail} | {row.method_label} | {row.model} |"
+        if row.score is None:
+            lines.append(f"{head} — ({row.note}) | " + "| " * len(extra) + "0 | | | | |")
             continue
-        values = "".join(f"{_metric_cell(k, (row.get('metrics') or {}).get(k))} | " for k in extra)
+        values = "".join(f"{_metric_cell(k, row.metrics.get(k))} | " for k in extra)
         lines.append(
-            f"| {row['system']} | {detail} | {row['method']} | {row['model']} | {100 * row['score']:.1f}% | {values}{row['n']} "
-            f"| {row['unparseable']} | {row['tokens_per_example']:.1f} | {_optional(row.get('prompt_tokens_per_example'), '.1f')} "
-            f"| {_optional(row.get('examples_per_second'), '.2f')} |"
+            f"{head} {100 * row.score:.1f}% | {values}{row.n} | {row.unparseable} "
+            f"| {_optional(row.tokens_per_example, '.1f')} | {_optional(row.prompt_tokens_per_example, '.1f')} "
+            f"| {_optional(row.examples_per_second, '.2f')} |"
         )
     return lines
 
@@ -158,11 +152,12 @@ def _cost_lines(report: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """report.json as a page a person reads: the table first, then how it was obtained."""
-    rows = report["rows"]
+    """report.json as a page a person reads: the table first, then how it was obtained (its rows
+    as report.json holds them, or as `Row`s)."""
+    rows = rows_of(report["rows"])
     lines = [f"# s2distill report: {report['name']}", ""]
     lines += [
-        f"Task **{report['task']}**, test split n={rows[0]['n'] if rows else 0}. "
+        f"Task **{report['task']}**, test split n={rows[0].n if rows else 0}. "
         f"Teachers: `{report['teachers']}`; student: `{report['student']}`.",
         "",
         *_table(rows),

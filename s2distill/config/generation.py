@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from s2distill.configbase import Strict
+from s2distill.config.base import Strict
 from s2distill.lm.base import LM
 
 

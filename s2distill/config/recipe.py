@@ -12,15 +12,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from s2distill.configbase import Strict as _Strict
-from s2distill.configbase import runtime_field
+from s2distill.config.base import Strict as _Strict
+from s2distill.config.base import runtime_field
 from s2distill.curation.filters import FILTER_CLASSES, FilterConfig, SelfConsistencyFilter
 from s2distill.errors import S2DistillError
-from s2distill.generation_config import GenerationConfig
+from s2distill.config.generation import GenerationConfig
 from s2distill.lm.configs import BACKENDS, EmbeddedModel, ModelConfig
-from s2distill.methods import METHODS, factory_options, method_parameters
+from s2distill.methods import METHOD_TAGS, DirectConfig, MethodConfig, PALConfig, method_config  # noqa: F401
 from s2distill.sandbox import SandboxPolicy
-from s2distill.tasks import TaskConfig
+from s2distill.tasks import TASKS, TaskConfig
 from s2distill.tasks.base import MAX_EXAMPLES
 
 MAX_SAMPLES = 1024  # samples per input: far beyond any paper's N, well below a memory bomb
@@ -30,47 +30,10 @@ class RecipeError(S2DistillError, ValueError):
     """A recipe that cannot run: the message names the file and the field."""
 
 
-class MethodConfig(_Strict):
-    """A System 1 or System 2 method: a registered name (`s2distill methods`) or a user's
-    `module:function` / `file.py:function` program, and its options."""
-
-    name: str = "direct"
-    shots: int = Field(4, ge=0, description="solved exemplars in few-shot prompts")
-    max_tokens: int | None = Field(None, ge=1, description="default: the method's own")
-    prompt_format: Literal["fewshot", "chat"] = Field(
-        "fewshot", description="fewshot: raw prompts with exemplars (pretrained models); chat: the chat template"
-    )
-    options: dict[str, Any] = Field(default_factory=dict, description="method-specific, e.g. {steps: 1} for rar")
-
-    @model_validator(mode="after")
-    def _known(self) -> MethodConfig:
-        if ":" in self.name:
-            from s2distill.methods.user import load_user_program
-
-            load_user_program(self.name)  # raises ValueError naming what is wrong
-            return self
-        if self.name not in METHODS:
-            raise ValueError(f"unknown method {self.name!r}; known: {', '.join(sorted(METHODS))}, or module:function")
-        accepted = method_parameters(self.name)
-        for key in self.options:
-            if key not in accepted or key in ("task", "shots", "max_tokens", "prompt_format"):
-                raise ValueError(f"method {self.name!r} has no option {key!r}")
-        if self.prompt_format == "chat" and "prompt_format" not in accepted:
-            raise ValueError(f"method {self.name!r} has only the fewshot prompt format")
-        return self
-
-    @property
-    def question_suffix(self) -> str:
-        """The text `direct` adds after each question (`options.question_suffix`, Yu et al. 2024
-        Table 6); "" for any other method. Distillation sets and the reasoning student use it too."""
-        return self.options.get("question_suffix", "") if self.name == "direct" else ""
-
-    def factory_options(self) -> dict[str, Any]:
-        """Keyword arguments for the method's factory (empty for a user's program)."""
-        if ":" in self.name:
-            return {}
-        return factory_options(self.name, shots=self.shots, max_tokens=self.max_tokens,
-                               prompt_format=self.prompt_format, options=self.options)
+# A method is one config class per method (s2distill/methods/: DirectConfig, CoTConfig, PALConfig,
+# RaRConfig, S2AConfig, BSMConfig, TwTConfig, USCConfig, and UserProgram for a user's own
+# `module:function`), told apart by `name`: `MethodConfig` is their union (imported above, and
+# from here by the stage specs); `method_config(mapping)` validates one.
 
 
 # -- cost (report.json's teacher spend) ----------------------------------------------------------
@@ -89,7 +52,7 @@ class TeacherConfig(_Strict):
 
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
     model: ModelConfig = Field(default_factory=EmbeddedModel)
-    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="pal"))
+    method: MethodConfig = Field(default_factory=PALConfig)
     samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="System 2 samples per input")
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -103,15 +66,21 @@ class StudentConfig(_Strict):
     model: ModelConfig = Field(default_factory=EmbeddedModel)
     # Zero-shot by default, as the paper's System 1: each training example is then a fraction of a
     # few-shot prompt's tokens (issue 15), and the distilled model's whole inference is cheap.
-    method: MethodConfig = Field(default_factory=lambda: MethodConfig(name="direct", shots=0))
+    method: MethodConfig = Field(default_factory=lambda: DirectConfig(shots=0))
 
     @model_validator(mode="before")
     @classmethod
     def _zero_shot_unless_said(cls, data: Any) -> Any:
-        """A student method that does not say `shots` is zero-shot (a teacher's default stays 4)."""
-        if isinstance(data, dict) and isinstance(data.get("method"), dict) and "shots" not in data["method"]:
-            data = {**data, "method": {**data["method"], "shots": 0}}
-        return data
+        """A student method that does not say `shots` is zero-shot (a teacher's default stays 4); a
+        user's program has no shots."""
+        if not isinstance(data, dict) or not isinstance(data.get("method"), str | dict):
+            return data
+        method = {"name": data["method"]} if isinstance(data["method"], str) else data["method"]
+        name, options = method.get("name", "direct"), method.get("options")
+        said = "shots" in method or (isinstance(options, dict) and "shots" in options)
+        if said or not isinstance(name, str) or ":" in name:
+            return data
+        return {**data, "method": {**method, "shots": 0}}
 
 
 _FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"name"} for cls in FILTER_CLASSES}
@@ -201,7 +170,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class TrainConfig(_Strict):
-    """How the student is fine-tuned (s2distill/train.py). The defaults are the measured recipe of
+    """How the student is fine-tuned (s2distill/training/sft.py). The defaults are the measured recipe of
     issue 15 (benchmarks/learning_curve.py): they apply to every recipe that does not set its own.
     `preset: yu2024` or `preset: twt` starts from a seed paper's stated settings (TRAIN_PRESETS)."""
 
@@ -221,7 +190,7 @@ class TrainConfig(_Strict):
     answer_tokens: Literal["text", "characters"] = Field(
         "text", description="how the answer the student learns is split into tokens: text = as the tokenizer splits it; "
         "characters = one token per character, for letter-level answers (last-letter concatenation: Gemma writes "
-        "' nm' as one token, so the student would have to learn every letter pair; s2distill/answer_tokens.py)")
+        "' nm' as one token, so the student would have to learn every letter pair; s2distill/training/answer_tokens.py)")
     warmup_steps: int = Field(0, ge=0, description="optimizer steps of linear learning-rate warmup")
     dropout: float | None = Field(None, ge=0.0, lt=1.0, description="the model's own dropout during training (its "
                                   "config's attention/hidden dropout fields, whichever it has); None keeps the model's")
@@ -407,10 +376,14 @@ class Recipe(_Strict):
         return value
 
 
-def runs_model_code(recipe: Recipe, task: str) -> bool:
-    """Whether the recipe runs model-written code (PAL programs, MBPP's asserts) in the sandbox."""
-    methods = [t.method for t in recipe.teachers] + [recipe.student.method]
-    return task == "mbpp" or any(m.name == "pal" or "pal" in map(str, m.options.values()) for m in methods)
+def runs_model_code(recipe: Recipe, task: Any = None) -> bool:
+    """Whether the recipe runs model-written code in the sandbox: a method that does (PAL's programs,
+    USC over PAL) or a task whose scoring does (MBPP's asserts). `task`: the Task object or class,
+    or its name (default: the recipe's task)."""
+    if task is None or isinstance(task, str):
+        task = TASKS[task or recipe.task.name]
+    methods = [t.method for t in recipe.teachers] + [recipe.student.method] + list(recipe.evaluate.system1_prompts)
+    return task.runs_model_code or any(m.runs_model_code for m in methods)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -419,6 +392,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         raise RecipeError(f"override {override!r} is not key=value")
     key, raw = override.split("=", 1)
     parts = key.strip().split(".")
+    if len(parts) >= 3 and parts[-2] == "options" and _is_method(parts[:-2]):
+        parts = parts[:-2] + parts[-1:]  # an earlier recipe's `method.options.X` is the method's field X
     node: Any = data
     for part in parts[:-1]:
         if isinstance(node, list):
@@ -433,6 +408,15 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         node[index] = _override_value(raw, override)
     else:
         node[parts[-1]] = _override_value(raw, override)
+        options = node.get("options")
+        if _is_method(parts[:-1]) and isinstance(options, dict) and parts[-1] in options:
+            node["options"] = {k: v for k, v in options.items() if k != parts[-1]}  # the override wins
+
+
+def _is_method(path: list[str]) -> bool:
+    """Whether `path` names a method section (`teacher.method`, `evaluate.system1_prompts.0`, ...)."""
+    return bool(path) and (path[-1] == "method" or (len(path) >= 2 and path[-2] == "system1_prompts"
+                                                    and path[-1].isdigit()))
 
 
 def _override_value(raw: str, override: str) -> Any:
@@ -511,6 +495,9 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
             for i in range(len(loc) - 2, 0, -1):
                 if loc[i - 1] == "model" and loc[i] in BACKENDS:
                     del loc[i]  # likewise the backend tag of a model section
+            for i in range(len(loc) - 1, 0, -1):
+                if loc[i] in METHOD_TAGS and _is_method([str(p) for p in loc[:i]]):
+                    del loc[i]  # and the method tag of a method section
             field = ".".join(str(p) for p in loc) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":

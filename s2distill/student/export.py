@@ -8,7 +8,7 @@ model's chat template) and a model card with the recipe, what
 curation kept and every system's score and tokens. With `gguf=True` it also runs llama.cpp's own
 converter (`convert_hf_to_gguf.py`, which is not a PyPI library: pass its folder) on that folder
 and writes an Ollama `Modelfile` holding the template. A student of the embedded model needs no
-llama.cpp: its GGUF is written from the base's own GGUF file (`gguf_export.py`).
+llama.cpp: its GGUF is written from the base's own GGUF file (`student/gguf.py`).
 
 `export_data` writes the distillation sets and the curation verdicts as a `datasets` folder and as
 JSONL, with a card that says what each holds.
@@ -24,9 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from s2distill.predict import StudentError, load_spec, student_weights
-from s2distill.runfolder import read_json, read_jsonl, write_json, write_jsonl
-from s2distill.student import PROMPT_FILE, plain_chat_spec
+from s2distill.student.predict import StudentError, load_spec, student_weights
+from s2distill.artifacts import read_json, read_jsonl, write_json, write_jsonl
+from s2distill.report.row import rows_of
+from s2distill.student.prompt import PROMPT_FILE, plain_chat_spec
+from s2distill.types import Verdict
 
 CONVERTER = "convert_hf_to_gguf.py"
 
@@ -63,7 +65,7 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
     spec = load_spec(run_dir, weights, variant)
     template = converter = None
     if gguf:  # fail before the slow part
-        from s2distill.gguf_export import embedded_template
+        from s2distill.student.gguf import embedded_template
 
         if spec["student_model"]["backend"] == "embedded" and llama_cpp is None:
             template = embedded_template()  # the base's own GGUF: metadata and tokenizer come from it
@@ -77,7 +79,7 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
     write_json(to / PROMPT_FILE, spec)
     (to / "README.md").write_text(model_card(run_dir, weights, spec, variant=variant))
     if template is not None:
-        from s2distill.gguf_export import write_gguf_from_template
+        from s2distill.student.gguf import write_gguf_from_template
 
         write_gguf_from_template(model, template, to / "model.gguf", tensor_type=gguf_type)
     elif converter is not None:
@@ -218,11 +220,11 @@ def model_card(run_dir: Path, weights: Path, spec: dict[str, Any], *, variant: s
         lines += ["## Results", "", f"Task `{report['task']}`; teachers: {report['teachers']}.", "",
                   "| system | teacher / stage | method | score | metric | n | generated tokens / example |",
                   "|---|---|---|---:|---|---:|---:|"]
-        for row in report["rows"]:
-            score = "—" if row["score"] is None else f"{100 * row['score']:.1f}%"
-            tokens = "—" if row.get("tokens_per_example") is None else f"{row['tokens_per_example']:.1f}"
-            detail = row.get("teacher") or row.get("stage") or ""
-            lines.append(f"| {row['system']} | {detail} | {row['method']} | {score} | {row['metric']} | {row['n']} | {tokens} |")
+        for row in rows_of(report["rows"]):
+            score = "—" if row.score is None else f"{100 * row.score:.1f}%"
+            tokens = "—" if row.tokens_per_example is None else f"{row.tokens_per_example:.1f}"
+            detail = row.teacher or row.stage or ""
+            lines.append(f"| {row.system} | {detail} | {row.method} | {score} | {row.metric} | {row.n} | {tokens} |")
         lines += ["", *[f"Note: {note}" for note in report.get("notes") or []], "", "## Curation", ""]
         for cur in report.get("curation") or []:
             per = "; ".join(f"{t}: {c['kept']} of {c['outputs']} outputs kept" for t, c in cur["per_teacher"].items())
@@ -251,9 +253,12 @@ def export_data(run_dir: str | Path, to: str | Path, *, variant: str = "distille
     for path in sets:
         parts[path.stem.replace("-", "_")] = read_jsonl(path)
     if verdict_file.exists():
-        parts["verdicts"] = [{"id": v["example_id"], "kept": v["kept"], "reason": v["reason"], "answer": v["answer"],
-                              "filter": v["filter"], "inputs": json.dumps(inputs.get(v["example_id"]), ensure_ascii=False),
-                              "meta": json.dumps(v.get("meta") or {}, ensure_ascii=False)} for v in read_jsonl(verdict_file)]
+        verdicts = [Verdict.from_row(row) for row in read_jsonl(verdict_file)]
+        parts["verdicts"] = [{"id": v.example_id, "kept": v.kept, "reason": v.reason, "answer": v.answer,
+                              "filter": v.filter, "inputs": json.dumps(inputs.get(v.example_id), ensure_ascii=False),
+                              "kept_outputs": json.dumps([r.to_dict() for r in v.kept_outputs], ensure_ascii=False),
+                              "composed": v.composed,
+                              "meta": json.dumps(v.meta, ensure_ascii=False)} for v in verdicts]
     for name, rows in parts.items():
         write_jsonl(to / "jsonl" / f"{name}.jsonl", rows)
     DatasetDict({name: Dataset.from_list(rows) for name, rows in parts.items() if rows}).save_to_disk(str(to / "dataset"))
@@ -270,8 +275,9 @@ def data_card(run_dir: Path, variant: str, counts: dict[str, int]) -> str:
         "| part | rows | what it holds |", "|---|---:|---|",
     ]
     for name, n in counts.items():
-        what = ("per input: kept or dropped by the filter, the reason, the kept answer; `inputs` and `meta` (kept "
-                "outputs, votes) as JSON strings") if name == "verdicts" else \
+        what = ("per input: kept or dropped by the filter, the reason, the kept answer, USC's composed response; "
+                "`inputs`, `kept_outputs` (teacher, sample, answer) and `meta` (the filter's votes) as JSON strings") \
+            if name == "verdicts" else \
                "training pairs in TRL's prompt–completion format: the student's System 1 prompt and its target"
         lines.append(f"| {name} | {n} | {what} |")
     lines += ["", "Load: `datasets.load_from_disk('dataset')`, or read `jsonl/*.jsonl`.", ""]

@@ -21,11 +21,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from s2distill.distill import pair_text  # a chat student's pairs hold messages: shown as text
-from s2distill.report import row_detail, row_method
-from s2distill.runfolder import atomic_write_bytes, read_jsonl
+from s2distill.distill.pairs import pair_text  # a chat student's pairs hold messages: shown as text
+from s2distill.report.row import Row, rows_of
+from s2distill.artifacts import atomic_write_bytes, read_jsonl
+from s2distill.types import Verdict
 
-TEMPLATE = Path(__file__).parent / "assets" / "report.html"
+TEMPLATE = Path(__file__).resolve().parents[1] / "assets" / "report.html"
 _MIN_PREFIX = 80  # characters: shorter common prefixes are not worth a table entry
 
 
@@ -81,6 +82,11 @@ def _variant_file(out: Path, variant: str) -> Path:
     return out / "curation" / ("verdicts.jsonl" if variant == "distilled" else f"{variant}.jsonl")
 
 
+def _verdicts(out: Path, variant: str) -> list[Verdict]:
+    """A variant's verdicts (none when its artifact is missing), as written by any version."""
+    return [Verdict.from_row(row) for row in _jsonl(_variant_file(out, variant))]
+
+
 def _sample_files(out: Path) -> list[tuple[str, Path]]:
     """(label, path) of every teacher's samples, perturbed inputs labelled as such."""
     files = []
@@ -107,14 +113,14 @@ def curation_by_reason(out: Path, summaries: list[dict]) -> list[dict]:
                 if not cur.get("first_sample_only") or sample == 0:
                     outputs[name][example_id] += 1
         kinds: dict[tuple[bool, str], dict] = {}
-        for verdict in _jsonl(_variant_file(out, cur["variant"])):
-            key = (verdict["kept"], reason_kind(verdict["reason"]))
+        for verdict in _verdicts(out, cur["variant"]):
+            key = (verdict.kept, reason_kind(verdict.reason))
             entry = kinds.setdefault(key, {"kept": key[0], "reason": key[1], "inputs": 0,
                                            "per_teacher": {n: {"kept": 0, "dropped": 0} for n in sources}})
             entry["inputs"] += 1
-            kept = Counter(ref.get("teacher") for ref in (verdict.get("meta") or {}).get("kept", [])) if verdict["kept"] else Counter()
+            kept = Counter(ref.teacher for ref in verdict.kept_outputs) if verdict.kept else Counter()
             for name in sources:
-                total = outputs[name][verdict["example_id"]]
+                total = outputs[name][verdict.example_id]
                 entry["per_teacher"][name]["kept"] += min(kept[name], total)
                 entry["per_teacher"][name]["dropped"] += max(total - kept[name], 0)
         ordered = sorted(kinds.values(), key=lambda e: (not e["kept"], -e["inputs"], e["reason"]))
@@ -141,19 +147,30 @@ def _stage_number(name: str) -> int:
     return int(digits) if digits else 0
 
 
-def _systems(out: Path, rows: list[dict]) -> list[dict]:
-    """The evaluated systems in the report's order, each with its eval/NAME.jsonl artifact name."""
-    artifacts = {path.stem: json.loads(path.read_text()) for path in (out / "eval").glob("*.json")} if (out / "eval").exists() else {}
-    systems = []
+_LABELS = ("system", "teacher", "stage", "method", "model", "shots", "test", "majority_of")
+
+
+def _systems(out: Path, rows: list[Row]) -> list[dict]:
+    """The evaluated systems in the report's order, each with its eval/NAME.jsonl artifact name: the
+    row's `eval_name`, or (a row of a report.json written before rows named it) the eval/NAME.json
+    that then held the same labels."""
+    artifacts = None
+    systems: list[dict] = []
     for row in rows:
-        for name, saved in artifacts.items():
-            if all(saved.get(k) == row.get(k) for k in ("system", "teacher", "stage", "method", "model", "shots", "test",
-                                                         "majority_of")) and \
-                    (out / "eval" / f"{name}.jsonl").exists() and name not in [s["key"] for s in systems]:
-                detail = " · ".join(x for x in (row_detail(row), row_method(row)) if x)
-                label = {"system1": "System 1", "system2": "System 2"}.get(row["system"], row["system"])
-                systems.append({"key": name, "label": f"{label} · {detail}" if detail else label, "system": row["system"]})
-                break
+        taken = [s["key"] for s in systems]
+        name = row.eval_name
+        if name is None:
+            if artifacts is None:
+                artifacts = {path.stem: json.loads(path.read_text())
+                             for path in (out / "eval").glob("*.json")} if (out / "eval").exists() else {}
+            name = next((n for n, saved in artifacts.items()
+                         if n not in taken and (out / "eval" / f"{n}.jsonl").exists()
+                         and all(saved.get(k) == getattr(row, k) for k in _LABELS)), None)
+        if name is None or name in taken or not (out / "eval" / f"{name}.jsonl").exists():
+            continue
+        detail = " · ".join(x for x in (row.detail, row.method_label) if x)
+        label = {"system1": "System 1", "system2": "System 2"}.get(row.system, row.system)
+        systems.append({"key": name, "label": f"{label} · {detail}" if detail else label, "system": row.system})
     return systems
 
 
@@ -194,12 +211,12 @@ def gather(out: Path, report: dict, *, task=None) -> dict[str, Any]:
                               strings.ref(row.get("error")), calls])
     variants = [cur["variant"] for cur in report.get("curation", [])]
     for variant in variants:
-        for verdict in _jsonl(_variant_file(out, variant)):
-            item = train.get(verdict["example_id"])
+        for verdict in _verdicts(out, variant):
+            item = train.get(verdict.example_id)
             if item is not None:
-                kept = [[ref.get("teacher"), ref.get("sample")] for ref in (verdict.get("meta") or {}).get("kept", [])]
-                item["v"][variant] = [int(verdict["kept"]), strings.ref(verdict["reason"]),
-                                      strings.ref(reason_kind(verdict["reason"])), strings.ref(verdict.get("answer")), kept]
+                kept = [[ref.teacher, ref.sample] for ref in verdict.kept_outputs]
+                item["v"][variant] = [int(verdict.kept), strings.ref(verdict.reason),
+                                      strings.ref(reason_kind(verdict.reason)), strings.ref(verdict.answer), kept]
     pair_files = sorted((out / "distill").glob("*/stage*.jsonl")) if (out / "distill").exists() else []
     pair_prompts = [pair_text(r["prompt"]) for path in pair_files if not path.name.endswith(".rewrites.jsonl") for r in read_jsonl(path)]
     strings.add_prefix(pair_prompts)
@@ -213,7 +230,7 @@ def gather(out: Path, report: dict, *, task=None) -> dict[str, Any]:
                 item["p"].append([stage, row.get("teacher"), row.get("sample"), *strings.prompt(pair_text(row["prompt"])),
                                   strings.ref(pair_text(row["completion"]))])
 
-    systems = _systems(out, report.get("rows", []))
+    systems = _systems(out, rows_of(report.get("rows", [])))
     test_inputs = {}
     if task is not None:
         try:
@@ -247,22 +264,21 @@ def _num(value: Any, fmt: str = "{:.1f}") -> str:
     return fmt.format(value) if isinstance(value, (int, float)) else "—"
 
 
-def systems_table(rows: list[dict]) -> str:
-    metric = rows[0]["metric"] if rows else "score"
+def systems_table(rows: list[Row]) -> str:
+    metric = rows[0].metric if rows else "score"
     head = ("<tr><th>system</th><th>teacher / stage</th><th>method</th><th>model</th>"
             f"<th class=n>{_e(metric)}</th><th class=n>n</th><th class=n>unparseable</th>"
             "<th class=n>generated tokens / ex.</th><th class=n>prompt tokens / ex.</th>"
             "<th class=n>examples / s</th></tr>")
     body = []
     for row in rows:
-        detail = row_detail(row)
-        score = f"{100 * row['score']:.1f}%" if row.get("score") is not None else f"— ({_e(row.get('note'))})"
+        score = f"{100 * row.score:.1f}%" if row.score is not None else f"— ({_e(row.note)})"
         body.append(
-            f"<tr class='sys-{_e(row['system'])}'><td>{_e(row['system'])}</td><td>{_e(detail)}</td><td>{_e(row_method(row))}</td>"
-            f"<td>{_e(row.get('model'))}</td><td class=n>{score}</td><td class=n>{_e(row.get('n'))}</td>"
-            f"<td class=n>{_e(row.get('unparseable'))}</td><td class=n>{_num(row.get('tokens_per_example'))}</td>"
-            f"<td class=n>{_num(row.get('prompt_tokens_per_example'))}</td>"
-            f"<td class=n>{_num(row.get('examples_per_second'), '{:.2f}')}</td></tr>"
+            f"<tr class='sys-{_e(row.system)}'><td>{_e(row.system)}</td><td>{_e(row.detail)}</td><td>{_e(row.method_label)}</td>"
+            f"<td>{_e(row.model)}</td><td class=n>{score}</td><td class=n>{_e(row.n)}</td>"
+            f"<td class=n>{_e(row.unparseable)}</td><td class=n>{_num(row.tokens_per_example)}</td>"
+            f"<td class=n>{_num(row.prompt_tokens_per_example)}</td>"
+            f"<td class=n>{_num(row.examples_per_second, '{:.2f}')}</td></tr>"
         )
     return f"<table id=systems><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -318,7 +334,7 @@ def render_html(out: Path, report: dict, *, task=None) -> str:
     replacements = {
         "{{TITLE}}": _e(f"s2distill report: {report.get('name')}"),
         "{{HEADER}}": _e(f"task {report.get('task')} · teachers {report.get('teachers')} · student {report.get('student')}"),
-        "{{SYSTEMS}}": systems_table(report.get("rows", [])),
+        "{{SYSTEMS}}": systems_table(rows_of(report.get("rows", []))),
         "{{CURATION}}": curation_tables(curation_by_reason(out, report.get("curation", []))),
         "{{COST}}": cost_block(report),
         "{{DATA}}": payload,

@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from transformers import TrainerCallback
 
 from s2distill.errors import TrainingError
+from s2distill.training.trl_pairs import trl_pair
 
 
 def pair_length(tokenizer, pair: dict, answer_tokens: str = "text") -> int:
     """The tokens of a training pair, prompt and completion, as TRL tokenises it: a conversational
     pair (chat student: lists of {"role", "content"} messages) through the model's chat template;
     a pair tokenised already (`train.answer_tokens: characters`) as it is."""
-    from s2distill.train import trl_pair
-
     pair = trl_pair(pair, tokenizer, answer_tokens)
     if "input_ids" in pair:
         return len(pair["input_ids"])

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from s2distill.curation import output_key
-from s2distill.distill import fold_blank_lines, rationale_of
+from s2distill.distill.pairs import fold_blank_lines, rationale_of
 from s2distill.methods.calls import PromptFormat
 from s2distill.methods.twt import refine_rationale
 from s2distill.tasks import Task

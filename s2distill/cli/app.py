@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from s2distill.cli_cache import register as register_cache_command
-from s2distill.cli_student import register as register_student_commands
-from s2distill.config import load_recipe
+from s2distill.cli.cache import register as register_cache_command
+from s2distill.cli.student import register as register_student_commands
+from s2distill.config.recipe import load_recipe
 from s2distill.errors import S2DistillError, explain_os_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
@@ -33,7 +33,7 @@ def run(
 
     A rerun keeps every stage whose inputs did not change and redoes the others, saying why."""
     from s2distill.pipeline import Pipeline
-    from s2distill.report import render_markdown
+    from s2distill.report.summary import render_markdown
 
     try:
         config = load_recipe(recipe, overrides or [])
@@ -73,9 +73,9 @@ def mt_bench_answers(
     """Answer MT-bench's 80 first-turn questions twice (the pairs `judging` with source mt_bench reads)."""
     from pydantic import ValidationError
 
-    from s2distill.config import apply_override
+    from s2distill.config.recipe import apply_override
     from s2distill.lm import model_config
-    from s2distill.mt_bench import generate_answers
+    from s2distill.scoring.mt_bench import generate_answers
 
     fields: dict = {}  # the embedded model unless the arguments say otherwise
     try:
@@ -99,8 +99,8 @@ def tasks() -> None:
     Console().print(table)
 
 
-register_student_commands(app)  # predict, export, export-data: s2distill/cli_student.py
-register_cache_command(app)  # cache: s2distill/cli_cache.py
+register_student_commands(app)  # predict, export, export-data: s2distill/cli/student.py
+register_cache_command(app)  # cache: s2distill/cli/cache.py
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
-"""One training process of several, started by `accelerate launch` (see train_launch.py):
-`python -m s2distill.train_worker JOB_FOLDER` trains the job in that folder with the same code as
+"""One training process of several, started by `accelerate launch` (see training/launch.py):
+`python -m s2distill.training.worker JOB_FOLDER` trains the job in that folder with the same code as
 a single process (`train.run_training`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from s2distill.errors import S2DistillError, TrainingError
-from s2distill.train_launch import ERROR_FILE, read_job
+from s2distill.training.launch import ERROR_FILE, read_job
 
 
 def check_world(config) -> None:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     [folder] = argv if argv is not None else sys.argv[1:]
     folder = Path(folder)
     job = read_job(folder)
-    from s2distill.train import run_training
+    from s2distill.training.sft import run_training
 
     try:
         check_world(job["config"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from s2distill.tasks import Task
 from s2distill.types import Labeled, Trace
-from s2distill.voting import vote
+from s2distill.scoring.voting import vote
 
 
 def majority_traces(traces: Sequence[Trace], normalize: Callable[[str], str]) -> list[Trace]:

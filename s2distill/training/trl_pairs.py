@@ -1,0 +1,25 @@
+"""A training pair as TRL reads it: conversational for a chat student with a template, plain text
+for one without, or tokenised already with the answer one token per character. One function,
+read by training (sft.py) and by its guard (guard.py) alike, so both count the same tokens."""
+
+from __future__ import annotations
+
+
+def trl_pair(pair: dict, tokenizer, answer_tokens: str = "text") -> dict:
+    """A pair's prompt and completion as TRL gets them. A conversational pair (a chat student's) stays
+    conversational when the tokenizer has a chat template; without one it becomes the plain text the
+    HF backend asks such a model with (`lm.base.render_messages`, "user: ...\nassistant:"), the
+    answer after a space, so the student is trained on the prompt it is evaluated on.
+    `answer_tokens="characters"` returns it tokenised instead, the answer one token per character
+    (training/answer_tokens.py)."""
+    prompt, completion = pair["prompt"], pair["completion"]
+    if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
+        from s2distill.lm.base import render_messages
+
+        prompt = render_messages([(m["role"], m["content"]) for m in prompt])
+        completion = " " + "".join(m["content"] for m in completion)
+    if answer_tokens == "characters":
+        from s2distill.training.answer_tokens import character_pair
+
+        return character_pair(prompt, completion, tokenizer)
+    return {"prompt": prompt, "completion": completion}
