@@ -1,4 +1,4 @@
-"""report.html at scale, in headless Chromium; and the README's screenshot of a run's report.
+"""report.html at scale, in headless Chromium; and the screenshot of a run's report in docs/guarantees.md.
 
 Run: python benchmarks/report_html.py [--train 3000] [--test 1000]
      python benchmarks/report_html.py --screenshot runs/smoke docs/report.png

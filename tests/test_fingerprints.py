@@ -126,3 +126,38 @@ def test_redo_of_an_unknown_stage_kind_is_refused_before_any_work(recipes_dir, t
     with pytest.raises(RunFolderError, match="--redo trian: no such stage"):
         _run(recipes_dir, tmp_path / "run", redo=["trian"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_the_previous_stage_code_redoes_each_stage_once_saying_why(recipes_dir, tmp_path):
+    """A run folder sealed by the previous version (stage code 1, hand-written fingerprints) is
+    redone stage by stage with the reason printed, then kept; no stage trusts an old seal."""
+    import json
+
+    _run(recipes_dir, tmp_path)
+    for seal in tmp_path.rglob("*.seal"):
+        data = json.loads(seal.read_text())
+        if "made_from" in data:  # as the previous version wrote it
+            data["made_from"] = {"stage": data["made_from"]["stage"], "code": 1, "settings": "hand-written"}
+            data["fingerprint"] = "0123456789abcdef"
+            seal.write_text(json.dumps(data))
+    again = _run(recipes_dir, tmp_path)
+    assert set(_ran(again).values()) == {"redone"} and len(_ran(again)) == 8
+    assert all("older version of s2distill (stage code 1 -> 2" in r["reason"] for r in again["stages"]["ran"])
+    assert again["lm"]["calls"] <= TEST  # the samples replayed from the cache: at most the retrained student asked
+    assert _ran(_run(recipes_dir, tmp_path)) == {}
+
+
+def test_a_stage_that_reads_the_recipe_while_computing_is_an_error(recipes_dir, tmp_path):
+    """Every setting a stage uses reaches it through its spec: the recipe is locked while it computes."""
+    import pytest
+
+    from s2distill.stages.context import RecipeReadInCompute
+    from s2distill.stages.folder import ROWS
+    from s2distill.stages.specs import InputsSpec
+
+    pipeline = Pipeline(load_recipe(recipes_dir / "smoke.yaml"), tmp_path, progress=False)
+    ctx = pipeline.ctx
+    with pytest.raises(RecipeReadInCompute, match="stage inputs:probe read the recipe"):
+        ctx.stage("inputs:probe", "probe.jsonl", spec=InputsSpec(content="x"), inputs={},
+                  compute=lambda: [{"epochs": ctx.recipe.train.epochs}], codec=ROWS)
+    assert ctx.recipe.train.epochs == 2  # readable again once the stage is done
