@@ -30,6 +30,14 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
 
 
+def _naming(path: Path, tmp: Path, exc: OSError) -> OSError:
+    """A failed write names the file being written, not its temporary name (a full disk's error
+    from `write()` names none), so the one-line error says which file."""
+    if exc.filename in (None, str(tmp)):
+        exc.filename = str(path)
+    return exc
+
+
 def atomic_write_bytes(path: Path, content: bytes) -> None:
     """Write `path` whole or not at all: a private temporary file renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +46,8 @@ def atomic_write_bytes(path: Path, content: bytes) -> None:
         with open(tmp, "xb") as f:  # x: never another writer's file
             f.write(content)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(path, tmp, exc)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -85,6 +95,8 @@ def _write_chunks(path: Path, chunks: Iterable[bytes], seal: dict | None = None)
         content = {"lines": lines, "bytes": size, "sha256": digest.hexdigest(), **(seal or {})}
         atomic_write_bytes(path.with_name(path.name + SEAL), json.dumps(content).encode())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(path, tmp, exc)
     finally:
         tmp.unlink(missing_ok=True)
 

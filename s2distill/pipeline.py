@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
+from s2distill.artifacts import atomic_write_bytes
 from s2distill.config.recipe import Recipe, RecipeError, runs_model_code
 from s2distill.config.generation import wrap_for_executor
 from s2distill.lm.cache import import_cache
@@ -87,7 +89,10 @@ class Pipeline:
                 rows = system_rows(ctx) + rows
                 for name in ctx.folder.unmatched_redo():
                     self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
-                return write_report(ctx, rows, summaries, invocation_seconds=time.perf_counter() - started)
+                report = write_report(ctx, rows, summaries, invocation_seconds=time.perf_counter() - started)
+                for line in report["truncation"]:  # truncation is never silent: the run's last words
+                    self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
+                return report
         finally:
             lock.release()
 
@@ -149,4 +154,4 @@ def _import_legacy_cache(out: Path, cache: Path, console: Console) -> None:
 
 def _record_recipe(out: Path, recipe: Recipe) -> None:
     """The recipe of the latest invocation, for people (each artifact's seal says what it was made from)."""
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=True))
+    atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=True).encode())

@@ -9,7 +9,8 @@ Two layers:
    run by root, a user namespace made for each run maps it to the host's uid 65534 (root's uid 0 is
    mapped there only for bubblewrap to set up the mounts; `setpriv` then drops to 65534 before
    Python starts, and the program's startup code checks that no capability is left). It sees
-   only its own processes (it is PID 1 of its namespace: no parent's `/proc/<pid>/environ`), a
+   only its own processes (no parent's `/proc/<pid>/environ`; PID 1 is bubblewrap's init, whose
+   death, when the sandbox is stopped, ends every process of the namespace), a
    read-only `/usr` and Python, a fresh `/proc` whose `/proc/sys` is read-only, a minimal
    read-only `/dev`, no `/sys`, no network, no run folder, no cache, no home; its only writable
    place is its working folder `/scratch`, a tmpfs of `DISK_LIMIT` bytes (16 MiB) that lives and
@@ -171,7 +172,7 @@ class SandboxResult:
         if self.returncode != 0:
             lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
             last = lines[-1][:300] if lines else f"exit code {self.returncode}"
-            if "[Errno 28]" in last or "[Errno 27]" in last:  # ENOSPC, EFBIG: a disk limit
+            if self.guard == BOUNDARY and ("[Errno 28]" in last or "[Errno 27]" in last):  # ENOSPC, EFBIG
                 return (f"hit the sandbox's disk limit ({DISK_LIMIT // 2**20} MiB in all, "
                         f"{FILE_SIZE_LIMIT // 2**20} MiB a file): {last}")
             return last
@@ -270,13 +271,13 @@ def _bwrap_command(*, userns_fd: int | None = None, info_fd: int | None = None) 
         command += ["--userns", str(userns_fd), "--uid", "0", "--gid", "0",
                     "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     command += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--die-with-parent", "--new-session", "--as-pid-1", "--ro-bind", "/usr", "/usr"]
+                "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/lib", "/lib64", "/sbin"):
         if os.path.islink(top):
             command += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             command += ["--ro-bind", top, top]
-    if not prefix.startswith("/usr/"):
+    if prefix != "/usr" and not prefix.startswith("/usr/"):
         parents = Path(prefix).parents
         for parent in reversed([str(p) for p in parents if str(p) != "/"]):  # reachable by 65534 inside
             command += ["--perms", "0755", "--dir", parent]
@@ -428,15 +429,15 @@ class _ScratchWatch:
         self.pid: int | None = None
 
     def feed(self, chunk: bytes) -> None:
-        """Bytes read from the info pipe; b"" at its end, when the pid is parsed."""
-        if chunk and len(self._info) < 4096:
+        """Bytes read from the info pipe (b"" at its end): the pid once the JSON object is whole."""
+        if len(self._info) < 4096:
             self._info += chunk
-            return
-        try:
-            pid = json.loads(self._info.decode()).get("child-pid")
+        if self.pid is None and self._info.rstrip().endswith(b"}"):
+            try:
+                pid = json.loads(self._info.decode()).get("child-pid")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                return
             self.pid = pid if isinstance(pid, int) and pid > 0 else None
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            self.pid = None
 
     def check(self) -> str | None:
         if self.pid is None:

@@ -109,13 +109,17 @@ class Completion:
 
 @dataclass
 class Call:
-    """One call a program made, kept in its trace for audit and for token accounting."""
+    """One call a program made, kept in its trace for audit and for token accounting.
+
+    `finish_reason` is its completion's: "length" when the output was cut at the call's
+    `max_tokens` budget, which makes the whole trace `truncated` (never a training target)."""
 
     prompt: str
     output: str
     usage: Usage
     name: str = "generate"
     logprob: float | None = None  # the completion's log-probability, when the run asked for it
+    finish_reason: str = "stop"  # "stop" or "length" (cut at its budget); rows written before it read as "stop"
 
 
 @dataclass
@@ -148,6 +152,13 @@ class Trace:
         return self.calls[-1].output if self.calls else ""
 
     @property
+    def truncated(self) -> bool:
+        """Whether any call stopped at its length budget: its output is cut short, so the trace's
+        answer cannot be trusted as a target (DESIGN: "A completion cut at its budget is
+        'truncated', counted, and never kept as a target")."""
+        return any(c.finish_reason == "length" for c in self.calls)
+
+    @property
     def mean_logprob(self) -> float | None:
         """The mean log-probability per generated token over every call (None when a call has none):
         TwT Table 5's log-probability criterion."""
@@ -171,7 +182,7 @@ class Trace:
         return {"example_id": self.example_id, "method": self.method, "answer": self.answer,
                 "calls": [{"prompt": c.prompt, "output": c.output,
                            "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens},
-                           "name": c.name, "logprob": c.logprob} for c in self.calls],
+                           "name": c.name, "logprob": c.logprob, "finish_reason": c.finish_reason} for c in self.calls],
                 "error": self.error, "sample": self.sample, "meta": {}, "teacher": self.teacher,
                 "rationale": self.rationale, "final_response": self.final_response, "confidence": self.confidence}
 

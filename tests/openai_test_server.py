@@ -4,8 +4,10 @@
 "timeout", "malformed", "drop", "html": a 200 with a web page, "empty": a 200 with no choices,
 "429:SECONDS": a 429 with `Retry-After: SECONDS`); requests after it succeed. `refuse(prompt)`
 returning a message makes the server answer that prompt with a 400 carrying it, every time (a
-refusal for good, e.g. context length exceeded). Replies come from `responder(prompt, seed)`.
-Every request body, its Authorization header and its arrival time are recorded. It serves until
+refusal for good, e.g. context length exceeded); a (status, message) pair refuses with that
+status, and "{auth}" in a message stands for the request's Authorization header, as a careless
+server quotes it. `echo_auth` appends the Authorization header to every error message it sends.
+Replies come from `responder(prompt, seed)`. Every request body, its Authorization header and its arrival time are recorded. It serves until
 stopped and sends traffic nowhere else.
 
 For replicas: `default` is the action once the plan is used up ("500": a server that always
@@ -27,8 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FaultyOpenAIServer:
     def __init__(self, responder, plan=(), stall_seconds: float = 2.0, refuse=None, default: str = "ok",
-                 delay: float = 0.0):
+                 delay: float = 0.0, echo_auth: bool = False):
         self.responder = responder
+        self.echo_auth = echo_auth
         self.default = default
         self.delay = delay
         self.healthy = True
@@ -97,7 +100,11 @@ class FaultyOpenAIServer:
                 prompt = body["messages"][-1]["content"] if chat else body["prompt"]
                 refusal = server.refuse(prompt) if server.refuse else None
                 if refusal:
-                    return self._send(400, {"error": {"message": refusal, "type": "invalid_request_error"}})
+                    status = 400
+                    if isinstance(refusal, tuple):  # (status, message)
+                        status, refusal = refusal
+                    refusal = refusal.replace("{auth}", str(self.headers.get("Authorization")))
+                    return self._send(status, {"error": {"message": refusal, "type": "invalid_request_error"}})
                 if action.startswith("429:"):
                     return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": action[4:]})
                 if action == "html":
@@ -122,6 +129,8 @@ class FaultyOpenAIServer:
                                  "model": body["model"], "choices": [choice], "usage": usage})
 
             def _send(self, status, payload, headers=None):
+                if server.echo_auth and status >= 400 and isinstance(payload.get("error"), dict):
+                    payload["error"]["message"] += f" (you sent Authorization: {self.headers.get('Authorization')})"
                 self._raw(status, json.dumps(payload).encode(), headers=headers)
 
             def _raw(self, status, data, content_type="application/json", headers=None):

@@ -183,3 +183,65 @@ def test_two_server_teachers_under_faults_report_what_each_had_kept(tmp_path):
     assert "| | | sloppy | 16 | 16 | 8 |" in markdown
     # Nothing lost: every sample of both teachers is in the run folder.
     assert len(read_jsonl(tmp_path / "samples" / "good.jsonl")) == len(read_jsonl(tmp_path / "samples" / "sloppy.jsonl")) == 16
+
+
+# -- issue 32: a server that quotes the Authorization header ---------------------------------------
+def test_redact_removes_the_key_and_any_bearer_or_basic_credential():
+    from s2distill.lm.openai_api import redact
+
+    key = "sk-live-0123456789abcdef"
+    text = (f"invalid key {key}; you sent Authorization: Bearer {key}, and bearer other-token.123 "
+            "and Basic dXNlcjpwYXNz0 and Bearer%20urlencoded-token and {'authorization': 'Bearer abcdefghij'}")
+    clean = redact(text, {key, "", "no-key"})
+    for leaked in (key, "other-token", "dXNlcjpwYXNz0", "urlencoded", "abcdefghij"):
+        assert leaked not in clean, leaked
+    assert clean == ("invalid key [redacted]; you sent Authorization: Bearer [redacted], and bearer [redacted] "
+                     "and Basic [redacted] and Bearer%20[redacted] and {'authorization': 'Bearer [redacted]'}")
+    plain = "the bearer of bad news: a basic validation error; authorization failed"
+    assert redact(plain, {"no-key", "ab"}) == plain  # words are not credentials
+
+
+def test_a_server_quoting_the_authorization_header_leaves_the_key_in_no_kept_message(monkeypatch):
+    secret = "sk-test-quoted-0123456789"
+    monkeypatch.setenv("S2D_QUOTE_KEY", secret)
+    quote = lambda prompt: "invalid request, you sent Authorization: {auth}" if "long" in prompt else None
+    with FaultyOpenAIServer(echo, plan=["ok", "500"], refuse=quote, echo_auth=True) as server:
+        lm = lm_for(server, api_key_env="S2D_QUOTE_KEY", max_concurrency=1)
+        [[refused], [fine]] = lm.generate([Request(prompt="a long one"), Request(prompt="short")])
+        assert set(server.auth) == {f"Bearer {secret}"}  # the server did get the key, and quoted it back
+        assert refused.error.startswith("refused (400): invalid request, you sent Authorization: Bearer [redacted]")
+        assert fine.text == "echo short seed=None" and lm.faults == {"500": 1}
+        kept = [refused.error, *(str(r) for r in lm.replica_stats.values())]
+        assert all(secret not in text for text in kept) and "Bearer [redacted]" in str(lm.replica_stats)
+    with FaultyOpenAIServer(echo, default="500", echo_auth=True) as failing:
+        lm = lm_for(failing, api_key_env="S2D_QUOTE_KEY", max_retries=1)
+        with pytest.raises(BackendError) as caught:
+            lm.generate([Request(prompt="x")])
+        assert secret not in str(caught.value) and "Bearer [redacted]" in str(caught.value)
+
+
+def test_a_run_against_a_server_quoting_the_key_keeps_it_out_of_samples_and_report(tmp_path, monkeypatch):
+    from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
+
+    secret = "sk-test-run-quoted-987654321"
+    monkeypatch.setenv("S2D_TEST_KEY", secret)
+    examples = LastLetters(LastLettersConfig(train_size=8, test_size=4)).unlabeled("train")
+    target = LastLetters(LastLettersConfig(train_size=8, test_size=4)).question(examples[3]).split('"')[1]
+    refuse = lambda p: "policy: refused for {auth}" if target in p.split("# Q:")[-1] else None
+    with FaultyOpenAIServer(pal_teacher, plan=["500"], refuse=refuse, echo_auth=True) as server:
+        recipe = validate_recipe({
+            "task": {"name": "last_letters", "train_size": 8, "test_size": 4}, "max_failures": 0.25,
+            "teacher": {"model": {"backend": "openai", "base_url": server.url, "model": "teacher",
+                                  "api_key_env": "S2D_TEST_KEY", "max_concurrency": 2},
+                        "method": {"name": "pal", "shots": 2}, "samples": 2},
+            "student": {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}},
+            "train": {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4},
+        })
+        Pipeline(recipe, tmp_path, progress=False).run()
+    assert set(server.auth) == {f"Bearer {secret}"}
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert any(path.name == "report.html" for path in files)
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    samples = b"".join(path.read_bytes() for path in (tmp_path / "samples").glob("*.jsonl"))
+    assert b"policy: refused for Bearer [redacted]" in samples  # the refusal is kept, without the key

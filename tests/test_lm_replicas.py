@@ -292,3 +292,79 @@ def test_a_recipe_with_a_replicated_teacher_runs_end_to_end_past_a_failing_repli
     assert set(report["lm"]["faults"]) == {"500"} and 3 <= report["lm"]["faults"]["500"] <= 3 + 4
     replicas = report["lm"]["replicas"]["openai:teacher"]  # the report counts each server's share
     assert replicas[bad.url]["faults"]["500"] >= 3 and replicas[good.url]["ok"] > 0
+
+
+# -- issue 32: a replica that refuses (4xx) what a healthy replica answers ------------------------
+def test_a_replica_refusing_what_another_answers_is_set_aside_and_cannot_stop_the_run():
+    with ExitStack() as stack:
+        bad, good = servers(stack, {"refuse": lambda p: (401, "invalid api key")}, {})
+        lm = lm_on([bad, good], max_concurrency=4, replica_cooldown=60)
+        requests = batch(30)
+        out = lm.generate(requests)
+        assert [o[0].text for o in out] == expected(requests)  # every request answered, none refused
+        assert all(o[0].error is None for o in out)
+        stats = lm.replica_stats[bad.url]
+        # Each refusal was retried at once on the healthy replica; three in a row set the refusing one aside.
+        assert 3 <= stats["refused"] == len(bad.received) <= 3 + 4, stats
+        assert stats["faults"] == {"refused": stats["refused"]} and lm.faults == {"refused": stats["refused"]}
+        assert stats["set_aside"] == 1 and stats["down"] and stats["ok"] == 0
+        assert stats["last_error"] == "refused: (401) invalid api key"
+        assert stats["last_refusal"] == "(401) invalid api key"
+        assert len(good.received) == 30 and lm.replica_stats[good.url]["refused"] == 0
+
+
+def test_only_a_request_every_replica_refuses_is_a_refusal_naming_the_replicas():
+    too_long = lambda p: "context length exceeded" if p.endswith(" 1") else None
+    with ExitStack() as stack:
+        a, b = servers(stack, {"refuse": too_long}, {"refuse": too_long})
+        lm = lm_on([a, b], max_concurrency=2, replica_cooldown=60)
+        out = lm.generate(batch(4))
+        refused = out[1][0]
+        assert refused.text == "" and refused.error.startswith("refused (400) by http://127.0.0.1:")
+        assert a.url in refused.error and b.url in refused.error and refused.error.endswith(": context length exceeded")
+        assert [o[0].error for i, o in enumerate(out) if i != 1] == [None, None, None]
+        stats = lm.replica_stats
+        assert stats[a.url]["refused"] == stats[b.url]["refused"] == 1  # each was asked once, and refused
+        assert not lm.faults and not stats[a.url]["faults"] and not stats[b.url]["faults"]  # the request's fault
+        assert not stats[a.url]["down"] and not stats[b.url]["down"]
+
+
+def test_a_refusal_by_one_replica_while_the_other_is_down_is_a_refusal_after_the_rounds():
+    with FaultyOpenAIServer(echo, refuse=lambda p: "model not found") as refusing:
+        lm = OpenAICompatibleLM(base_urls=[refusing.url, dead_url()], model="test-model", backoff=0.01, timeout=2,
+                                max_retries=2, replica_cooldown=0.05)
+        [[only]] = lm.generate(batch(1))
+        assert only.error.startswith(f"refused (400) by {refusing.url}: model not found; no answer from http://127.0.0.1")
+        assert "(last error: Connection error" in only.error or "(last error: health check" in only.error
+        assert len(refusing.received) == 1  # a replica that refused is not asked again
+
+
+def test_a_replicated_run_past_a_replica_that_refuses_everything_quoting_the_key(tmp_path, monkeypatch):
+    from s2distill.config.recipe import validate_recipe
+    from s2distill.pipeline import Pipeline
+    from tests.test_lm_openai import pal_teacher
+
+    secret = "sk-test-replica-key-13579"
+    monkeypatch.setenv("S2D_REPLICA_KEY", secret)
+    with FaultyOpenAIServer(pal_teacher, refuse=lambda p: (403, "forbidden for {auth}")) as bad, \
+            FaultyOpenAIServer(pal_teacher) as good:
+        recipe = validate_recipe({
+            "task": {"name": "last_letters", "train_size": 8, "test_size": 4}, "max_failures": 0.0,
+            "teacher": {
+                "model": {"backend": "openai", "base_urls": [bad.url, good.url], "model": "teacher",
+                          "max_concurrency": 4, "replica_cooldown": 60, "api_key_env": "S2D_REPLICA_KEY"},
+                "method": {"name": "pal", "shots": 2}, "samples": 2,
+            },
+            "student": {"model": {"backend": "tiny"}, "method": {"name": "direct", "shots": 2, "max_tokens": 4}},
+            "train": {"epochs": 1, "batch_size": 8, "lora_r": 2, "lora_alpha": 4},
+        })
+        report = Pipeline(recipe, tmp_path, progress=False).run()  # max_failures 0: one refusal would stop it
+    assert report["rows"][1]["score"] == 1.0 and report["curation"][0]["kept"] == 8
+    replicas = report["lm"]["replicas"]["openai:teacher"]
+    assert replicas[bad.url]["refused"] >= 3 and replicas[bad.url]["faults"]["refused"] == replicas[bad.url]["refused"]
+    assert replicas[bad.url]["last_error"] == "refused: (403) forbidden for Bearer [redacted]"
+    assert report["lm"]["faults"]["refused"] == replicas[bad.url]["refused"]
+    assert f"on {bad.url}" in (tmp_path / "report.md").read_text()  # the refusing replica is named
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

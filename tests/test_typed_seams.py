@@ -163,8 +163,9 @@ def test_every_reader_of_the_report_reads_rows():
     typed = [Row.from_dict(r) for r in OLD_ROWS]
     markdown = render_markdown(_report(typed))
     assert markdown == render_markdown(_report(OLD_ROWS)) == render_markdown(_report([r.to_dict() for r in typed]))
-    assert "| system1 |  | direct, 2-shot | fake | 25.0% |  |  | 8 | 2 | 3.0 | — | — |" in markdown
-    assert ("| system2 | pal maj@5 [test: words=3] | pal, 2-shot | fake | 87.5% | 50.0% | 75.0% | 8 | 1 | 41.5 "
+    # (rows from before truncation was counted read as none truncated)
+    assert "| system1 |  | direct, 2-shot | fake | 25.0% |  |  | 8 | 2 | 0 | 3.0 | — | — |" in markdown
+    assert ("| system2 | pal maj@5 [test: words=3] | pal, 2-shot | fake | 87.5% | 50.0% | 75.0% | 8 | 1 | 0 | 41.5 "
             "| 300.0 | 5.33 |") in markdown
     assert "| distill_system1 | 1/1 answer_only | direct, 2-shot | tiny test model | — (not trained" in markdown
     assert row_detail(OLD_SYSTEM2_ROW) == row_detail(typed[1]) == typed[1].detail

@@ -5,18 +5,104 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from s2distill.cli.cache import register as register_cache_command
 from s2distill.cli.student import register as register_student_commands
 from s2distill.config.recipe import load_recipe
 from s2distill.errors import S2DistillError, explain_os_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="System 2 distillation: compile reasoning back into direct answers.")
 console = Console(stderr=True, soft_wrap=True)
+# The exit code of an internal error (sysexits' EX_SOFTWARE): not 2, the code of an error in the
+# user's input, folder or machine that the message explains, nor click's 2 for a usage error.
+INTERNAL_ERROR = 70
+
+
+def _clicks_own() -> tuple[type[BaseException], ...]:
+    """What click and typer raise to end a command on purpose (usage errors, exits, Ctrl-C): from
+    click and from the copy of click that newer typer releases carry (`typer._click`)."""
+    kinds: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    modules = [click]
+    try:
+        from typer import _click as vendored
+
+        modules.append(vendored)
+    except ImportError:
+        pass
+    for module in modules:
+        kinds += [kind for name in ("ClickException", "Exit", "Abort", "TyperException")
+                  if isinstance(kind := getattr(module.exceptions, name, None), type)]
+    return tuple(kinds)
+
+
+_CLICKS_OWN = _clicks_own()
+
+
+class _NoTracebacks(TyperGroup):
+    """Every command runs inside this: an error s2distill explains (`S2DistillError`) not caught by
+    its command is still one line (exit 2), and an unexpected exception is never a traceback for
+    the user: one line naming it and a file holding the full traceback (exit `INTERNAL_ERROR`)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _CLICKS_OWN:
+            raise  # usage errors, a command's own exit, and Ctrl-C: handled as they always were
+        except S2DistillError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        except Exception as exc:  # noqa: BLE001 - the last resort: a bug of ours, reported as one
+            saved = save_traceback(exc)
+            lines = str(exc).strip().splitlines()
+            what = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+            where = f"the traceback is saved in {saved}" if saved else "the traceback could not be saved"
+            console.print(f"[red]error:[/red] internal error ({escape(what)}); {escape(where)}; please report it")
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+
+def save_traceback(exc: BaseException) -> Path | None:
+    """Write the full traceback of `exc` (with the command line and versions) to a new file under
+    the user cache (`paths.cache_home()/errors`, else the temporary folder); None if neither is writable."""
+    import os
+    import sys
+    import tempfile
+    import time
+    import traceback
+
+    try:
+        from importlib.metadata import version
+
+        release = version("s2distill")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        release = "unknown"
+    text = (f"s2distill {release}, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+            f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc)))
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{type(exc).__name__}.txt"
+
+    def cache_errors() -> Path:
+        from s2distill.paths import cache_home
+
+        return cache_home() / "errors"
+
+    for folder in (cache_errors, lambda: Path(tempfile.gettempdir()) / "s2distill-errors"):
+        try:
+            target = folder()
+            target.mkdir(parents=True, exist_ok=True)
+            path = target / name
+            path.write_text(text, encoding="utf-8")
+            return path
+        except Exception:  # noqa: BLE001 - try the next place
+            continue
+    return None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_NoTracebacks,
+                  help="System 2 distillation: compile reasoning back into direct answers.")
 
 
 @app.command()

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    from s2distill.errors import explain_os_error
+
+    message = explain_os_error(exc) if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) else str(exc)
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(2) from None
 
 
@@ -27,27 +32,32 @@ def predict(
     batch: Annotated[int, typer.Option(help="inputs answered together")] = 16,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Answer with the run's distilled student (its last stage), through exactly its training prompt.
+    """Answer with the run's distilled student (the last training stage of the run's recipe), through
+    exactly its training prompt.
 
     Writes one JSON line per input: {"input", "answer", "tokens", "output"}."""
-    from s2distill.student.predict import StudentError, load_student, predict_to_jsonl, read_inputs
+    from s2distill.artifacts import atomic_write_bytes
     from s2distill.progress import ProgressBar
+    from s2distill.student.predict import StudentError, load_student, predict_to_jsonl, read_inputs
 
     if (input is None) == (text is None):
         _fail(ValueError("give exactly one of --input FILE.jsonl or --text \"...\""))
+    if out is not None and out.is_dir():
+        _fail(ValueError(f"--out {out} is a folder: name the JSONL file to write (e.g. {out / 'predictions.jsonl'})"))
     try:
         student = load_student(run_dir, variant=variant)
+        console.print(escape(f"student: {student.weights} ({student.where})"))
         items = read_inputs(input) if input is not None else [text]
-        handle = out.open("w") if out is not None else sys.stdout
+        handle = io.StringIO() if out is not None else sys.stdout
         try:
             with ProgressBar(f"predict ({student.weights.parent.name})", len(items), console, enabled=progress) as advance:
                 predict_to_jsonl(student, items, handle, workers=batch, progress=advance,
                                  source=str(input) if input is not None else None)
         finally:
-            if out is not None:
-                handle.close()
             student.close()
-    except (StudentError, FileNotFoundError, ImportError, ValueError) as exc:
+        if out is not None:  # whole or not at all
+            atomic_write_bytes(out, handle.getvalue().encode("utf-8"))
+    except (StudentError, ImportError, ValueError, OSError) as exc:
         _fail(exc)
     if out is not None:
         console.print(f"[green]done[/green]: {len(items)} answers in {out}")
@@ -67,13 +77,15 @@ def export(
     tokenizer, prompt template and a model card."""
     from s2distill.student.export import ExportError, export_model
     from s2distill.student.gguf import GGUFExportError
-    from s2distill.student.predict import StudentError
+    from s2distill.student.predict import StudentError, locate_student
 
     if dtype not in ("float32", "bfloat16", "float16"):
         _fail(ValueError(f"--dtype {dtype!r}: one of float32, bfloat16, float16"))
     try:
+        weights, where = locate_student(run_dir, variant)
+        console.print(escape(f"student: {weights} ({where})"))
         folder = export_model(run_dir, to, variant=variant, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, gguf_type=gguf_type)
-    except (ExportError, GGUFExportError, StudentError, FileNotFoundError, ImportError) as exc:
+    except (ExportError, GGUFExportError, StudentError, ImportError, OSError) as exc:
         _fail(exc)
     console.print(f"[green]done[/green]: {folder}" + (" (model.gguf, Modelfile: `ollama create NAME -f Modelfile`)" if gguf else ""))
 
@@ -89,7 +101,7 @@ def export_data(
 
     try:
         counts = write(run_dir, to, variant=variant)
-    except (StudentError, FileNotFoundError) as exc:
+    except (StudentError, OSError) as exc:
         _fail(exc)
     console.print("[green]done[/green]: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()) + f" in {to}")
 

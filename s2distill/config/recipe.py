@@ -303,6 +303,15 @@ class Recipe(_Strict):
     max_failures: float = runtime_field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
                                 "for good (a 4xx, e.g. context length) before the run stops, naming them")
 
+    @field_validator("baselines")
+    @classmethod
+    def _each_baseline_once(cls, value: list[str]) -> list[str]:
+        """A baseline listed twice would be trained twice into the same folder and reported twice."""
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once; list each baseline once")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _one_teacher_shorthand(cls, data: Any) -> Any:

@@ -8,6 +8,10 @@ only the inputs the previous one kept and, of those, only the outputs it kept, s
 filter's answer and kept outputs are the verdict's; a dropped input's reason names the filter
 that dropped it.
 
+Outputs cut at their budget are kept out of every filter (curation/truncation.py): `compose`
+hands the filters each input's outputs with a truncated one's answer removed, and notes in each
+verdict's reason how many were cut.
+
 What a filter needs beyond the outputs comes in a `FilterInputs`: the task's answer normaliser,
 the outputs on perturbed inputs, USC's compositions (model calls the run makes for it), an
 embedder. A filter never calls a model itself (DESIGN principle 12).
@@ -27,6 +31,7 @@ from s2distill.curation.no_filter import no_filter
 from s2distill.curation.outputs import output_key
 from s2distill.curation.perturbation import perturbation_consistency
 from s2distill.curation.self_consistency import self_consistency
+from s2distill.curation.truncation import noted, without_truncated
 from s2distill.curation.usc import usc_filter
 from s2distill.types import Trace, Verdict
 
@@ -79,7 +84,7 @@ class PerturbationFilter(_FilterConfig):
 
     def build(self, inputs: FilterInputs) -> Filter:
         def apply(grouped: Grouped) -> list[Verdict]:
-            perturbed = inputs.perturbed()
+            perturbed = without_truncated(inputs.perturbed())
             return perturbation_consistency(dict(grouped), {i: perturbed.get(i, []) for i in grouped},
                                             map_back=inputs.map_back, normalize=inputs.normalize,
                                             min_fraction=self.min_fraction, vote=self.vote)
@@ -158,10 +163,19 @@ FilterConfig = Annotated[SelfConsistencyFilter | PerturbationFilter | USCFilter 
 
 
 def compose(filters: Sequence[_FilterConfig], inputs: FilterInputs) -> Filter:
-    """The filters applied in turn (see the module docstring); one filter is itself."""
+    """The filters applied in turn (see the module docstring), over the outputs with the truncated
+    ones' answers removed; each verdict's reason counts its input's truncated outputs."""
     built = [(f.name, f.build(inputs)) for f in filters]
-    if len(built) == 1:
-        return built[0][1]
+    chained = built[0][1] if len(built) == 1 else _in_turn(built)
+
+    def apply(grouped: Grouped) -> list[Verdict]:
+        return [noted(verdict, grouped[verdict.example_id]) for verdict in chained(without_truncated(grouped))]
+
+    return apply
+
+
+def _in_turn(built: list[tuple[str, Filter]]) -> Filter:
+    """Several filters, each over what the previous one kept (see the module docstring)."""
 
     def apply(grouped: Grouped) -> list[Verdict]:
         current = {i: list(ts) for i, ts in grouped.items()}

@@ -5,7 +5,8 @@ the answer-only set trains on). Nothing has to match exactly, so it suits free-f
 
 Kept: the input, when the composition gives a "FINAL:" answer that parses. The kept outputs
 (`Verdict.kept_outputs`, for reasoning sets and the report) are those whose answer equals it, possibly none
-for free-form answers. Dropped: when no output parses, or the judge composes nothing (recorded).
+for free-form answers. Dropped: when no output parses, or the judge composes nothing, or its
+composition was cut at its budget (a cut composition is never a target; recorded).
 An input with one parseable output takes it as the composed answer without a call; N outputs that
 do not fit the context fall back to half of them, then to one at random (`methods.usc`).
 
@@ -37,6 +38,9 @@ def usc_filter(
         trace = composed.get(example_id)
         if trace is None or trace.answer is None:
             verdicts.append(Verdict(example_id, False, "the judge composed no FINAL answer", None, "usc"))
+            continue
+        if trace.truncated:
+            verdicts.append(Verdict(example_id, False, "the judge's composition was truncated at max_tokens", None, "usc"))
             continue
         answer = normalize(trace.answer)
         agreeing = [t for t in parsed if normalize(t.answer) == answer]

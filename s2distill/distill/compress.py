@@ -1,9 +1,11 @@
 """HaRD stage 2 (TwT): the teacher rewrites each kept rationale after reading the student's own
 output from stage 1, so the stage-2 targets are shorter and closer to what the student writes.
 
-A rewrite is accepted when it is non-empty, shorter than the original, and does not state an
-answer other than the kept one; otherwise the original rationale is kept and the reason recorded
-(`distill/<variant>/compressed.jsonl`), so a weak refiner can slow the curriculum but never
+A rewrite is accepted when it is non-empty, shorter than the original, does not state an
+answer other than the kept one, and was not cut at its budget (a truncated rewrite is shorter only
+because it stops early: DESIGN, "never kept as a target"); otherwise the original rationale is
+kept and the reason recorded (`distill/<variant>/<stage>.rewrites.jsonl`, where a cut rewrite also
+has `"truncated": true`, counted by the stage), so a weak refiner can slow the curriculum but never
 corrupt its answers.
 """
 
@@ -21,8 +23,12 @@ from s2distill.tasks import Task
 from s2distill.types import Call, Example, Trace
 
 
-def judge_rewrite(task: Task, original: str, rewritten: str, answer: str) -> tuple[bool, str]:
-    """Whether a rewrite may replace the original rationale, and why."""
+def judge_rewrite(task: Task, original: str, rewritten: str, answer: str, *,
+                  truncated: bool = False) -> tuple[bool, str]:
+    """Whether a rewrite may replace the original rationale, and why (`truncated`: its call was cut
+    at its budget, so it is rejected whatever its length)."""
+    if truncated:
+        return False, "truncated at max_tokens"
     if not rewritten.strip():
         return False, "empty rewrite"
     if len(rewritten) >= len(original):
@@ -58,6 +64,7 @@ def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student
         rewrites = []
         for trace in kept[example.id]:
             original = (rationales or {}).get(output_key(trace)) or rationale_of(trace)
+            truncated = False
             if ratio is not None:
                 rewritten = fixed_length(original, ratio)
             else:
@@ -65,10 +72,12 @@ def compression_program(task: Task, kept: Mapping[str, Sequence[Trace]], student
                 rewritten = refine_rationale(lm, question=task.question(example), rationale=original,
                                              answer=trace.answer, student=student, calls=calls,
                                              prompt_format=prompt_format, max_tokens=max_tokens)
+                truncated = calls[-1].finish_reason == "length"
             rewritten = fold_blank_lines(rewritten)
-            accepted, reason = judge_rewrite(task, original, rewritten, trace.answer)
+            accepted, reason = judge_rewrite(task, original, rewritten, trace.answer, truncated=truncated)
             rewrites.append({"teacher": trace.teacher, "sample": trace.sample, "original": original,
-                             "rewritten": rewritten, "accepted": accepted, "reason": reason})
+                             "rewritten": rewritten, "accepted": accepted, "reason": reason,
+                             **({"truncated": True} if truncated else {})})
         return Trace(example.id, "refine", None, calls, meta={"rewrites": rewrites})
 
     return program

@@ -163,8 +163,11 @@ def input_pairs(
     prompt_format: str = "fewshot",
 ) -> list[dict]:
     """One kept input's pairs of set `fmt` (`distill_pairs`), from its verdict and kept outputs: a
-    stage builds them input by input as it reads the samples back."""
+    stage builds them input by input as it reads the samples back. Only the verdict's kept outputs
+    are read, and an output cut at its budget is never a target: curation keeps none
+    (curation/truncation.py), and one in a verdict made otherwise is passed over here."""
     example_id = example.id
+    kept = [trace for trace in kept if not trace.truncated]
     prompt = student_prompt(task, example, shots=shots, question_suffix=question_suffix, prompt_format=prompt_format)
     if verdict.composed and fmt in ("answer_only", "label_only"):
         target = fold_blank_lines(verdict.composed) if fmt == "answer_only" else verdict.answer

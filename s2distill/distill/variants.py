@@ -53,6 +53,17 @@ class Variant:
         return any(f.needs_logprobs for f in self.filters)
 
 
+# The training stages of each baseline with stages of its own (no_filter has the recipe's).
+BASELINE_STAGES = {"distill_system1": ("answer_only",), "standard_kd": ("label_only",),
+                   "tinyllm": ("full_reasoning",), "distilling_step_by_step": ("step_by_step",)}
+
+
+def variant_stages(name: str, recipe_stages: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The training stages of variant `name` in a recipe whose `distill.stages` are `recipe_stages`
+    (what `predict` reads to find a run's last stage without loading the whole recipe)."""
+    return BASELINE_STAGES.get(name, tuple(recipe_stages))
+
+
 def plan_variants(recipe) -> list[Variant]:
     teachers = tuple(t.name for t in recipe.teachers)
     stages = tuple(recipe.distill.stages)
@@ -62,13 +73,7 @@ def plan_variants(recipe) -> list[Variant]:
         variants.append(Variant("distilled", teachers, filters, False, stages))
     for name in recipe.baselines:
         if name == "distill_system1":
-            variants.append(Variant(name, (SYSTEM1_SOURCE,), filters, False, ("answer_only",)))
-        elif name == "standard_kd":
-            variants.append(Variant(name, teachers, none, True, ("label_only",)))
-        elif name == "no_filter":
-            variants.append(Variant(name, teachers, none, True, stages))
-        elif name == "tinyllm":
-            variants.append(Variant(name, teachers, none, True, ("full_reasoning",)))
-        elif name == "distilling_step_by_step":
-            variants.append(Variant(name, teachers, none, True, ("step_by_step",)))
+            variants.append(Variant(name, (SYSTEM1_SOURCE,), filters, False, variant_stages(name, stages)))
+        elif name in ("standard_kd", "no_filter", "tinyllm", "distilling_step_by_step"):
+            variants.append(Variant(name, teachers, none, True, variant_stages(name, stages)))
     return variants

@@ -11,13 +11,21 @@
   `faults`, which the report shows. A call that still fails after `max_retries` raises
   `BackendError` naming the server and the last error; its finished siblings are not lost,
   because the cache stores completions chunk by chunk.
-- A request refused for good (a 4xx other than 429, e.g. context length exceeded) is not retried:
-  it comes back as a completion with `error` (the server's message), is not cached, and the
-  program's trace records it as a failed sample; the stage goes on, and the run fails only when
-  failed samples pass the recipe's `max_failures` share (`methods/runner.py`).
+- A request refused for good (a 4xx other than 429, e.g. context length exceeded) is not retried
+  on the server that refused it. With replicas it goes at once to one that has not refused it:
+  only a request every replica refuses is a refusal (a replica that refuses what another answers,
+  e.g. one with a wrong key or without the model, counts a fault of kind "refused", is set aside
+  like a failing one, and cannot stop the run while a healthy replica exists). A refusal comes
+  back as a completion with `error` (the server's message, naming the replicas that refused when
+  there are several), is not cached, and the program's trace records it as a failed sample; the
+  stage goes on, and the run fails only when failed samples pass the recipe's `max_failures` share
+  (`methods/runner.py`). `replica_stats` counts each replica's refusals and keeps the last one.
 - The API key is read from the environment variable `api_key_env` when the first call is made.
   It never enters the LM's name (the cache key and the report use the URL and model only) nor
-  any artifact.
+  any artifact: every server message kept (a refusal's `error`, a fault's `last_error`, a
+  `BackendError`'s text) has the key and any `Bearer`/`Basic` credential replaced by
+  `[redacted]` first (`redact`), so a server that quotes the request's `Authorization` header in
+  its refusal leaves no key in samples, report.json or report.html.
 - `base_urls` lists replicas of one model instead of one `base_url` (s2distill/lm/replicas.py):
   each call goes to the least loaded replica (`max_concurrency` counts the calls in flight on all of
   them). A failed call moves at once to a replica it has not tried; only when it has tried every
@@ -41,6 +49,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -49,7 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import gather_samples, sample_rows
-from s2distill.lm.replicas import Abandoned, RateLimits, ReplicaPool, estimate_tokens
+from s2distill.lm.replicas import Abandoned, RateLimits, Replica, ReplicaPool, estimate_tokens
 from s2distill.types import Completion, Request, Usage
 
 
@@ -89,7 +98,7 @@ class OpenAICompatibleLM:
         # Replicas serve one model: the cache key names the model, not the servers (see the module doc).
         self.name = f"openai:{self.base_url}:{model}" if base_url is not None else f"openai:{model}"
         self.faults: Counter[str] = Counter()
-        self.pool = ReplicaPool(urls, cooldown=replica_cooldown)
+        self.pool = ReplicaPool(urls, cooldown=replica_cooldown, redact=self.redact)
         self.limits = RateLimits(requests_per_minute, tokens_per_minute)
         self._lock = threading.Lock()
         self._clients: dict[str, object] = {}
@@ -98,6 +107,13 @@ class OpenAICompatibleLM:
     def replica_stats(self) -> dict[str, dict]:
         """Per server: calls, successes, faults by kind, times set aside, whether it is set aside now."""
         return self.pool.stats()
+
+    def redact(self, text: str) -> str:
+        """`text` without this LM's API key nor any `Bearer`/`Basic` credential (see `redact`)."""
+        keys = {os.environ.get(self.api_key_env) or ""}
+        with self._lock:
+            keys.update(getattr(client, "api_key", "") or "" for client in self._clients.values())
+        return redact(text, keys)
 
     def _get_client(self, url: str | None = None):
         url = url or self.base_url
@@ -135,9 +151,14 @@ class OpenAICompatibleLM:
         Tries go in rounds: a failed try moves at once to a ready replica this round has not tried;
         when none is left the round ends, and the next one starts after the backoff (never sooner
         than a `Retry-After`). `max_retries` counts rounds, so one server retries as it always did
-        and replicas give a call at least the same time to get through."""
+        and replicas give a call at least the same time to get through. A replica that refuses the
+        request is not asked again; the request moves at once to one that has not refused it, and
+        is a refusal only when every replica refused it (or, after every round, the ones that
+        did not refuse it never answered)."""
         last_error, attempts, delay = "no attempt", 0, 0.0
         estimate = estimate_tokens(prompt_chars(request), request.max_tokens)
+        refusals: dict[Replica, tuple[int, str]] = {}  # replica -> (status, its words), for this request
+        replicas = len(self.pool.replicas)
         for round_ in range(self.max_retries + 1):
             if stop is None:  # the backoff after the previous round
                 time.sleep(delay)
@@ -145,31 +166,67 @@ class OpenAICompatibleLM:
                 raise Abandoned
             tried: set = set()
             server_wait = None
-            while True:
+            while len(refusals) < replicas:
                 self.limits.before(estimate, stop)
-                replica, probe = self.pool.acquire(tried, stop)
+                replica, probe = self.pool.acquire(tried, stop, exclude=refusals)
                 attempts += 1
                 completion, kind, error, wait = self._attempt(request, sample, replica, probe, estimate)
+                if kind == "refused":  # for good, by this replica (`wait` is the status): on to one that has not
+                    refusals[replica] = (wait, error)
+                    if tried and not self.pool.has_ready_besides(tried | set(refusals)):
+                        break  # the others failed this round: back off first
+                    continue
                 if completion is not None:
+                    if refusals:  # another replica answered what these refused: their fault
+                        self.pool.refusals({r: f"({status}) {words}" for r, (status, words) in refusals.items()},
+                                           answered_elsewhere=True)
+                        with self._lock:
+                            self.faults["refused"] += len(refusals)
                     return completion
                 last_error = error
                 server_wait = wait if wait is not None else server_wait
                 with self._lock:
                     self.faults[kind] += 1
                 tried.add(replica)
-                if not self.pool.has_ready_besides(tried):
+                if not self.pool.has_ready_besides(tried | set(refusals)):
                     break
+            if len(refusals) == replicas:
+                break
             delay = self.backoff * (2**round_) * (0.5 + random.random())
             if server_wait is not None:  # the server said when: never sooner
                 delay = max(delay, min(server_wait, MAX_RETRY_AFTER))
+        if refusals:
+            self.pool.refusals({r: f"({status}) {words}" for r, (status, words) in refusals.items()},
+                               answered_elsewhere=False)
+            return Completion("", Usage(0, 0), "stop", sample, error=self._refusal(refusals, last_error))
         if len(self.base_urls) == 1:
-            raise BackendError(f"{self.base_url} failed after {attempts} attempts: {last_error}")
-        raise BackendError(f"every replica of {self.model} failed: a call failed after {attempts} attempts in "
-                           f"{self.max_retries + 1} rounds; replicas: {self.pool.describe_all()}")
+            raise BackendError(self.redact(f"{self.base_url} failed after {attempts} attempts: {last_error}"))
+        raise BackendError(self.redact(f"every replica of {self.model} failed: a call failed after {attempts} "
+                                       f"attempts in {self.max_retries + 1} rounds; replicas: {self.pool.describe_all()}"))
+
+    def _refusal(self, refusals: dict, last_error: str) -> str:
+        """A refused request's `error`: the server's words, and which replicas refused it when
+        there are several (and what the others said, when they never answered)."""
+        if len(self.pool.replicas) == 1:
+            [(status, words)] = refusals.values()
+            return self.redact(f"refused ({status}): {words}")
+        said = {answer for answer in refusals.values()}
+        urls = ", ".join(r.url for r in refusals)
+        if len(said) == 1:
+            [(status, words)] = said
+            text = f"refused ({status}) by {urls}: {words}"
+        else:
+            text = "refused by " + "; ".join(f"{r.url} ({status}): {words}" for r, (status, words) in refusals.items())
+        silent = [r.url for r in self.pool.replicas if r not in refusals]
+        if silent:
+            text += f"; no answer from {', '.join(silent)} (last error: {last_error})"
+        return self.redact(text)
 
     def _attempt(self, request: Request, sample: int, replica, probe: bool, estimate: int):
-        """One try on `replica`: (completion, None, None, None), or (None, fault kind, error,
-        seconds the server asked to wait) after a transient failure, which is counted against it."""
+        """One try on `replica`: (completion, None, None, None); (None, "refused", the server's
+        words, HTTP status) when it refused the request for good; or (None, fault kind, error,
+        seconds the server asked to wait) after a transient failure, which is counted against it.
+        Every text is redacted (`redact`), then cut to 300 characters."""
         from openai import APIConnectionError, APIStatusError, APITimeoutError
 
         if probe and self.health_check:
@@ -188,17 +245,18 @@ class OpenAICompatibleLM:
         except APIStatusError as exc:
             status = exc.status_code
             if 400 <= status < 500 and status != 429:
-                self.pool.release(replica, probe=probe)  # the server answered: it is healthy
-                message = f"refused ({status}): {server_message(exc)}"
-                return Completion("", Usage(0, 0), "stop", sample, error=message), None, None, None
+                words = self.redact(server_message(exc))[:300]
+                self.pool.release(replica, probe=probe, refused=f"({status}) {words}")  # it answered: not a fault yet
+                return None, "refused", words, status
             kind, error = str(status), server_message(exc)
             server_wait = retry_after(exc.response.headers)
         except Exception as exc:  # noqa: BLE001 - any body that is not a completion (HTML, empty choices, bad JSON)
-            kind, error = "malformed", f"{type(exc).__name__}: {exc}"[:300]
+            kind, error = "malformed", f"{type(exc).__name__}: {exc}"
         else:
             self.pool.release(replica, probe=probe)
             self.limits.after(estimate, completion.usage.prompt_tokens + completion.usage.completion_tokens)
             return completion, None, None, None
+        error = self.redact(error)[:300]
         self.pool.release(replica, probe=probe, fault=kind, error=error)
         return None, kind, error, server_wait
 
@@ -210,10 +268,10 @@ class OpenAICompatibleLM:
         try:
             self._get_client(url).with_options(timeout=min(self.timeout, 10.0)).models.list()
         except (APIConnectionError, APITimeoutError) as exc:
-            return str(exc)[:300]
+            return self.redact(str(exc))[:300]
         except APIStatusError as exc:
             if exc.status_code >= 500 and exc.status_code != 501:
-                return f"{exc.status_code}: {server_message(exc)}"
+                return self.redact(f"{exc.status_code}: {server_message(exc)}")[:300]
         except Exception:  # noqa: BLE001 - a reply that is not a model list still comes from a live server
             return None
         return None
@@ -248,6 +306,25 @@ class OpenAICompatibleLM:
         tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
         finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
         return Completion(text, tokens, finish, sample, logprob=_summed_logprob(choice))
+
+
+REDACTED = "[redacted]"
+_TOKEN = r"[A-Za-z0-9._~+/=:-]"
+# "Authorization: <anything>" as a header is quoted, and a Bearer/Basic credential anywhere (one
+# with a digit or a symbol in it, 8 characters or more: not "the bearer of bad news").
+_AUTHORIZATION = re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic)\s+)?)[^\s"',;}]+""")
+_CREDENTIAL = re.compile(rf"(?i)\b(bearer|basic)(\s+|%20|\+)(?=[A-Za-z]*[0-9._~+/=:-]){_TOKEN}{{8,}}")
+
+
+def redact(text: str, secrets=()) -> str:
+    """`text` with every one of `secrets` (API keys; six characters or longer, so a placeholder
+    or an empty value replaces nothing), what follows an `Authorization:` it quotes, and every
+    `Bearer`/`Basic` credential replaced by `[redacted]`: what a server quoted from the request's
+    header stays out of every message kept."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 6 and s != "no-key"}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
+    return _CREDENTIAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
 def _summed_logprob(choice) -> float | None:
@@ -293,10 +370,12 @@ def retry_after(headers) -> float | None:
 
 
 def server_message(exc) -> str:
-    """The server's own words for an error reply, else the client's summary."""
+    """The server's own words for an error reply, else the client's summary: up to 1,200
+    characters, for the caller to redact (`redact`) and then cut, so that no key is cut in two
+    and left half visible."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         if isinstance(inner.get("message"), str):
-            return inner["message"][:300]
-    return str(getattr(exc, "message", exc))[:300]
+            return inner["message"][:1200]
+    return str(getattr(exc, "message", exc))[:1200]

@@ -10,6 +10,14 @@ for failing, and the request and token budgets of hosted APIs. Used by `OpenAICo
   aside again. Only when every replica is set aside does a call wait, until the first cooldown
   ends. A pool of one replica never sets it aside: there is nowhere else to go, and the caller's
   backoff applies as with any single server.
+- A request a replica refuses for good (a 4xx other than 429) goes to a replica that has not
+  refused it (`acquire(exclude=...)`); the caller tells the pool how it ended (`refusals`): when
+  another replica answered it, each refusal counts against its replica as a fault of kind
+  "refused" (and sets it aside like any other, e.g. one replica with a wrong key or without the
+  model); when every replica refused it, the request was at fault and the replicas are not.
+  `stats()` counts each replica's refusals and keeps the last one's words (`last_refusal`).
+- Every error text kept (`last_error`, `last_refusal`) goes through the pool's `redact` first, so a
+  server that quotes the request's `Authorization` header leaves no key in any report.
 - `RateLimits` spaces requests and tokens to a per-minute budget shared by all replicas (a
   hosted API's limits are per account, not per server), at most one second's worth at once.
 """
@@ -43,16 +51,19 @@ class Replica:
     probing: bool = False  # a call is trying it after its cooldown
     set_aside: int = 0  # times it was set aside
     last_error: str | None = None
+    refused: int = 0  # requests it refused for good (a 4xx other than 429), whatever happened next
+    last_refusal: str | None = None
 
 
 class ReplicaPool:
     """Thread-safe choice of a replica per request, with their health."""
 
     def __init__(self, urls: list[str], *, cooldown: float = 30.0, failures_to_set_aside: int = FAILURES_TO_SET_ASIDE,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, redact: Callable[[str], str] = lambda text: text):
         if not urls:
             raise ValueError("a replica pool needs at least one server")
         self.replicas = [Replica(url, i) for i, url in enumerate(urls)]
+        self.redact = redact
         self.cooldown = cooldown
         self.failures_to_set_aside = failures_to_set_aside
         self._clock = clock
@@ -63,16 +74,20 @@ class ReplicaPool:
         """In service, or past its cooldown with no probe under way."""
         return replica.down_until is None or (now >= replica.down_until and not replica.probing)
 
-    def acquire(self, avoid=(), stop: threading.Event | None = None) -> tuple[Replica, bool]:
+    def acquire(self, avoid=(), stop: threading.Event | None = None, exclude=()) -> tuple[Replica, bool]:
         """A replica for one request, and whether the request probes it after a cooldown. Replicas
-        in `avoid` (those the call just failed on) are taken only when no other is ready. Waits
-        while every replica is set aside; raises `Abandoned` once `stop` is set."""
+        in `avoid` (those the call just failed on) are taken only when no other is ready; those in
+        `exclude` (those that refused the request) never. Waits while every other replica is set
+        aside; raises `Abandoned` once `stop` is set, ValueError when `exclude` leaves none."""
         with self._cond:
+            candidates = [r for r in self.replicas if r not in exclude]
+            if not candidates:
+                raise ValueError("every replica is excluded")
             while True:
                 if stop is not None and stop.is_set():
                     raise Abandoned
                 now = self._clock()
-                ready = [r for r in self.replicas if self._ready(r, now)]
+                ready = [r for r in candidates if self._ready(r, now)]
                 ready = [r for r in ready if r not in avoid] or ready
                 if ready:
                     due = [r for r in ready if r.down_until is not None]  # back from cooldown: probe it first
@@ -82,7 +97,7 @@ class ReplicaPool:
                     pick.probing = probe = pick.down_until is not None
                     pick.in_flight += 1
                     return pick, probe
-                ends = [r.down_until - now for r in self.replicas if r.down_until is not None and not r.probing]
+                ends = [r.down_until - now for r in candidates if r.down_until is not None and not r.probing]
                 wait = min(ends) if ends else POLL  # probes under way: their release wakes us
                 self._cond.wait(timeout=max(0.001, min(wait, POLL)))
 
@@ -93,31 +108,55 @@ class ReplicaPool:
             return any(self._ready(r, now) and r not in tried for r in self.replicas)
 
     def release(self, replica: Replica, *, probe: bool = False, fault: str | None = None, error: str | None = None,
-                health: bool = False) -> None:
+                health: bool = False, refused: str | None = None) -> None:
         """The request (or health check, `health`) on `replica` is over: `fault` is its kind of
-        transient failure, None when the server answered (a refusal for good is an answer too)."""
+        transient failure, None when the server answered. `refused`: the server refused the request
+        for good, in these words; whose fault that was is told later (`refusals`)."""
         with self._cond:
             replica.in_flight -= 1
             if not health:
                 replica.calls += 1
-            if fault is None:
+            if refused is not None:
+                replica.refused += 1
+                replica.last_refusal = self.redact(refused)
+                if probe:  # it answered after its cooldown: back in service
+                    replica.probing = False
+                    replica.down_until = None
+            elif fault is None:
                 replica.ok += 1
                 replica.failures_in_a_row = 0
                 replica.down_until = None
                 if probe:
                     replica.probing = False
             else:
-                replica.faults[fault] += 1
-                replica.last_error = f"{fault}: {error}" if error else fault
-                replica.failures_in_a_row += 1
-                if len(self.replicas) > 1:
-                    if probe:  # still failing after its cooldown
-                        replica.probing = False
-                        replica.down_until = self._clock() + self.cooldown
-                        replica.set_aside += 1
-                    elif replica.down_until is None and replica.failures_in_a_row >= self.failures_to_set_aside:
-                        replica.down_until = self._clock() + self.cooldown
-                        replica.set_aside += 1
+                self._fail(replica, fault, error, probe)
+            self._cond.notify_all()
+
+    def _fail(self, replica: Replica, fault: str, error: str | None, probe: bool = False) -> None:
+        """Count a failure against `replica` (under the lock); set it aside when it keeps failing."""
+        replica.faults[fault] += 1
+        replica.last_error = self.redact(f"{fault}: {error}" if error else fault)
+        replica.failures_in_a_row += 1
+        if len(self.replicas) > 1:
+            if probe:  # still failing after its cooldown
+                replica.probing = False
+                replica.down_until = self._clock() + self.cooldown
+                replica.set_aside += 1
+            elif replica.down_until is None and replica.failures_in_a_row >= self.failures_to_set_aside:
+                replica.down_until = self._clock() + self.cooldown
+                replica.set_aside += 1
+
+    def refusals(self, refused: dict[Replica, str], *, answered_elsewhere: bool) -> None:
+        """How a request that the replicas in `refused` (with their words) refused ended: another
+        replica answered it (`answered_elsewhere`: each refusal was its replica's fault), or every
+        replica refused it (the request's fault: each of them answered as it should)."""
+        with self._cond:
+            for replica, words in refused.items():
+                if answered_elsewhere:
+                    self._fail(replica, "refused", words)
+                else:
+                    replica.ok += 1
+                    replica.failures_in_a_row = 0
             self._cond.notify_all()
 
     def describe_all(self) -> str:
@@ -131,10 +170,14 @@ class ReplicaPool:
             return "; ".join(parts)
 
     def stats(self) -> dict[str, dict]:
-        """Per replica: requests finished, successes, faults by kind, times set aside, whether it is set aside now."""
+        """Per replica: requests finished, successes (a refusal every replica made counts as one: it
+        answered), faults by kind ("refused": a request it refused that another replica answered),
+        times set aside, whether it is set aside now, its last error, the requests it refused and
+        the last refusal's words."""
         with self._cond:
             return {r.url: {"calls": r.calls, "ok": r.ok, "faults": dict(r.faults), "set_aside": r.set_aside,
-                            "down": r.down_until is not None, "last_error": r.last_error}
+                            "down": r.down_until is not None, "last_error": r.last_error, "refused": r.refused,
+                            "last_refusal": r.last_refusal}
                     for r in self.replicas}
 
 

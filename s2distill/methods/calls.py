@@ -5,8 +5,9 @@
 - `chat`: the instruction goes as one user message through the model's chat template (the
   OpenAI-compatible backend sends messages as they are): what instruction-tuned models expect.
 
-Every call is recorded in the trace with its prompt, output and token counts, so a method's
-cost is the sum over its calls.
+Every call is recorded in the trace with its prompt, output, token counts and finish reason, so
+a method's cost is the sum over its calls and an output cut at its budget is known as such
+(`Trace.truncated`).
 """
 
 from __future__ import annotations
@@ -40,5 +41,6 @@ def ask(
     else:
         request = Request(prompt=text, max_tokens=max_tokens, stop=stop, temperature=temperature, first_sample=first_sample)
     [completion] = lm.generate([request])[0]
-    calls.append(Call(text, completion.text, completion.usage, name, logprob=completion.logprob))
+    calls.append(Call(text, completion.text, completion.usage, name, logprob=completion.logprob,
+                      finish_reason=completion.finish_reason))
     return completion

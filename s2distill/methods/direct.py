@@ -100,7 +100,8 @@ def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multili
             text = next((line for line in text.splitlines() if line.strip()), "")
         answer = task.parse_answer(text)
         return Trace(
-            example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer", completion.logprob)],
+            example.id, "direct", answer, [Call(prompt, completion.text, completion.usage, "answer", completion.logprob,
+                                                 completion.finish_reason)],
             error=None if answer is not None else f"unparseable answer: {completion.text[:80]!r}",
         )
 

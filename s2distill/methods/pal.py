@@ -16,10 +16,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from s2distill.methods.calls import ask
 from s2distill.methods.registry import MethodConfigBase, register
 from s2distill.sandbox import SandboxPolicy, SandboxResult, run_python
 from s2distill.tasks import Task
-from s2distill.types import Call, Example, Request, Trace
+from s2distill.types import Call, Example, Trace
 
 SHOT = "# Q: {question}\n{program}\n\n"
 QUERY = "# Q: {question}\n"
@@ -32,8 +33,9 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
 
     def program(example: Example, lm) -> Trace:
         prompt = prefix + QUERY.format(question=task.question(example))
-        [completion] = lm.generate([Request(prompt=prompt, max_tokens=max_tokens, stop=STOP)])[0]
-        code = completion.text
+        calls: list[Call] = []
+        code = ask(lm, prompt, calls=calls, name="program", prompt_format="fewshot", max_tokens=max_tokens,
+                   stop=STOP).text
         result = run_once(code, timeout=timeout, memory_mb=memory_mb, policy=task.sandbox)
         printed = [line for line in result.stdout.splitlines() if line.strip()]
         answer = task.parse_answer(printed[-1]) if result.ok and printed else None
@@ -44,7 +46,7 @@ def pal(task: Task, *, shots: int = 4, max_tokens: int = 96, timeout: float = 5.
         else:
             error = None
         return Trace(
-            example.id, "pal", answer, [Call(prompt, code, completion.usage, "program", completion.logprob)], error=error,
+            example.id, "pal", answer, calls, error=error,
             meta={"stdout": result.stdout[:500]}, rationale=code.strip(),
         )
 

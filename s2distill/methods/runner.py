@@ -10,6 +10,7 @@ from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
 from s2distill.lm.batching import BatchingLM
 from s2distill.types import Completion, Example, Request, Trace
+from s2distill.user_code import take_failure
 
 Program = Callable[[Example, LM], Trace]
 
@@ -44,15 +45,25 @@ def failed_trace(example: Example, exc: RefusedRequest) -> Trace:
     return Trace(example.id, "failed", None, error=f"server {exc.message}", meta={"failed": exc.message, "prompt": exc.prompt[-500:]})
 
 
-def _check_failed(shown_traces: Sequence[Trace], failed: int, total: int, max_failures: float) -> None:
+def _check_failed(shown_traces: Sequence[Trace], failed: int, total: int, max_failures: float,
+                  program_errors: int = 0) -> None:
     """Raise `TooManyFailures`, naming the first few failed inputs and prompts (`shown_traces`),
-    when the share of failed samples passes `max_failures`."""
+    when the share of failed samples (refused by the server, or failed in a user's program:
+    `program_errors` of them) passes `max_failures`."""
     if failed and failed > max_failures * total:
-        shown = "; ".join(f"{t.example_id}: {t.meta['failed']} (prompt ends {t.meta['prompt'][-80:]!r})" for t in shown_traces)
+        shown = "; ".join(f"{t.example_id}: {t.meta['failed']}"
+                          + (f" (prompt ends {t.meta['prompt'][-80:]!r})" if t.meta.get("prompt") else "")
+                          for t in shown_traces)
         more = f" and {failed - 3} more" if failed > 3 else ""
+        if not program_errors:
+            raise TooManyFailures(
+                f"{failed} of {total} samples were refused by the server, more than max_failures="
+                f"{max_failures:g} allows: {shown}{more}. Shorten or drop those inputs, or raise max_failures")
+        refused = failed - program_errors
         raise TooManyFailures(
-            f"{failed} of {total} samples were refused by the server, more than max_failures="
-            f"{max_failures:g} allows: {shown}{more}. Shorten or drop those inputs, or raise max_failures")
+            f"{failed} of {total} samples failed ({program_errors} in the user's program"
+            + (f", {refused} refused by the server" if refused else "") + f"), more than max_failures={max_failures:g} "
+            f"allows: {shown}{more}. Fix the program (or those inputs), or raise max_failures")
 
 
 def run_program(program: Program, examples: Sequence[Example], lm: LM, **settings) -> list[Trace]:
@@ -87,10 +98,12 @@ def iter_program(
     few times `workers` at most): the caller writes each trace as it comes and nothing holds
     them all (at 100k inputs × 8 samples, every trace in a list was 1.6 GB; benchmarks/scale.py).
 
-    A sample whose request the server refused for good is a failed trace (`meta["failed"]`); the
-    others go on, and once all are done the run stops (`TooManyFailures`, raised after the last
-    trace is yielded, so a stage writing them seals nothing) only if the failed share passes
-    `max_failures`. Closing the iterator early stops the run as an error does.
+    A sample whose request the server refused for good, or whose user program failed
+    (methods/user.py), is a failed trace (`meta["failed"]`); the others go on, and once all are
+    done the run stops (`TooManyFailures`, raised after the last trace is yielded, so a stage
+    writing them seals nothing) only if the failed share passes `max_failures`. A user's answer
+    parser that raised leaves its message on the trace's `error`. Closing the iterator early stops
+    the run as an error does.
     """
     total = len(examples) * samples
     if not total:
@@ -101,10 +114,14 @@ def iter_program(
     def one(example: Example, k: int) -> Trace:
         with batcher.program():
             view = _RefusalsRaise(batcher, temperature=temperature, top_p=top_p, sample=k, seed=seed, logprobs=logprobs)
+            take_failure()  # nothing left over from an earlier program on this thread
             try:
                 trace = program(example, view)
             except RefusedRequest as exc:
                 trace = failed_trace(example, exc)
+            parser_failure = take_failure()  # a user's answer parser that raised: why this output is unparseable
+            if parser_failure is not None and trace.answer is None:
+                trace.error = f"{trace.error} ({parser_failure})" if trace.error else parser_failure
         trace.sample = k
         if on_trace is not None:
             on_trace(trace)
@@ -143,7 +160,7 @@ def iter_program(
             started.append(threading.Thread(target=work, name=f"s2distill-program-{i}"))
             started[-1].start()
         waiting: dict[int, Trace] = {}  # done ahead of the next one in order
-        following, failed, shown = 0, 0, []
+        following, failed, program_errors, shown = 0, 0, 0, []
         while following < total:
             index, item = done.get()
             if index < 0:
@@ -156,12 +173,13 @@ def iter_program(
                 following += 1
                 if "failed" in trace.meta:
                     failed += 1
+                    program_errors += trace.meta.get("kind") == "program"
                     if len(shown) < 3:
                         shown.append(trace)
                 yield trace
         if following < total:  # cannot happen: a worker's error comes before the end
             raise RuntimeError(f"the program run ended after {following} of {total} samples")
-        _check_failed(shown, failed, total, max_failures)
+        _check_failed(shown, failed, total, max_failures, program_errors)
     finally:
         # On an error, Ctrl-C or a caller that stops reading, no further job starts and running
         # programs stop at their next call; only the batch already with the model finishes (and

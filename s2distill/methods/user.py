@@ -6,6 +6,12 @@ budget or prompt format (it sets those in its own code). The SHA-256 of its sour
 recorded when the recipe is loaded (`source_sha256`), so editing the file changes the fingerprint
 of every stage that runs it; anything wrong with the file (missing, a syntax error, an exception
 or `sys.exit()` at import, a name that is not a function) fails the recipe's load with one line.
+
+While it runs, whatever the function does wrong is its sample's failure, not the run's: an exception,
+a return value that is not a `Trace`, or a call it may not make (`os.system`, `subprocess`, `eval`:
+`user_code.guarded`) gives a failed trace (`meta["failed"]` says what and where) that the stage
+counts against `max_failures` and the report counts, and the other samples go on. Errors of the
+model it calls (a server's refusal, a backend failing) are not its own and are raised as they are.
 """
 
 from __future__ import annotations
@@ -16,12 +22,64 @@ from pydantic import Field, model_validator
 
 from s2distill.methods.registry import USER_PROGRAM, MethodConfigBase
 from s2distill.methods.runner import Program
-from s2distill.user_code import load_user_function, load_user_function_and_digest
+from s2distill.types import Example, Trace
+from s2distill.user_code import (describe_exception, guarded, load_user_function, load_user_function_and_digest,
+                                 take_violation, unguarded)
 
 
 def load_user_program(spec: str) -> Program:
     """The function `spec` names; ValueError saying what is wrong."""
     return load_user_function(spec, kind="user program")
+
+
+class _ModelView:
+    """The LM as a user's program sees it: the same calls, made with the guard off, and any error
+    they raise remembered as the model's (raised as it is, never counted as the program's)."""
+
+    def __init__(self, lm):
+        self._lm = lm
+        self.error: BaseException | None = None
+
+    def generate(self, requests):
+        try:
+            with unguarded():
+                return self._lm.generate(requests)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._lm, name)
+
+
+def failed_program_trace(example: Example, message: str) -> Trace:
+    """A sample whose user program failed: no answer, and why."""
+    return Trace(example.id, "failed", None, error=message, meta={"failed": message, "kind": "program"})
+
+
+def run_guarded(program: Program, name: str) -> Program:
+    """`program` as a run calls it: a failure of the user's code is a failed trace (module docstring)."""
+    where = f"user program {name!r}"
+
+    def run(example: Example, lm) -> Trace:
+        view = _ModelView(lm)
+        try:
+            with guarded(where):
+                trace = program(example, view)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: its sample fails
+            if view.error is not None:
+                raise view.error from None  # the model's error (a refusal, a backend down): not the program's
+            violation = take_violation()
+            return failed_program_trace(example, violation or f"{where} raised {describe_exception(exc)}")
+        violation = take_violation()
+        if violation is not None:  # refused, and the program caught it: its result cannot be trusted
+            return failed_program_trace(example, violation)
+        if not isinstance(trace, Trace):
+            return failed_program_trace(example, f"{where} returned {type(trace).__name__}, not a Trace "
+                                        "(a program returns s2distill.types.Trace(example.id, method, answer, calls))")
+        return trace
+
+    return run
 
 
 class UserProgram(MethodConfigBase):
@@ -60,7 +118,7 @@ class UserProgram(MethodConfigBase):
         if digest != self.source_sha256:
             raise ValueError(f"user program {self.name!r}: its source file changed after the recipe was loaded "
                              "(load the recipe again, so that the run's fingerprints record the new source)")
-        return program
+        return run_guarded(program, self.name)
 
     @property
     def shots(self) -> int:
@@ -79,4 +137,4 @@ class UserProgram(MethodConfigBase):
         return ""
 
 
-__all__ = ["UserProgram", "load_user_program"]
+__all__ = ["UserProgram", "failed_program_trace", "load_user_program", "run_guarded"]

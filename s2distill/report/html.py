@@ -98,7 +98,8 @@ def _sample_files(out: Path) -> list[tuple[str, Path]]:
 
 def curation_by_reason(out: Path, summaries: list[dict]) -> list[dict]:
     """Per variant: for each kind of reason, the inputs it covers, and per teacher the outputs kept
-    and dropped (an output is kept when the verdict lists it among its kept outputs)."""
+    and dropped (an output is kept when the verdict lists it among its kept outputs); and per
+    teacher its outputs and how many of them were cut at their budget (the summary's counts)."""
     traces = {}
     for label, path in _sample_files(out):
         if "(perturbed)" not in label:
@@ -124,7 +125,8 @@ def curation_by_reason(out: Path, summaries: list[dict]) -> list[dict]:
                 entry["per_teacher"][name]["kept"] += min(kept[name], total)
                 entry["per_teacher"][name]["dropped"] += max(total - kept[name], 0)
         ordered = sorted(kinds.values(), key=lambda e: (not e["kept"], -e["inputs"], e["reason"]))
-        result.append({"variant": cur["variant"], "filter": cur["filter"], "teachers": sources, "reasons": ordered})
+        result.append({"variant": cur["variant"], "filter": cur["filter"], "teachers": sources, "reasons": ordered,
+                       "truncated": {n: (c.get("truncated", 0), c["outputs"]) for n, c in cur["per_teacher"].items()}})
     return result
 
 
@@ -206,9 +208,10 @@ def gather(out: Path, report: dict, *, task=None) -> dict[str, Any]:
             if item is None:
                 continue
             calls = [[strings.ref(c.get("name", "")), *strings.prompt(c["prompt"]), strings.ref(c["output"]),
-                      c["usage"]["prompt_tokens"], c["usage"]["completion_tokens"]] for c in row.get("calls", [])]
+                      c["usage"]["prompt_tokens"], c["usage"]["completion_tokens"],
+                      int(c.get("finish_reason") == "length")] for c in row.get("calls", [])]
             item["s"].append([strings.ref(label), row.get("sample", 0), strings.ref(row.get("answer")),
-                              strings.ref(row.get("error")), calls])
+                              strings.ref(row.get("error")), calls, int(any(c[6] for c in calls))])
     variants = [cur["variant"] for cur in report.get("curation", [])]
     for variant in variants:
         for verdict in _verdicts(out, variant):
@@ -267,7 +270,7 @@ def _num(value: Any, fmt: str = "{:.1f}") -> str:
 def systems_table(rows: list[Row]) -> str:
     metric = rows[0].metric if rows else "score"
     head = ("<tr><th>system</th><th>teacher / stage</th><th>method</th><th>model</th>"
-            f"<th class=n>{_e(metric)}</th><th class=n>n</th><th class=n>unparseable</th>"
+            f"<th class=n>{_e(metric)}</th><th class=n>n</th><th class=n>unparseable</th><th class=n>truncated</th>"
             "<th class=n>generated tokens / ex.</th><th class=n>prompt tokens / ex.</th>"
             "<th class=n>examples / s</th></tr>")
     body = []
@@ -276,7 +279,8 @@ def systems_table(rows: list[Row]) -> str:
         body.append(
             f"<tr class='sys-{_e(row.system)}'><td>{_e(row.system)}</td><td>{_e(row.detail)}</td><td>{_e(row.method_label)}</td>"
             f"<td>{_e(row.model)}</td><td class=n>{score}</td><td class=n>{_e(row.n)}</td>"
-            f"<td class=n>{_e(row.unparseable)}</td><td class=n>{_num(row.tokens_per_example)}</td>"
+            f"<td class=n>{_e(row.unparseable)}</td><td class=n>{_e(row.truncated)}</td>"
+            f"<td class=n>{_num(row.tokens_per_example)}</td>"
             f"<td class=n>{_num(row.prompt_tokens_per_example)}</td>"
             f"<td class=n>{_num(row.examples_per_second, '{:.2f}')}</td></tr>"
         )
@@ -300,9 +304,12 @@ def curation_tables(by_reason: list[dict]) -> str:
                         f"<td class=n>{entry['inputs']}</td>{cells}</tr>")
         kept = sum(e["inputs"] for e in cur["reasons"] if e["kept"])
         total = sum(e["inputs"] for e in cur["reasons"])
+        cut = {t: (cur.get("truncated") or {}).get(t, (0, 0)) for t in teachers}  # (truncated, outputs)
+        foot = ("<tr class=truncated><td>truncated</td><td>outputs cut at their max_tokens budget (never kept)</td><td></td>"
+                + "".join(f"<td class=n colspan=2>{cut[t][0]} of {cut[t][1]}</td>" for t in teachers) + "</tr>")
         parts.append(f"<h3>{_e(cur['variant'])}: {_e(cur['filter'])}, kept {kept} of {total} inputs</h3>"
                      f"<table class=curation data-variant='{_e(cur['variant'])}'><thead>{head}</thead>"
-                     f"<tbody>{''.join(body)}</tbody></table>")
+                     f"<tbody>{''.join(body)}</tbody><tfoot>{foot}</tfoot></table>")
     return "".join(parts)
 
 

@@ -7,10 +7,12 @@ without it the report says so and carries on.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from s2distill.artifacts import atomic_write_bytes
 from s2distill.report.row import Row, rows_of
 
 
@@ -46,6 +48,8 @@ def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *,
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
     plt.close(fig)
+    atomic_write_bytes(Path(path), image.getvalue())  # whole or not at all (a full disk leaves the old one)
     return path

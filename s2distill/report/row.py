@@ -30,6 +30,9 @@ class Row:
     tokens_per_example: float | None = None  # generated tokens per test example, every call summed
     unparseable: int = 0  # examples without a parseable answer
     metrics: dict[str, float] = field(default_factory=dict)  # the task's own columns (e.g. biased / unbiased accuracy)
+    # answers cut at their budget (a call stopped at max_tokens); maj@k: of its n × k samples. 0 in
+    # rows evaluated before it was counted.
+    truncated: int = 0
     # -- the evaluation's cost (None in rows evaluated before it was recorded, and in untrained rows)
     prompt_tokens_per_example: float | None = None
     seconds: float | None = None  # the evaluation's wall time when it ran

@@ -37,20 +37,25 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tuple[str, bool]]) -> dict[str, Any]:
+def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tuple]) -> dict[str, Any]:
     """What a variant's filter kept: inputs overall, and outputs per teacher (source). `verdicts`
-    and `outputs` ((teacher, parseable?) of each output the variant curates: `Outputs.tallies`)
-    are each read once, as they come."""
+    and `outputs` ((teacher, parseable?, failed?, truncated?) of each output the variant curates:
+    `Outputs.tallies`) are each read once, as they come. A teacher with failed samples (refused, or
+    its user program failed) has their count as `failed`; one with samples cut at their budget
+    (kept out of curation, never a target) has their count as `truncated`."""
     kept, inputs, kept_inputs = Counter(), 0, 0
     for verdict in verdicts:
         inputs += 1
         if verdict.kept:
             kept_inputs += 1
             kept.update(ref.teacher for ref in verdict.kept_outputs)
-    counted, parsed = Counter(), Counter()
-    for name, parseable in outputs:
+    counted, parsed, failed, truncated = Counter(), Counter(), Counter(), Counter()
+    for name, parseable, *flags in outputs:
+        was_failed, was_cut = (list(flags) + [False, False])[:2]
         counted[name] += 1
         parsed[name] += parseable
+        failed[name] += bool(was_failed)
+        truncated[name] += bool(was_cut)
     settings = {}  # each filter's settings, as the report shows them (`min_fraction`, `threshold`, ...)
     for f in variant.filters:
         settings.update(f.model_dump(exclude={"name"}))
@@ -58,7 +63,9 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
         "variant": variant.name, "filter": variant.filter, **settings,
         "first_sample_only": variant.first_sample_only,
         "inputs": inputs, "kept": kept_inputs,
-        "per_teacher": {name: {"outputs": counted[name], "parseable": parsed[name], "kept": kept[name]}
+        "per_teacher": {name: {"outputs": counted[name], "parseable": parsed[name], "kept": kept[name],
+                               **({"failed": failed[name]} if failed[name] else {}),
+                               **({"truncated": truncated[name]} if truncated[name] else {})}
                         for name in variant.sources},
     }
 
@@ -78,17 +85,17 @@ def _table(rows: list[Row]) -> list[str]:
     extra = list(dict.fromkeys(k for row in rows for k in row.metrics))  # the task's own columns
     lines = [
         f"| system | teacher / stage | method | model | {metric} | " + "".join(f"{k} | " for k in extra)
-        + "n | unparseable | generated tokens / example | prompt tokens / example | examples / s |",
-        "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|",
+        + "n | unparseable | truncated | generated tokens / example | prompt tokens / example | examples / s |",
+        "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         head = f"| {row.system} | {row.detail} | {row.method_label} | {row.model} |"
         if row.score is None:
-            lines.append(f"{head} — ({row.note}) | " + "| " * len(extra) + "0 | | | | |")
+            lines.append(f"{head} — ({row.note}) | " + "| " * len(extra) + "0 | | | | | |")
             continue
         values = "".join(f"{_metric_cell(k, row.metrics.get(k))} | " for k in extra)
         lines.append(
-            f"{head} {100 * row.score:.1f}% | {values}{row.n} | {row.unparseable} "
+            f"{head} {100 * row.score:.1f}% | {values}{row.n} | {row.unparseable} | {row.truncated} "
             f"| {_optional(row.tokens_per_example, '.1f')} | {_optional(row.prompt_tokens_per_example, '.1f')} "
             f"| {_optional(row.examples_per_second, '.2f')} |"
         )
@@ -122,16 +129,27 @@ FILTER_SETTINGS = {name for cls in FILTER_CLASSES for name in cls.model_fields i
 def _curation_lines(summaries: list[dict]) -> list[str]:
     if not summaries:
         return ["(No curation: this run trains no student.)"]
-    lines = ["## Curation", "", "| variant | filter | inputs kept | teacher | outputs | parseable | outputs kept |",
-             "|---|---|---:|---|---:|---:|---:|"]
+    lines = ["## Curation", "", "| variant | filter | inputs kept | teacher | outputs | parseable | outputs kept "
+             "| truncated |", "|---|---|---:|---|---:|---:|---:|---:|"]
     for cur in summaries:
         settings = ", ".join(f"{k} {v}" for k, v in cur.items() if k in FILTER_SETTINGS and v is not None)
         scope = "first sample" if cur["first_sample_only"] else "all samples"
         for i, (name, counts) in enumerate(cur["per_teacher"].items()):
             head = (f"| {cur['variant']} | {cur['filter']} ({scope}{', ' + settings if settings else ''}) "
                     f"| {cur['kept']} of {cur['inputs']} ") if i == 0 else "| | | "
-            lines.append(head + f"| {name} | {counts['outputs']} | {counts['parseable']} | {counts['kept']} |")
-    lines += ["", "Per-input verdicts, with the reason and the kept outputs: `curation/*.jsonl`."]
+            lines.append(head + f"| {name} | {counts['outputs']} | {counts['parseable']} | {counts['kept']} "
+                                f"| {counts.get('truncated', 0)} |")
+    lines += ["", "Per-input verdicts, with the reason and the kept outputs: `curation/*.jsonl`. Truncated outputs "
+              "(a call cut at its `max_tokens` budget) are never kept nor counted as parseable."]
+    failed: dict[str, tuple[int, int]] = {}  # per teacher, from the variant that curates most of its outputs
+    for cur in summaries:
+        for name, counts in cur["per_teacher"].items():
+            if counts.get("failed") and counts["outputs"] > failed.get(name, (0, 0))[1]:
+                failed[name] = (counts["failed"], counts["outputs"])
+    if failed:
+        lines += ["", "**Failed samples** (no output: refused by the server, or the user's program failed; the reason "
+                  "is each sample's `error` in `samples/*.jsonl`): "
+                  + ", ".join(f"{name} {n} of {total}" for name, (n, total) in failed.items()) + "."]
     return lines
 
 
@@ -163,6 +181,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_table(rows),
         "",
         *[f"**Note**: {note}\n" for note in report.get("notes") or []],
+        *[f"**Truncated**: {line}.\n" for line in report.get("truncation") or []],
         *_curation_lines(report["curation"]),
         "",
         ("![score against tokens per example](report.png)" if report.get("plot") else
@@ -174,6 +193,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if report["lm"].get("faults") else "."
         ),
         *[f"- {model} on {url}: {r['calls']} calls, {r['ok']} answered, set aside {r['set_aside']}×"
+          + (f", refused {r['refused']} (last: {r['last_refusal']})" if r.get("refused") else "")
           + (f", last error: {r['last_error']}" if r.get("last_error") else "")
           for model, servers in (report["lm"].get("replicas") or {}).items() for url, r in servers.items()],
         "",
@@ -189,7 +209,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         *([f"**Model-written code runs behind**: {report['sandbox']}.", ""] if report.get("sandbox") else []),
         "Tokens are completion tokens the model generated per test example, summed over every call a "
         "method makes; prompt tokens (what the model read, every call) are their own column. Examples / s is "
-        "the evaluation's throughput when it ran (a replay from the cache is faster). Scores are against the labels, which only "
+        "the evaluation's throughput when it ran (a replay from the cache is faster). Truncated answers were cut at their "
+        "`max_tokens` budget (maj@k: of its n × k samples). Scores are against the labels, which only "
         "evaluation reads. Distilled rows are the student after each training stage.",
     ]
     return "\n".join(lines) + "\n"

@@ -62,6 +62,7 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
             "correct": task.score(trace.answer, target), "completion_tokens": trace.usage.completion_tokens,
             "prompt_tokens": trace.usage.prompt_tokens,
             "calls": len(trace.calls), "error": trace.error, "output": trace.last_output if trace.calls else None,
+            "truncated": trace.truncated,  # a call was cut at its budget (maj@k: some sample's)
         })
     n = len(records)
     examples = {item.example.id: item.example for item in labeled}

@@ -122,7 +122,9 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
                 for t in refined]
         accepted = sum(r["accepted"] for row in rows for r in row["rewrites"])
         total = sum(len(row["rewrites"]) for row in rows)
-        ctx.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)")
+        cut = sum(bool(r.get("truncated")) for row in rows for r in row["rewrites"])
+        ctx.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)"
+                          + (f"; {cut} rejected as truncated at max_tokens" if cut else ""))
         return rows
 
     return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,

@@ -66,6 +66,8 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
         start = time.perf_counter()
         traces = ctx.run(f"evaluate {name} ({spec.method.name})", program, examples, lm_holder[0], **settings)
         seconds = time.perf_counter() - start
+        # answers cut at their budget: every sample's, before a majority merges them
+        truncated, answers = sum(t.truncated for t in traces), len(traces)
         if spec.sampling is not None:
             traces = majority_traces(traces, task.normalize)
         score, records = score_traces(task, labeled, traces, system=spec.system, method=spec.method.name)
@@ -73,8 +75,9 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
             score, records = _judge(ctx, spec.judge, task, score, records, labeled, name)
         write_jsonl(ctx.folder.path(f"eval/{name}.jsonl"), records)
         ctx.console.print(f"  {name}: {100 * score.score:.1f}% {score.metric}, "
-                          f"{score.tokens_per_example:.1f} tokens/example")
-        return {**score.row(), **evaluation_cost(records, seconds)}
+                          f"{score.tokens_per_example:.1f} tokens/example"
+                          + (f", {truncated} of {answers} answers truncated at max_tokens" if truncated else ""))
+        return {**score.row(), **evaluation_cost(records, seconds), "truncated": truncated}
 
     result = ctx.stage(f"eval:{name}", f"eval/{name}.json", spec=spec, codec=JSON, compute=compute,
                        inputs={"weights": ev.weights, "references": references}).value

@@ -187,6 +187,8 @@ class RunFolder:
             status, reason = "redone", "--redo"
         elif not sealed(path):
             status, reason = "redone", "the artifact does not match its seal (truncated or edited)"
+        elif seal is None:  # a folder written in place (weights) whose stage stopped before sealing it
+            status, reason = "redone", "unfinished: it has no seal (its stage stopped before the end)"
         else:
             status, reason = "redone", what_changed(seal.get("made_from"), made_from_)
         self.console.print(f"[bold]▶ {name}[/bold]" + (f" [dim](redo: {reason})[/dim]" if reason else ""))

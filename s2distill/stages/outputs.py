@@ -39,9 +39,14 @@ class Outputs:
         for name in self.variant.sources:
             yield from self._source_rows(name)
 
-    def tallies(self) -> Iterator[tuple[str, bool]]:
-        """(teacher, parseable?) of every output: what the curation summary counts."""
-        return ((_key(row)[1], row.get("answer") is not None) for row in self.rows())
+    def tallies(self) -> Iterator[tuple[str, bool, bool, bool]]:
+        """(teacher, parseable?, failed?, truncated?) of every output: what the curation summary counts
+        (a failed sample: refused by the server, or its user program failed; a truncated one: a call
+        cut at its budget, which curation keeps out whatever its answer, so it is not parseable)."""
+        for row in self.rows():
+            truncated = _truncated(row)
+            yield (_key(row)[1], row.get("answer") is not None and not truncated, "failed" in (row.get("meta") or {}),
+                   truncated)
 
     def __iter__(self) -> Iterator[Trace]:
         return (Trace.from_dict(row) for row in self.rows())
@@ -101,6 +106,12 @@ class Outputs:
         if self.variant.first_sample_only:
             return (row for row in rows if row.get("sample", 0) == 0)
         return rows
+
+
+def _truncated(row: dict) -> bool:
+    """`Trace.truncated` of a row: a call stopped at its length budget (a row written before calls
+    recorded their finish reason reads as not cut)."""
+    return any(call.get("finish_reason") == "length" for call in row.get("calls") or ())
 
 
 def _key(row: dict) -> tuple[str, str, int]:

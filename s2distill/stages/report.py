@@ -11,8 +11,9 @@ from s2distill.report.plot import plot_score_vs_tokens
 from s2distill.report.row import Row
 from s2distill.report.provenance import provenance, teacher_spend
 from s2distill.report.summary import machine_info, render_markdown
+from s2distill.report.truncation import truncation_lines
 from s2distill.report.html import write_html_report
-from s2distill.artifacts import write_json
+from s2distill.artifacts import atomic_write_bytes, write_json
 from s2distill.sandbox import describe_guard
 from s2distill.stages.context import RunContext
 from s2distill.stages.folder import stage_kinds
@@ -42,8 +43,10 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
     report["cost"] = teacher_spend(out, recipe.teachers)
     report["provenance"] = provenance(out, recipe)
     report["notes"] = ctx.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
+    # a source or an evaluation with too many outputs cut at their budget, naming the setting to raise
+    report["truncation"] = truncation_lines(recipe, summaries, rows, ctx.task)
     report["plot"] = bool(plot_score_vs_tokens(rows, out / "report.png", title=f"{recipe.name}: {ctx.task.name}"))
     write_json(out / "report.json", report)
-    (out / "report.md").write_text(render_markdown(report))
+    atomic_write_bytes(out / "report.md", render_markdown(report).encode())  # whole or not at all: never cut short
     write_html_report(out, report, task=ctx.task)
     return report

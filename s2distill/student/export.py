@@ -11,7 +11,9 @@ and writes an Ollama `Modelfile` holding the template. A student of the embedded
 llama.cpp: its GGUF is written from the base's own GGUF file (`student/gguf.py`).
 
 `export_data` writes the distillation sets and the curation verdicts as a `datasets` folder and as
-JSONL, with a card that says what each holds.
+JSONL, with a card that says what each holds. Both refuse a `--to` that is an existing file, and
+a student's weights or a set that no longer matches its seal (`artifacts.sealed`): a damaged part
+is named, never exported in part.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
                  gguf: bool = False, llama_cpp: str | Path | None = None, gguf_type: str = "f16") -> Path:
     """Write the merged student, tokenizer, prompt template and model card into `to`."""
     run_dir, to = Path(run_dir), Path(to)
+    check_destination(to, ExportError)  # before the slow part
     weights = student_weights(run_dir, variant)
     spec = load_spec(run_dir, weights, variant)
     template = converter = None
@@ -87,6 +90,26 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
     if gguf:
         (to / "Modelfile").write_text(ollama_modelfile(spec))
     return to
+
+
+def check_destination(to: Path, error: type[Exception]) -> None:
+    """`--to` must be a folder, or not exist yet: an existing file is refused (never replaced)."""
+    if to.exists() and not to.is_dir():
+        raise error(f"--to {to} is an existing file: name a folder to write into (a new one, or an existing folder)")
+    for parent in to.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise error(f"--to {to}: {parent} is a file, not a folder; name another --to")
+            break
+
+
+def check_sealed(path: Path) -> None:
+    """Refuse a run's artifact that no longer matches its seal: exporting it would give part of it."""
+    from s2distill.artifacts import sealed
+
+    if not sealed(path):
+        raise StudentError(f"{path} is damaged: it does not match its seal (cut short or edited since its stage wrote "
+                           "it), so nothing was exported; `s2distill run` on the run's recipe will redo its stage")
 
 
 def find_converter(llama_cpp: str | Path | None = None) -> Path:
@@ -243,12 +266,15 @@ def export_data(run_dir: str | Path, to: str | Path, *, variant: str = "distille
     from datasets import Dataset, DatasetDict
 
     run_dir, to = Path(run_dir), Path(to)
+    check_destination(to, StudentError)
     sets = sorted(p for p in (run_dir / "distill" / variant).glob("stage*.jsonl") if not p.name.endswith(".rewrites.jsonl"))
     verdict_file = run_dir / "curation" / ("verdicts.jsonl" if variant == "distilled" else f"{variant}.jsonl")
     if not sets and not verdict_file.exists():
         raise StudentError(f"{run_dir} has no distillation set or verdicts for variant {variant!r}: run its recipe first")
-    inputs = {r["id"]: r["inputs"] for r in read_jsonl(run_dir / "inputs" / "train.jsonl")} \
-        if (run_dir / "inputs" / "train.jsonl").exists() else {}
+    inputs_file = run_dir / "inputs" / "train.jsonl"
+    for path in [*sets, *([verdict_file] if verdict_file.exists() else []), *([inputs_file] if inputs_file.exists() else [])]:
+        check_sealed(path)  # every part whole, before anything is written
+    inputs = {r["id"]: r["inputs"] for r in read_jsonl(inputs_file)} if inputs_file.exists() else {}
     parts: dict[str, list[dict]] = {}
     for path in sets:
         parts[path.stem.replace("-", "_")] = read_jsonl(path)

@@ -1,6 +1,7 @@
 """Use a distilled student: `s2distill predict RUN_DIR` and `s2distill.load_student(RUN_DIR)`.
 
-The student of a run's last training stage answers new inputs through exactly the prompt it was
+The student of the last training stage of the run's recipe (recipe.yaml says how many; weights
+that no longer match their seal are refused) answers new inputs through exactly the prompt it was
 trained on: the program is rebuilt from the prompt template saved beside its weights
 (`student.PROMPT_FILE`), by the same function the pipeline evaluates it with. Inputs are batched
 (the programs' calls meet in one batch, as in a run), greedy, and each result says what the
@@ -30,13 +31,73 @@ class StudentError(ValueError):
 
 
 def student_weights(run_dir: str | Path, variant: str = "distilled") -> Path:
-    """The weights of the last trained stage of `variant` in a run folder."""
-    root = Path(run_dir) / "student" / variant
-    stages = [p for p in root.glob("stage*/weights") if re.fullmatch(r"stage\d+", p.parent.name)]
-    if not stages:
-        raise StudentError(f"{run_dir} has no trained student ({root}/stageK/weights): run its recipe first, "
-                           "or name another --variant")
-    return max(stages, key=lambda p: int(p.parent.name.removeprefix("stage")))
+    """The weights of the last training stage of `variant` in the run's recipe (see `locate_student`)."""
+    return locate_student(run_dir, variant)[0]
+
+
+def locate_student(run_dir: str | Path, variant: str = "distilled") -> tuple[Path, str]:
+    """(the weights of `variant`'s last training stage, a sentence saying which stage that is).
+
+    The last stage is the run's recipe's (its recipe.yaml: `distill.stages`, or the baseline's own),
+    never merely the highest `stageK` folder: one left by an earlier recipe with more stages is not
+    this run's student. The weights must match their seal (`artifacts.sealed`): weights truncated
+    or edited since training, or a training that stopped before sealing them, are refused."""
+    run_dir = Path(run_dir)
+    root = run_dir / "student" / variant
+    last = _last_stage(run_dir, variant)
+    if last is None:  # no recipe.yaml: the highest stage there is
+        stages = [p for p in root.glob("stage*/weights") if re.fullmatch(r"stage\d+", p.parent.name)]
+        if not stages:
+            raise StudentError(f"{run_dir} has no trained student ({root}/stageK/weights): run its recipe first, "
+                               "or name another --variant")
+        weights = max(stages, key=lambda p: int(p.parent.name.removeprefix("stage")))
+        where = f"{weights.parent.name} of {variant}, the highest stage found ({run_dir} has no recipe.yaml)"
+    else:
+        weights = root / f"stage{last}" / "weights"
+        if not weights.is_dir():
+            raise StudentError(f"{run_dir} has no trained student for the last stage of {variant} in its recipe "
+                               f"({weights}): run its recipe first (`s2distill run`), or name another --variant")
+        where = f"stage{last} of {variant}, the last of the run's recipe's {last} training stage{'s' if last > 1 else ''}"
+    check_weights(weights)
+    return weights, where
+
+
+def _last_stage(run_dir: Path, variant: str) -> int | None:
+    """The number of `variant`'s last training stage in the run's recipe.yaml; None without one.
+    Read as plain YAML (no validation: predicting needs neither the recipe's data nor its code)."""
+    import yaml
+
+    from s2distill.distill.variants import variant_stages
+
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        return None
+    try:
+        recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise StudentError(f"{recipe_file} cannot be read ({exc}); run the recipe again to rewrite it") from None
+    if not isinstance(recipe, dict):
+        raise StudentError(f"{recipe_file} is not a recipe; run the recipe again to rewrite it")
+    systems = (recipe.get("evaluate") or {}).get("systems") or ["distilled"]
+    variants = (["distilled"] if "distilled" in systems else []) + list(recipe.get("baselines") or [])
+    if variant not in variants:
+        raise StudentError(f"variant {variant!r} is not trained by the run's recipe ({recipe_file} trains "
+                           f"{', '.join(variants) or 'no student'}): name one of those with --variant")
+    stages = (recipe.get("distill") or {}).get("stages") or ["answer_only"]
+    return len(variant_stages(variant, stages))
+
+
+def check_weights(weights: Path) -> None:
+    """Refuse weights that do not match their seal, saying how to get good ones."""
+    from s2distill.artifacts import seal_of, sealed
+
+    if seal_of(weights) is None:
+        raise StudentError(f"the student's weights in {weights} are unfinished: they have no seal (their training "
+                           "stopped before the end); `s2distill run` on the run's recipe will retrain them")
+    if not sealed(weights):
+        raise StudentError(f"the student's weights in {weights} are damaged: they no longer match their seal "
+                           "(truncated or edited after training); `s2distill run` on the run's recipe will "
+                           "retrain them")
 
 
 def load_spec(run_dir: str | Path, weights: Path, variant: str = "distilled") -> dict[str, Any]:
@@ -70,6 +131,7 @@ class Student:
     weights: Path
     spec: dict[str, Any]
     run_dir: Path | None = None
+    where: str = ""  # which training stage these weights are, and why that one (`locate_student`)
 
     def __post_init__(self):
         self.task = task_from_spec(self.spec)
@@ -141,9 +203,10 @@ class Student:
 
 
 def load_student(run_dir: str | Path, *, variant: str = "distilled") -> Student:
-    """The student of a run's last training stage, with its saved prompt (see the module docstring)."""
-    weights = student_weights(run_dir, variant)
-    return Student(weights, load_spec(run_dir, weights, variant), Path(run_dir))
+    """The student of the last training stage of the run's recipe, with its saved prompt (see the
+    module docstring); its `where` says which stage."""
+    weights, where = locate_student(run_dir, variant)
+    return Student(weights, load_spec(run_dir, weights, variant), Path(run_dir), where)
 
 
 def read_inputs(path: Path) -> list[Any]:

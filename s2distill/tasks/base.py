@@ -8,6 +8,7 @@ directly, never through `getattr(task, ..., default)`: a task overrides what dif
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,32 @@ def normalize_number(answer: str) -> str:
     except ValueError:
         return text.lower()
     return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+# What an input field holds, as `Task.input_fields` declares it.
+InputKind = Literal["text", "list of text"]
+
+
+def _article(kind: str) -> str:
+    return "a list of strings" if kind == "list of text" else "a string"
+
+
+def _check_input_kind(value, kind: str, where: str) -> None:
+    """A `DataError` naming `where` unless `value` is what `kind` says."""
+    shown = repr(value) if len(repr(value)) <= 50 else repr(value)[:47] + "..."
+    if kind == "text":
+        if not isinstance(value, str):
+            raise DataError(f"{where} must be a string, got {type(value).__name__} {shown}")
+        return
+    if not isinstance(value, list):
+        example = f" (e.g. {json.dumps(value.split())})" if isinstance(value, str) else ""
+        raise DataError(f"{where} must be a list of strings{example}, got {type(value).__name__} {shown}")
+    if not value:
+        raise DataError(f"{where} must be a non-empty list of strings, got []")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise DataError(f"{where} must be a list of non-empty strings; item {i + 1} is {type(item).__name__} "
+                            f"{item!r}")
 
 
 @dataclass(frozen=True)
@@ -173,12 +200,24 @@ class Task:
         built-in data sets are checked against SHA256SUMS, tasks/data.py)."""
         return None
 
+    input_fields: ClassVar[dict[str, InputKind]] = {}
+    """The input fields a row must have and what each holds ("text", "list of text"): `predict`
+    checks a row against them, so `{"words": "Ada Lovelace"}` is an error naming the field and the
+    type it needs, not a question built from a string's letters. Empty: only the question is built."""
+
     def example_from_row(self, row: dict, *, example_id: str = "input", where: str = "input") -> Example:
         """A row of the task's input fields (as the run's inputs/*.jsonl holds them) as an Example,
-        checked by building its question: for `predict`. A `DataError` naming `where` if the row is
-        not an input of this task. A task that removes or converts fields (custom) overrides it."""
+        checked against `input_fields` and by building its question: for `predict`. A `DataError`
+        naming `where` (and the field) if the row is not an input of this task. A task that removes
+        or converts fields (custom) overrides it."""
         if not isinstance(row, dict):
             raise DataError(f"{where}: not an object (got {type(row).__name__}); an input maps field names to values")
+        for name, kind in self.input_fields.items():
+            if name not in row:
+                raise DataError(f"{where}: not an input of task {self.name} (field {name!r} missing: it needs "
+                                f"{_article(kind)}; fields given: {', '.join(map(str, row)) or 'none'}); give the "
+                                "question's text instead")
+            _check_input_kind(row[name], kind, f"{where}: field {name!r}")
         example = Example(example_id, row)
         try:
             self.question(example)

@@ -10,7 +10,8 @@ template over several), and says what an answer is:
 - `choice`: multiple choice; `options` names the field holding the options (a list, a
   letter -> text mapping, or a JSON list in a string, as CSV has it); the answer is a letter;
 - `free_text`: a whole response (the S2A case): the answer is the model's text;
-- `module:function` / `file.py:function`: the user's parser, `(text) -> str | None`.
+- `module:function` / `file.py:function`: the user's parser, `(text) -> str | None`; an output it
+  raises on or returns another type for is unparseable, its trace saying why (never a crash).
 
 A `label` field is optional and only evaluation reads it: it is removed from every example's
 inputs, so no prompt, sample or curation step can see it. Without labels the report's score is
@@ -296,8 +297,7 @@ class CustomTask(Task):
     def parse_answer(self, text: str) -> str | None:
         kind = self.answer_kind
         if kind == "parser":
-            parsed = self._parser(text)
-            return None if parsed is None or not str(parsed).strip() else str(parsed)
+            return self._user_parse(text)
         if kind == "free_text":  # the whole response, or what follows a closing "Final answer:" (zero-shot CoT)
             marked = re.search(r"^\s*final answer:\s*([\s\S]*)", text, re.IGNORECASE | re.MULTILINE)
             return (marked.group(1) if marked else text).strip() or None
@@ -314,6 +314,26 @@ class CustomTask(Task):
             lone = re.search(r"^\s*\(?([A-Z])(?:\)|\.|:|\s*$)", text)
             return lone.group(1) if lone else None
         return super().parse_answer(text)
+
+    def _user_parse(self, text: str) -> str | None:
+        """The user's parser on one output. An output it raises on, or returns anything but a
+        string or None for, is unparseable; the reason goes on the output's trace (`note_failure`),
+        and the run goes on."""
+        from s2distill.user_code import describe_exception, note_failure
+
+        where = f"answer parser {self.config.answer!r}"
+        try:
+            parsed = self._parser(text)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: this output is unparseable
+            note_failure(f"{where} raised {describe_exception(exc)}")
+            return None
+        if parsed is None:
+            return None
+        if not isinstance(parsed, str):
+            shown = repr(parsed) if len(repr(parsed)) <= 40 else repr(parsed)[:37] + "..."
+            note_failure(f"{where} returned {type(parsed).__name__} {shown}; it must return a string or None")
+            return None
+        return parsed if parsed.strip() else None
 
     def score(self, answer: str | None, target: str) -> float:
         if not target:

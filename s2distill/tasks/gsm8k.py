@@ -52,6 +52,7 @@ class GSM8K(Task):
     answer_kind = "number"
 
     config_class = GSM8KConfig
+    input_fields = {"question": "text"}
 
     def _rows(self, split: str) -> list[dict]:
         return read_jsonl(f"gsm8k/{split}.jsonl", self.data_root)

@@ -78,6 +78,7 @@ class Judging(Task):
     answer_kind = "choice"
 
     config_class = JudgingConfig
+    input_fields = {"question": "text", "response_a": "text", "response_b": "text"}
 
     def __init__(self, config: JudgingConfig | None = None, *, data_root: Path | None = None):
         super().__init__(config, data_root=data_root)

@@ -62,6 +62,7 @@ class LastLetters(Task):
     )
 
     config_class = LastLettersConfig
+    input_fields = {"words": "list of text"}
     # Yu et al. 2024 Figure 4, 2-step RaR: step 1 verbatim, but "these 2 words" is the input's word
     # count `{n}` (the paper's inputs all have two); step 2 is the rephrased question alone.
     rar_templates = RaRTemplates(

@@ -46,6 +46,7 @@ class MBPP(Task):
     runs_model_code = True  # scoring runs the model's function against the asserts, in the sandbox
 
     config_class = MBPPConfig
+    input_fields = {"text": "text", "tests": "list of text"}
 
     @cached_property
     def _by_id(self) -> dict[int, dict]:

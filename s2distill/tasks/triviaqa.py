@@ -59,6 +59,7 @@ class TriviaQA(Task):
     shots = tuple(Shot(q, f"This is general knowledge: {a}.", "", a) for q, a in _SHOTS)
 
     config_class = TriviaQAConfig
+    input_fields = {"text": "text"}
 
     @cached_property
     def _questions(self) -> list[list[dict]]:

@@ -51,7 +51,7 @@ def _history_callback_class():
 
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero and self.path.exists():  # one writer when several processes train
-                rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+                rows = _history_rows(self.path)
                 kept = [r for r in rows if r.get("step", 0) <= state.global_step and "train_runtime" not in r]
                 self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
@@ -80,4 +80,18 @@ def keep_history(trainer, stage_dir: Path) -> Path:
 
 def read_history(stage_dir: Path) -> list[dict]:
     path = Path(stage_dir) / LOG_NAME
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return _history_rows(path) if path.exists() else []
+
+
+def _history_rows(path: Path) -> list[dict]:
+    """The logged steps; a line cut short (the disk filled up, or the process was killed, while it
+    was appended) is left out, not an error."""
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -5,7 +5,8 @@ The data is prompt–completion pairs, so TRL masks every prompt token out of th
 renders with the model's chat template, the prompt with its generation prompt, so only the
 assistant turn's tokens are labels (`trl_pair`: a model without a chat template gets the plain
 rendering the HF backend asks it with). LoRA on every linear layer by default, or full
-fine-tuning. An interrupted training resumes from its last epoch checkpoint.
+fine-tuning. An interrupted training resumes from its last complete epoch checkpoint; what a
+failed one left half-written is removed, and a full disk is an `OSError(ENOSPC)` naming the folder.
 
 One piece is ours: the loss. Answer-only targets are a few tokens after a long few-shot prompt,
 and on a CPU the vocabulary projection dominates a step (Gemma 3 has 262k tokens). TRL's fused LM
@@ -159,11 +160,65 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
     from s2distill.training.launch import wants_launch
 
-    if wants_launch(config):
-        from s2distill.training.launch import launch_training
+    try:
+        if wants_launch(config):
+            from s2distill.training.launch import launch_training
 
-        return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
-    return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+            return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+        return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+    except BaseException as exc:
+        discard_unfinished(output_dir)  # a half-written folder is never resumed from or taken for weights
+        full = disk_full(exc, output_dir)
+        if full is not None:
+            raise full from exc
+        raise
+
+
+def discard_unfinished(output_dir: Path) -> None:
+    """Remove what a failed or interrupted training left half-written: the weights' staging folder
+    and any checkpoint without its trainer state (the last file a checkpoint gets)."""
+    shutil.rmtree(output_dir / "weights.partial", ignore_errors=True)
+    for checkpoint in (output_dir / "checkpoints").glob("checkpoint-*"):
+        if not (checkpoint / "trainer_state.json").is_file():
+            shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoints an interrupted training may resume from, oldest first (by step, not by name:
+    checkpoint-10 comes after checkpoint-9)."""
+    def step(path: Path) -> int:
+        tail = path.name.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    found = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return sorted(found, key=step)
+
+
+_DISK_FULL_TEXT = ("no space left on device", "os error 28", "storagefull", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException, folder: Path) -> OSError | None:
+    """An `OSError(ENOSPC)` naming `folder` when `exc` (or what caused it) is the disk filling up,
+    which torch and safetensors report as RuntimeError or their own error types; else None."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return OSError(current.errno, current.strerror or "No space left on device", current.filename or str(folder))
+        text = str(current).lower()
+        if any(marker in text for marker in _DISK_FULL_TEXT):
+            return OSError(errno.ENOSPC, "No space left on device", str(folder))
+        if isinstance(current, RuntimeError) and ("write" in text or "inline_container" in text):
+            try:  # torch's writer says only that a write failed: a disk with almost no room left is why
+                if shutil.disk_usage(folder if folder.exists() else folder.parent).free < 64 * 2**20:
+                    return OSError(errno.ENOSPC, "No space left on device", str(folder))
+            except OSError:
+                pass
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
@@ -177,7 +232,7 @@ def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, conf
     trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)
     guard_training(trainer, pairs, config)  # a clear error, not a traceback or a NaN model
     keep_history(trainer, output_dir)
-    checkpoints = sorted((output_dir / "checkpoints").glob("checkpoint-*"))
+    checkpoints = complete_checkpoints(output_dir)
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     weights = output_dir / "weights"
     staging = output_dir / "weights.partial"
