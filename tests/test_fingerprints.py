@@ -161,3 +161,20 @@ def test_a_stage_that_reads_the_recipe_while_computing_is_an_error(recipes_dir, 
         ctx.stage("inputs:probe", "probe.jsonl", spec=InputsSpec(content="x"), inputs={},
                   compute=lambda: [{"epochs": ctx.recipe.train.epochs}], codec=ROWS)
     assert ctx.recipe.train.epochs == 2  # readable again once the stage is done
+
+
+def test_an_edited_user_program_redoes_the_samples_it_wrote(recipes_dir, tmp_path):
+    """A `file.py:function` teacher's source is part of its fingerprint: editing the file redoes
+    its samples and its System 2 evaluation, and a rerun without an edit keeps them."""
+    program = tmp_path / "teacher_program.py"
+    source = ("from s2distill.types import Trace\n\n"
+              "def answer(example, lm):\n    return Trace(example.id, 'mine', {answer!r})\n")
+    program.write_text(source.format(answer="xy"))
+    overrides = [f"teacher={{method: {{name: '{program}:answer'}}, samples: 2}}", "evaluate.systems=[system2, distilled]"]
+    out = tmp_path / "run"
+    _run(recipes_dir, out, *overrides)
+    assert _ran(_run(recipes_dir, out, *overrides)) == {}
+    program.write_text(source.format(answer="yz"))
+    redone = _ran(_run(recipes_dir, out, *overrides))
+    assert redone.keys() >= {"samples:answer", "eval:system2-answer"}
+    assert all(status == "redone" for status in redone.values())
