@@ -79,7 +79,10 @@ def _install(memory, fsize, nofile, nproc, uid):
     if uid >= 0:  # behind bubblewrap: nothing runs unless it is `uid` with no capability left
         with open("/proc/self/status") as status:
             caps = [line.split()[1] for line in status if line.startswith(("CapInh", "CapPrm", "CapEff", "CapAmb"))]
-        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid) or os.getgroups() or len(caps) < 3 \
+        # a caller's supplementary groups that an unprivileged user namespace cannot drop show up
+        # unmapped, as the overflow id (`uid`, 65534): any other group is refused
+        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (uid, uid, uid) or set(os.getgroups()) - {uid} \
+                or len(caps) < 3 \
                 or any(int(c, 16) for c in caps):
             raise SystemExit("sandbox: not an unprivileged user; nothing ran")
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

@@ -67,7 +67,7 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
     "teacher.model.rules": ("[]", SAMPLES | CURATION | SET | EVAL_S2),  # every output unparseable: untrained
     "teacher.model.default": ("x", SAMPLES | EVAL_S2),  # no input falls through to the default: same samples
     "teacher.method.name": ("cot", named("samples:cot", "eval:system2-cot") | CURATION | SET),  # none kept: untrained
-    "teacher.method.shots": ("1", SAMPLES | CURATION | EVAL_S2),  # other prompts, the same verdicts
+    "teacher.method.shots": ("1", SAMPLES | CURATION | SET | EVAL_S2),  # other prompts, the same verdicts and pairs
     # the fake teacher writes the same programs, and they run the same within these limits
     "teacher.method.max_tokens": ("200", SAMPLES | EVAL_S2),
     "teacher.method.timeout": ("4", SAMPLES | EVAL_S2),

@@ -159,7 +159,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # Yu et al. 2024, Appendix A.2 "Model training": "SFT training with CE loss. The loss is only
     # applied on the answer part of the sequence. Model is trained with dropout 0.1, learning rate
     # 5.5e-6, with warmup 1." SFT of all the weights (no adapter is mentioned), answer-only loss
-    # (already how train.py trains). "warmup 1" is read as one warmup step. Table 4's step counts
+    # (already how training/sft.py trains). "warmup 1" is read as one warmup step. Table 4's step counts
     # are per task and in tokens per step, so they are not a preset.
     "yu2024": {"mode": "full", "dropout": 0.1, "learning_rate": 5.5e-6, "warmup_steps": 1},
     # TwT (Xu et al. 2025), Section 4.1 "Implementation Details": "training with LoRA fine-tuning,

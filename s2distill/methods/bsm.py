@@ -181,6 +181,8 @@ class BSMConfig(MethodConfigBase):
         if isinstance(data, dict) and data.get("max_tokens") is not None:
             raise ValueError("method 'bsm' has no max_tokens: its budgets are branch_tokens, solve_tokens and "
                              "merge_tokens")
+        if isinstance(data, dict) and "max_tokens" in data:  # `max_tokens: null`, as earlier versions dumped it
+            data = {key: value for key, value in data.items() if key != "max_tokens"}
         return data
 
     @property

@@ -82,6 +82,17 @@ def run_guarded(program: Program, name: str) -> Program:
     return run
 
 
+_EARLIER_DUMP_KEYS = ("shots", "max_tokens", "prompt_format", "options")
+
+
+def _earlier_dump(data: dict) -> bool:
+    """Whether a method section is an earlier version's dump of a user program's config: all four
+    generic fields present, at the values a user's program had (a recipe a person writes names
+    none of them, and naming any is an error)."""
+    return (all(key in data for key in _EARLIER_DUMP_KEYS) and data["max_tokens"] is None
+            and data["prompt_format"] == "fewshot" and not data["options"])
+
+
 class UserProgram(MethodConfigBase):
     """A user's program, named `module:function` or `path/to/file.py:function`: a plain function
     `(example, lm) -> Trace`."""
@@ -96,6 +107,8 @@ class UserProgram(MethodConfigBase):
         """A user's program takes no options: any setting beside its name is an error."""
         if not isinstance(data, dict):
             return data
+        if _earlier_dump(data):  # a recipe.yaml an earlier version wrote: every method section had these
+            data = {key: value for key, value in data.items() if key not in _EARLIER_DUMP_KEYS}
         given = [key for key, value in data.items()
                  if key not in ("name", "source_sha256") and not (key == "options" and not value)]
         if given:

@@ -92,6 +92,23 @@ class Row:
         """`row.get("teacher")`, as on report.json's dict."""
         return self.to_dict().get(key, default)
 
+    # the rest of a read-only mapping, so code written against the dict rows keeps working
+    # (`"score" in row`, `dict(row)`, `json.dumps(dict(row))`, `pandas.DataFrame(map(dict, rows))`)
+    def keys(self):
+        return self.to_dict().keys()
+
+    def items(self):
+        return self.to_dict().items()
+
+    def __iter__(self):
+        return iter(self.to_dict())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
 
 _FIELDS = frozenset(f.name for f in fields(Row)) - {"extra"}
 

@@ -55,7 +55,7 @@ class Trained:
 
 
 def student_program_for(program: StudentProgram, task):
-    """How a distilled student is asked (`student.student_program`, which `predict` uses too)."""
+    """How a distilled student is asked (`student.prompt.student_program`, which `predict` uses too)."""
     return student_program(task, program.method, multiline=program.multiline,
                            reasoning_max_tokens=program.reasoning_max_tokens, task_prefix=program.task_prefix)
 
@@ -78,7 +78,8 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
                                  question_suffix=spec.question_suffix, prompt_format=spec.prompt_format)
 
     return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,
-                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, "rewrites": rewrites})
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, "rewrites": rewrites,
+                                              **_samples_read(sampled)})
 
 
 def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
@@ -93,8 +94,8 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
     spec = CompressSpec(compression=how, ratio=recipe.distill.compression_ratio if fixed else None,
                         refiner=None if fixed else recipe.teacher(recipe.distill.refiner),
                         student_method=recipe.student.method, max_per_input=recipe.distill.max_per_input,
-                        reasoning_max_tokens=recipe.distill.reasoning_max_tokens, task=ctx.prompt_settings())
-    student_model = recipe.student.model  # teacher_guided: the previous weights' fingerprint records it
+                        reasoning_max_tokens=recipe.distill.reasoning_max_tokens, task=ctx.prompt_settings(),
+                        student_model=recipe.student.model if how == "teacher_guided" else None)
 
     def compute():
         refiner = spec.refiner
@@ -104,7 +105,7 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         todo = [e for e in inputs.value if e.id in kept]
         outputs = None
         if how == "teacher_guided":
-            student = ctx.models.get(student_model, adapter=previous.weights.value)
+            student = ctx.models.get(spec.student_model, adapter=previous.weights.value)
             answered = ctx.run("previous stage's student on the kept inputs",
                                student_program_for(previous.program, ctx.task), todo, student, temperature=0.0)
             ctx.models.release(student)
@@ -118,7 +119,8 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         else:
             refined = ctx.run(f"{refiner.name}: {how.replace('_', '-')} compression of the rationales", program, todo,
                               ctx.models.get(refiner.model), temperature=0.0)
-        rows = [{"id": t.example_id, "student": (outputs or {}).get(t.example_id), "rewrites": t.meta["rewrites"]}
+        rows = [{"id": t.example_id, "student": (outputs or {}).get(t.example_id),
+                 "rewrites": t.meta.get("rewrites", [])}  # none for a refiner call the server refused
                 for t in refined]
         accepted = sum(r["accepted"] for row in rows for r in row["rewrites"])
         total = sum(len(row["rewrites"]) for row in rows)
@@ -128,7 +130,7 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         return rows
 
     return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,
-                     compute=compute, inputs={"curation": verdicts, "inputs": inputs,
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, **_samples_read(sampled),
                                               "previous weights": previous.weights if how == "teacher_guided" else None,
                                               "earlier rewrites": earlier})
 
@@ -170,6 +172,13 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     weights = ctx.stage(f"train:{step.variant.name}/stage{step.index}", artifact, spec=spec, inputs=inputs,
                         codec=FOLDER, compute=compute)
     return Trained(weights, program, len(pairs.value))
+
+
+def _samples_read(sampled: Outputs) -> dict[str, Done]:
+    """The samples artifacts a stage reads the kept outputs' text from (rationales, final responses):
+    a verdict records answers, not texts, so samples that change only in their text must still
+    redo the sets built from them."""
+    return {f"samples:{name}": sampled.samples[(name, False)] for name in sampled.variant.sources}
 
 
 def _drop_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:

@@ -3,7 +3,7 @@ computed from changed (as `make` or DVC would).
 
 `RunFolder.stage(name, artifact, spec=..., inputs=..., compute, codec)` is the one way a stage
 writes: the artifact's path is named once, relative to the run folder; `spec` is the frozen, typed
-spec of exactly the settings the stage reads (stages/specs.py) and `inputs` the input artifacts it
+spec of exactly the settings the stage reads (stages/specs.py) and `inputs` every input artifact it
 reads. What it was made from (the stage's kind, the stage code's version, the spec's identity and
 the inputs' fingerprints) is derived from those two, never written by hand; its hash is the
 artifact's fingerprint, kept in the artifact's seal. On a rerun the stage is

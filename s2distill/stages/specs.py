@@ -4,7 +4,10 @@ A stage's `compute` gets its spec and its input artifacts, and nothing of the re
 stage computes, `RunContext.recipe` refuses to be read (stages/context.py), so a setting a stage
 uses but its spec lacks is an error in the tests, not a stale artifact in a user's run. The
 fingerprint is the spec's identity (`config.base.identity`: runtime fields left out, as
-everywhere) plus its inputs' fingerprints (stages/folder.py).
+everywhere) plus its inputs' content checksums (stages/folder.py). One record is written beside
+a result without fingerprinting it: the student's prompt file also names the task's data folder,
+its split settings and the model's runtime settings, which locate things and change nothing the
+student learns (`UNFINGERPRINTED_PROMPT_KEYS` in stages/distill.py).
 
 One spec per stage kind:
 
@@ -90,6 +93,7 @@ class CompressSpec(StageSpec):
     max_per_input: int | None
     reasoning_max_tokens: int
     task: dict[str, Any]
+    student_model: ModelConfig | None = None  # teacher_guided: the model the previous step's student answers on
 
 
 class StudentProgram(StageSpec):

@@ -145,7 +145,7 @@ def ollama_modelfile(spec: dict[str, Any]) -> str:
     """An Ollama Modelfile for model.gguf whose template is the student's prompt, greedy.
 
     A chat student's prompt is its model's chat template (a model without one has a raw prompt,
-    `student.plain_chat_spec`), a Jinja template that Ollama's Go
+    `student.prompt.plain_chat_spec`), a Jinja template that Ollama's Go
     templates cannot be written from here: the Modelfile has no TEMPLATE, so Ollama takes the chat
     template stored in model.gguf (`tokenizer.chat_template`) where it recognises it, and says so
     (`ollama show --template`); exemplar turns become MESSAGE lines, and a comment gives the text

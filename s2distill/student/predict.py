@@ -3,7 +3,7 @@
 The student of the last training stage of the run's recipe (recipe.yaml says how many; weights
 that no longer match their seal are refused) answers new inputs through exactly the prompt it was
 trained on: the program is rebuilt from the prompt template saved beside its weights
-(`student.PROMPT_FILE`), by the same function the pipeline evaluates it with. Inputs are batched
+(`student.prompt.PROMPT_FILE`), by the same function the pipeline evaluates it with. Inputs are batched
 (the programs' calls meet in one batch, as in a run), greedy, and each result says what the
 student generated and how many tokens it cost.
 

@@ -39,7 +39,10 @@ CHAT_USAGE = ("replace the placeholder in the last user message of `messages` wi
 def student_program(task, method, *, multiline: bool, reasoning_max_tokens: int, task_prefix: str = ""):
     """How a distilled student is asked: its System 1 method; several lines when it was taught to reason;
     after `task_prefix` when it was taught tasks by prefix (Distilling Step-by-Step's "[label] "); in chat
-    messages when its method's `prompt_format` is chat (distill.py trains it on conversational pairs)."""
+    messages when its method's `prompt_format` is chat (distill/pairs.py trains it on conversational pairs).
+    A plain one-line student is its method's own program (`build`: a user's program then runs guarded)."""
+    if not multiline and not task_prefix:
+        return method.build(task)
     if not multiline:
         options = {**method.factory_options(), **({"task_prefix": task_prefix} if task_prefix else {})}
         return build_program(task, method.name, options)

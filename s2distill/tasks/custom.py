@@ -77,6 +77,8 @@ class CustomConfig(Strict):
     on_bad_row: Literal["error", "skip"] = Field("error", description="skip: count and report bad rows instead")
     exemplars: list[Exemplar] = Field(default_factory=list, description="solved examples for few-shot prompts")
     description: str = ""
+    parser_sha256: str | None = Field(None, description="a module:function parser: the SHA-256 of its source "
+                                      "file, recorded at load, so that editing the parser redoes what it parsed")
 
     @field_validator("path", "test_path")
     @classmethod
@@ -92,7 +94,9 @@ class CustomConfig(Strict):
         if self.answer not in ANSWER_KINDS and ":" not in self.answer:
             raise ValueError(f"answer {self.answer!r}: one of {', '.join(ANSWER_KINDS)}, or a module:function parser")
         if ":" in self.answer:
-            _load_parser(self.answer)
+            from s2distill.user_code import load_user_function_and_digest
+
+            _, self.parser_sha256 = load_user_function_and_digest(self.answer)
         if (self.answer == "choice") != (self.options is not None):
             raise ValueError("answer choice needs options (the field holding the options), and only choice takes it")
         if self.label is not None and self.label in self.question_fields():

@@ -43,7 +43,7 @@ def check_pairs_fit(pairs: Sequence[dict], trainer, max_length: int, answer_toke
 
 
 def guard_training(trainer, pairs: Sequence[dict], config) -> None:
-    """Check the pairs fit, and watch the training for non-finite values (one line in train.py)."""
+    """Check the pairs fit, and watch the training for non-finite values (one line in training/sft.py)."""
     check_pairs_fit(pairs, trainer, config.max_length, config.answer_tokens)
     trainer.add_callback(FiniteTraining(config.learning_rate))
 

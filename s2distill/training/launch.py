@@ -4,7 +4,7 @@ recipe asks for more than one process (`train.processes`) or names an accelerate
 
 The pairs and the settings go to a folder inside the stage's output folder; `accelerate launch`
 starts `python -m s2distill.training.worker FOLDER` in every process, and each runs the same training
-code as a single process does (`train.run_training`): DDP keeps the replicas in step, the main
+code as a single process does (`training.sft.run_training`): DDP keeps the replicas in step, the main
 process alone writes the weights and renames `weights.partial` into `weights`. Without a config
 file the processes are data-parallel on the GPUs, or on the CPU (torchrun with the gloo backend)
 where there is no CUDA device. A failed launch raises `TrainingLaunchError` with the end of the
@@ -79,7 +79,7 @@ def launch_command(config, job_folder: Path) -> list[str]:
         # (`--cpu` would not do: accelerate then starts one process, or needs MPI for more)
         command += ["--multi_gpu", "--num_processes", str(config.processes), "--num_machines", "1",
                     "--main_process_port", str(_free_port())]
-    # the same precision train.py gives TrainingArguments (bf16 where the hardware has it natively)
+    # the same precision training/sft.py gives TrainingArguments (bf16 where the hardware has it natively)
     bf16 = resolve_dtype(config.precision) == "bfloat16"
     command += ["--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
                 "-m", "s2distill.training.worker", str(job_folder)]

@@ -1,6 +1,6 @@
 """One training process of several, started by `accelerate launch` (see training/launch.py):
 `python -m s2distill.training.worker JOB_FOLDER` trains the job in that folder with the same code as
-a single process (`train.run_training`)."""
+a single process (`training.sft.run_training`)."""
 
 from __future__ import annotations
 
