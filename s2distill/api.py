@@ -37,6 +37,13 @@ class Report:
         return self.data["curation"]
 
     @property
+    def audit(self) -> dict | None:
+        """The curation audit (report.json's `curation_audit`): per curation, the precision of its kept
+        answers, coverage, rescued, poisoned, per teacher, and its threshold curves; None in a report
+        written before it existed."""
+        return self.data.get("curation_audit")
+
+    @property
     def markdown(self) -> str:
         from s2distill.report.summary import render_markdown
 
@@ -62,7 +69,7 @@ def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None 
     """Run every stage of a recipe (a YAML path, a dict, or a `config.Recipe`) into `out` (default
     runs/NAME); return its report. Stages of an earlier run in `out` whose inputs did not change are
     reused; `redo` names stages to redo anyway (as `s2distill run --redo`)."""
-    from s2distill.config.recipe import Recipe, apply_override, apply_size, load_recipe, validate_recipe
+    from s2distill.config.recipe import Recipe, apply_override, apply_profile, apply_size, load_recipe, validate_recipe
     from s2distill.pipeline import Pipeline
 
     if isinstance(recipe, Recipe):
@@ -73,6 +80,7 @@ def run(recipe: str | Path | Mapping[str, Any] | Any, *, out: str | Path | None 
         data = copy.deepcopy(dict(recipe))
         for override in overrides:
             apply_override(data, override)
+        apply_profile(data, list(overrides))  # profile=paper, then size=small, as load_recipe does
         apply_size(data, list(overrides))
         config = validate_recipe(data, source="recipe dict")
     else:

@@ -2,7 +2,7 @@
 
     inputs -> samples (each source, N per input) -> curation -> per curriculum step:
               [compression ->] training set -> training -> evaluation      (for each variant)
-           -> System 1 and System 2 evaluations -> report
+           -> System 1 and System 2 evaluations -> curation audit (against the train labels) -> report
 
 Each stage is a function of explicit inputs (s2distill/stages/) that writes one fingerprinted
 artifact (s2distill/stages/folder.py): a rerun keeps what is current and redoes only the stages
@@ -24,6 +24,7 @@ from rich.markup import escape
 from s2distill.artifacts import atomic_write_bytes
 from s2distill.config.recipe import Recipe, RecipeError, runs_model_code
 from s2distill.config.generation import wrap_for_executor
+from s2distill.curation.hand_labels import read_hand_labels
 from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
 from s2distill.paths import completion_cache
@@ -31,14 +32,16 @@ from s2distill.report.row import Row
 from s2distill.report.summary import curation_summary
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import require_guard
+from s2distill.stages.audit import audit_stages
 from s2distill.stages.context import RunContext
+from s2distill.stages.controls import control_set_stage
 from s2distill.stages.curate import curate_stage, variant_traces
 from s2distill.stages.distill import Step, compress_stage, set_stage, train_stage
 from s2distill.stages.evaluate import student_rows, system_rows, untrained_row
 from s2distill.stages.folder import RunFolder
 from s2distill.stages.report import write_report
 from s2distill.stages.sampling import inputs_stage, samples_stage
-from s2distill.distill.variants import Variant, plan_variants
+from s2distill.distill.variants import Variant, plan_variants, sampled_once
 
 
 def default_cache(recipe: Recipe) -> Path:
@@ -79,17 +82,24 @@ class Pipeline:
                 _record_recipe(self.out, recipe)
                 inputs = inputs_stage(ctx)
                 logprobs = any(v.needs_logprobs for v in self.variants)  # one sampling serves every variant
-                samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs)
+                samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs,
+                                                            once=sampled_once(self.variants, name))
                            for name, perturbed in _sources(self.variants)}
-                rows, summaries = [], []
+                rows, summaries, curated = [], [], {}
                 for variant in self.variants:
-                    verdicts = curate_stage(ctx, variant, inputs, samples)
-                    summaries.append(curation_summary(variant, verdicts.value, variant_traces(variant, samples).tallies()))
-                    rows += self._distil(ctx, variant, inputs, samples, verdicts)
+                    if variant.curated.name not in curated:  # a control trains on another variant's curation
+                        verdicts = curated[variant.curated.name] = curate_stage(ctx, variant.curated, inputs, samples)
+                        summaries.append(curation_summary(variant.curated, verdicts.value,
+                                                          variant_traces(variant.curated, samples).tallies()))
+                    rows += self._distil(ctx, variant, inputs, samples, curated[variant.curated.name])
                 rows = system_rows(ctx) + rows
+                # the curation audit: the train labels, read after every curation
+                curations = {v.curated.name: v.curated for v in self.variants}.values()  # a control reuses one
+                audit = audit_stages(ctx, [(v, curated[v.name]) for v in curations], inputs, samples)
                 for name in ctx.folder.unmatched_redo():
                     self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
-                report = write_report(ctx, rows, summaries, invocation_seconds=time.perf_counter() - started)
+                report = write_report(ctx, rows, summaries, audit=audit,
+                                      invocation_seconds=time.perf_counter() - started)
                 for line in report["truncation"]:  # truncation is never silent: the run's last words
                     self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
                 return report
@@ -101,6 +111,11 @@ class Pipeline:
         if any(v.needs_perturbed for v in self.variants) and not ctx.task.perturbable:
             raise RecipeError(f"curation.filter perturbation: task {ctx.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
+        if ctx.recipe.curation.audit_labels is not None:  # a bad hand-labels file, before any work
+            read_hand_labels(ctx.recipe.curation.audit_labels, ctx.task.unlabeled("train"))
+        if any(v.targets == "gold" for v in self.variants) and not ctx.task.has_labels:
+            raise RecipeError(f"baselines: gold trains on the train labels, and task {ctx.task.name} has none "
+                              "(a custom task names its label field with `label:`); drop gold from baselines")
 
     @staticmethod
     def _distil(ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[Row]:
@@ -113,7 +128,10 @@ class Pipeline:
             step = Step(variant, index, fmt)
             if fmt == "compressed_reasoning":
                 rewrites = compress_stage(ctx, step, inputs, verdicts, traces, previous, rewrites)
-            pairs = set_stage(ctx, step, inputs, verdicts, traces, rewrites)
+            if variant.targets == "outputs":
+                pairs = set_stage(ctx, step, inputs, verdicts, traces, rewrites)
+            else:  # gold labels or random targets (distill/controls.py)
+                pairs = control_set_stage(ctx, step, inputs, verdicts, traces)
             if not pairs.value:  # reported, not fatal: the other variants and the samples are worth keeping
                 ctx.console.print(f"  [yellow]{variant.name}: no training pairs (curation kept no input); "
                                   "not trained[/yellow]")

@@ -16,7 +16,8 @@ class Example:
     """One task input, as a model may see it. It has no label field on purpose.
 
     Generation and curation only ever receive `Example`s; the target lives in `Labeled`,
-    which only evaluation reads (DESIGN principle 6).
+    which evaluation reads, and, after curation, the `gold` control's training set (the ceiling a
+    distilled student is compared with: stages/controls.py) (DESIGN principle 6).
     """
 
     id: str
@@ -25,7 +26,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Labeled:
-    """An example together with its reference answer; read by evaluation only."""
+    """An example together with its reference answer; read by evaluation (and the gold control's set)."""
 
     example: Example
     target: str

@@ -7,7 +7,10 @@ returning a message makes the server answer that prompt with a 400 carrying it, 
 refusal for good, e.g. context length exceeded); a (status, message) pair refuses with that
 status, and "{auth}" in a message stands for the request's Authorization header, as a careless
 server quotes it. `echo_auth` appends the Authorization header to every error message it sends.
-Replies come from `responder(prompt, seed)`. Every request body, its Authorization header and its arrival time are recorded. It serves until
+Replies come from `responder(prompt, seed)`, or from `reply(body)` when given (the whole request
+body: the model, every message, max_tokens). `cut_at_max_tokens`: a reply longer than the request's
+`max_tokens` words is cut to that many words and finishes with "length", as a server stops a model at
+its budget (otherwise every reply finishes with "stop", whatever its length). Every request body, its Authorization header and its arrival time are recorded. It serves until
 stopped and sends traffic nowhere else.
 
 For replicas: `default` is the action once the plan is used up ("500": a server that always
@@ -29,8 +32,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FaultyOpenAIServer:
     def __init__(self, responder, plan=(), stall_seconds: float = 2.0, refuse=None, default: str = "ok",
-                 delay: float = 0.0, echo_auth: bool = False):
+                 delay: float = 0.0, echo_auth: bool = False, reply=None, cut_at_max_tokens: bool = False):
         self.responder = responder
+        self.reply = reply
+        self.cut_at_max_tokens = cut_at_max_tokens
         self.echo_auth = echo_auth
         self.default = default
         self.delay = delay
@@ -121,8 +126,11 @@ class FaultyOpenAIServer:
                 if action == "drop":
                     self.close_connection = True
                     return
-                text = server.responder(prompt, body.get("seed"))
-                choice = {"index": 0, "finish_reason": "stop", **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
+                text = server.reply(body) if server.reply else server.responder(prompt, body.get("seed"))
+                finish = "stop"
+                if server.cut_at_max_tokens and len(text.split()) > body.get("max_tokens", len(text.split())):
+                    text, finish = " ".join(text.split()[: body["max_tokens"]]), "length"
+                choice = {"index": 0, "finish_reason": finish, **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
                 usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                          "total_tokens": len(prompt.split()) + len(text.split())}
                 self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion", "created": 0,

@@ -67,8 +67,8 @@ def test_usc_composes_the_final_answer_and_trains_on_it(recipes_dir, tmp_path):
         assert [k.sample for k in v.kept_outputs] == [t["sample"] for t in parsed if t["answer"] == "ab"]
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
     assert len(pairs) == 24 and {(p["teacher"], p["completion"]) for p in pairs} == {("usc", " ab\n")}
-    # One composition call per input on top of the samples and the evaluations.
-    assert report["lm"]["calls"] == 24 * 4 + 24 + 8 * 3
+    # One composition call per input on top of the samples and the evaluations (and the audit's System 1).
+    assert report["lm"]["calls"] == 24 * 4 + 24 + 8 * 3 + 24
 
 
 def twt_teacher(rationale: str, confidence: float) -> dict:

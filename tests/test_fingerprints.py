@@ -16,6 +16,7 @@ from s2distill.types import Request
 
 SAMPLES = 24 * 4  # the smoke recipe's teacher samples
 TEST = 8  # its test inputs, each evaluated greedily once per system
+TRAIN = 24  # its training inputs, each asked once of System 1 for the curation audit (stages/audit.py)
 
 
 def _run(recipes_dir, out, *overrides, **kwargs):
@@ -28,7 +29,7 @@ def _ran(report) -> dict[str, str]:
 
 def test_changing_train_epochs_retrains_and_reevaluates_the_student_only(recipes_dir, tmp_path):
     first = _run(recipes_dir, tmp_path)
-    assert first["lm"]["calls"] == SAMPLES + 3 * TEST
+    assert first["lm"]["calls"] == SAMPLES + 3 * TEST + TRAIN
     again = _run(recipes_dir, tmp_path, "train.epochs=3")
     assert _ran(again) == {"train:distilled/stage1": "redone", "eval:distilled-stage1": "redone"}
     assert again["lm"] == {"calls": TEST, "cached": 0, "faults": {}}  # the new student's answers, nothing else
@@ -47,7 +48,7 @@ def test_a_curation_change_redoes_curation_and_what_follows_but_no_sampling(reci
     _run(recipes_dir, tmp_path)
     again = _run(recipes_dir, tmp_path, "curation.vote=plurality")
     assert set(_ran(again)) == {"curation:distilled", "distill:distilled/stage1-answer_only", "train:distilled/stage1",
-                                "eval:distilled-stage1"}
+                                "eval:distilled-stage1", "audit:distilled"}
     assert again["lm"]["calls"] == TEST  # the retrained student's evaluation only
 
 
@@ -61,7 +62,7 @@ def test_redo_forces_a_stage_whose_calls_then_come_from_the_cache(recipes_dir, t
 def test_a_second_run_folder_replays_the_samples_already_paid_for(recipes_dir, tmp_path):
     _run(recipes_dir, tmp_path / "one")
     other = _run(recipes_dir, tmp_path / "two", "train.epochs=3")
-    assert other["lm"]["cached"] == SAMPLES + 2 * TEST  # samples, System 1 and System 2 from the shared cache
+    assert other["lm"]["cached"] == SAMPLES + 2 * TEST + TRAIN  # samples, System 1 and System 2 from the shared cache
     assert other["lm"]["calls"] == TEST  # only the differently trained student is asked
 
 
@@ -91,7 +92,7 @@ def test_the_cache_command_shows_entries_per_model_and_clears_one(recipes_dir, t
     runner = CliRunner()
     shown = runner.invoke(app, ["cache"])
     assert shown.exit_code == 0, shown.output
-    assert "fake" in shown.output and "tiny" in shown.output and f"{SAMPLES + 3 * TEST} entries" in shown.output
+    assert "fake" in shown.output and "tiny" in shown.output and f"{SAMPLES + 3 * TEST + TRAIN} entries" in shown.output
     from s2distill.lm.cache import cache_summary
     from s2distill.pipeline import default_cache
 
@@ -100,7 +101,7 @@ def test_the_cache_command_shows_entries_per_model_and_clears_one(recipes_dir, t
     cleared = runner.invoke(app, ["cache", "--clear", "--model", fake])
     assert cleared.exit_code == 0, cleared.output
     assert f"removed {SAMPLES + TEST} entries" in cleared.output  # the teacher's samples and System 2
-    assert f"{2 * TEST} entries" in runner.invoke(app, ["cache"]).output  # the tiny student's remain
+    assert f"{2 * TEST + TRAIN} entries" in runner.invoke(app, ["cache"]).output  # the tiny student's remain
     unknown = runner.invoke(app, ["cache", "--clear", "--model", "nope"])
     assert unknown.exit_code == 2 and "no entries of model 'nope'" in unknown.output
 
@@ -113,8 +114,8 @@ def test_a_run_folders_own_cache_from_an_older_version_joins_the_shared_one(reci
         seal.write_text('{"bytes": 0}')  # and artifacts without fingerprints: every stage is redone
     again = _run(recipes_dir, tmp_path / "old")
     # Every stage redone, yet only a retrained student that differs from the old one would be asked again.
-    assert again["lm"]["calls"] + again["lm"]["cached"] == SAMPLES + 3 * TEST
-    assert again["lm"]["cached"] >= SAMPLES + 2 * TEST and again["stages"]["this_invocation"]["redone"] >= 6
+    assert again["lm"]["calls"] + again["lm"]["cached"] == SAMPLES + 3 * TEST + TRAIN
+    assert again["lm"]["cached"] >= SAMPLES + 2 * TEST + TRAIN and again["stages"]["this_invocation"]["redone"] >= 6
     assert (tmp_path / "old" / "cache.sqlite.imported").exists() and not (tmp_path / "old" / "cache.sqlite").exists()
 
 
@@ -141,7 +142,7 @@ def test_a_folder_of_the_previous_stage_code_redoes_each_stage_once_saying_why(r
             data["fingerprint"] = "0123456789abcdef"
             seal.write_text(json.dumps(data))
     again = _run(recipes_dir, tmp_path)
-    assert set(_ran(again).values()) == {"redone"} and len(_ran(again)) == 8
+    assert set(_ran(again).values()) == {"redone"} and len(_ran(again)) == 10  # the audit's two stages too
     assert all("older version of s2distill (stage code 1 -> 2" in r["reason"] for r in again["stages"]["ran"])
     assert again["lm"]["calls"] <= TEST  # the samples replayed from the cache: at most the retrained student asked
     assert _ran(_run(recipes_dir, tmp_path)) == {}

@@ -197,3 +197,27 @@ def test_twt_figure_8_refinement(fmt):
     assert ("After identifying any differences in style, tone, structure, and length, modify your original output to "
             "better align with the student's preferences.\nEnsure that your revised output maintains a similar length "
             "and depth of content as the student's version, while preserving all essential information.") in last(seen[0])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bsm_figure_13_is_the_students_prompt_and_its_verdict_the_target(fmt):
+    """`task.prompt: figure13` (the paper profile): System 1 and the distilled judge are asked Figure
+    13's (top) judge prompt, and the label-only target is its bracketed verdict (Figure 13, bottom)."""
+    from s2distill.distill.pairs import completion_for
+    from s2distill.methods.direct import direct
+    from s2distill.tasks.judging import Judging, JudgingConfig
+    from s2distill.types import Trace
+
+    task = Judging(JudgingConfig(prompt="figure13"))
+    lm, seen = recorder("[[B]]")
+    trace = direct(task, shots=0, prompt_format=fmt, response="full")(PAIR, lm)
+    assert seen[0].rstrip().startswith(
+        "Q: Please act as an impartial judge" if fmt == "fewshot" else "Please act as an impartial judge")
+    assert ('Output your final verdict by strictly following this format: "[[A]]" if assistant A is better, "[[B]]" '
+            'if assistant B is better, and "[[C]]" for a tie.\n\n[User Question]\nHow do I boil an egg?\n\n'
+            "[The Start of Assistant A's Answer]\nBoil it 9 minutes.\n[The End of Assistant A's Answer]") in seen[0]
+    assert trace.answer == "B"
+    verdict = Trace("p", "bsm", "A", final_response="... Conclusive judgement: [[A]]")
+    assert completion_for("label_only", verdict, target=task.target) == " [[A]]\n"
+    assert [s.answer for s in task.shots] == ["[[A]]", "[[B]]"]
+    assert Judging().target("A") == "A" and "Reply A, B, or C" in Judging().question(PAIR)  # our prompt, as before

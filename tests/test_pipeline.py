@@ -49,7 +49,7 @@ def test_smoke_run_writes_every_artifact_and_the_report(smoke, tmp_path):
     pairs = read_jsonl(tmp_path / "distill" / "distilled" / "stage1-answer_only.jsonl")
     assert len(pairs) == curation["kept"]  # one answer-only pair per kept input, however many samples agreed
     assert all(p["prompt"].endswith("A:") and p["completion"].endswith("\n") for p in pairs)
-    assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 and saved["lm"]["cached"] == 0
+    assert saved["lm"]["calls"] == 24 * 4 + 8 * 3 + 24 and saved["lm"]["cached"] == 0  # + the audit's System 1
     assert "| distilled | answer_only | direct, 2-shot |" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and saved["plot"]
     assert "![score against tokens per example](report.png)" in (tmp_path / "report.md").read_text()
@@ -79,8 +79,8 @@ def test_a_run_killed_during_generation_resumes_without_redoing_work(smoke, tmp_
     report = Pipeline(smoke, tmp_path, progress=False).run()
     # The crashed run finished some batches of programs; those completions come from the cache.
     assert report["lm"]["cached"] >= 8
-    # Every teacher sample once, then the three evaluations: nothing asked twice.
-    assert report["lm"]["calls"] + report["lm"]["cached"] == 24 * 4 + 8 * 3
+    # Every teacher sample once, the three evaluations, the audit's System 1: nothing asked twice.
+    assert report["lm"]["calls"] + report["lm"]["cached"] == 24 * 4 + 8 * 3 + 24
     assert report["rows"][1]["score"] == 1.0
 
 

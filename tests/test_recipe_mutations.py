@@ -23,7 +23,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from s2distill.config.base import RUNTIME, identity
+from s2distill.config.base import RUNTIME, at_added_default, identity
 from s2distill.config.recipe import Recipe, load_recipe
 from s2distill.pipeline import Pipeline
 
@@ -38,13 +38,15 @@ TRAIN = {"train:distilled/stage1"}
 EVAL_STUDENT = {"eval:distilled-stage1"}
 EVAL_S1 = {"eval:system1"}
 EVAL_S2 = {"eval:system2-pal"}
+AUDIT = {"audit:distilled"}  # the curation audit (stages/audit.py): verdicts, samples and labels
+SYSTEM1_TRAIN = {"audit:system1-train"}  # System 1 on the training inputs, for the audit's "rescued"
 STUDENT = TRAIN | EVAL_STUDENT  # the training and what evaluates it
-FROM_CURATION = CURATION | SET | STUDENT
+FROM_CURATION = CURATION | SET | STUDENT | AUDIT
 FROM_SAMPLES = SAMPLES | FROM_CURATION
 NOTHING: set[str] = set()
 
 EVALS = EVAL_S1 | EVAL_S2 | EVAL_STUDENT
-EVERYTHING = INPUTS | FROM_SAMPLES | EVALS
+EVERYTHING = INPUTS | FROM_SAMPLES | EVALS | SYSTEM1_TRAIN
 
 
 def named(*names: str) -> set[str]:
@@ -57,44 +59,51 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
     # -- the task: its training inputs are fingerprinted by content, its test split by its settings
     "task.name": ("coin_flip", EVERYTHING - STUDENT - EVAL_STUDENT),  # the fake teacher has no rule for it: nothing kept
     "task.words": ("3", EVERYTHING - STUDENT),  # the fake teacher's rules are for two words: nothing kept
-    "task.train_size": ("20", INPUTS | FROM_SAMPLES),
+    "task.train_size": ("20", INPUTS | FROM_SAMPLES | SYSTEM1_TRAIN),
     "task.test_size": ("6", EVALS),
     "task.seed": ("1", EVERYTHING),
     "task.test_source": ("rar", EVERYTHING),  # training names stay disjoint from RaR's test set: new inputs
     # -- the teacher: its samples, what is distilled from them, and its System 2 evaluation
     "teacher.name": ("writer", named("samples:writer", "eval:system2-writer") | FROM_CURATION),
     "teacher.model.backend": ("tiny", FROM_SAMPLES | EVAL_S2),
-    "teacher.model.rules": ("[]", SAMPLES | CURATION | SET | EVAL_S2),  # every output unparseable: untrained
+    "teacher.model.rules": ("[]", SAMPLES | CURATION | SET | EVAL_S2 | AUDIT),  # every output unparseable: untrained
     "teacher.model.default": ("x", SAMPLES | EVAL_S2),  # no input falls through to the default: same samples
-    "teacher.method.name": ("cot", named("samples:cot", "eval:system2-cot") | CURATION | SET),  # none kept: untrained
-    "teacher.method.shots": ("1", SAMPLES | CURATION | SET | EVAL_S2),  # other prompts, the same verdicts and pairs
+    "teacher.method.name": ("cot", named("samples:cot", "eval:system2-cot") | CURATION | SET | AUDIT),  # none kept: untrained
+    "teacher.method.shots": ("1", SAMPLES | CURATION | SET | EVAL_S2 | AUDIT),  # other prompts, the same verdicts and pairs
     # the fake teacher writes the same programs, and they run the same within these limits
     "teacher.method.max_tokens": ("200", SAMPLES | EVAL_S2),
     "teacher.method.timeout": ("4", SAMPLES | EVAL_S2),
     "teacher.method.memory_mb": ("256", SAMPLES | EVAL_S2),
-    "teacher.samples": ("3", SAMPLES | CURATION | SET),  # the same kept answers: the set is unchanged
+    "teacher.samples": ("3", SAMPLES | CURATION | SET | AUDIT),  # the same kept answers: the set is unchanged
     # the fake teacher's responses do not depend on how it is sampled: the samples come out the same
     "teacher.temperature": ("0.5", SAMPLES),
     "teacher.top_p": ("0.9", SAMPLES),
     "teacher.seed": ("1", SAMPLES),
     # -- the student: its training, its System 1 and the distilled evaluation
-    "student.model.backend": ("embedded", STUDENT | EVAL_S1),
-    "student.model.dtype": ("bfloat16", STUDENT | EVAL_S1),
-    "student.model.lm_head": ("model", STUDENT | EVAL_S1),
-    "student.method.name": ("cot", STUDENT | EVAL_S1),  # the pairs are direct prompts whatever asks the student
-    "student.method.shots": ("1", SET | STUDENT | EVAL_S1),
-    "student.method.max_tokens": ("8", STUDENT | EVAL_S1),  # its saved prompt file records the budget
-    "student.method.prompt_format": ("chat", SET | STUDENT | EVAL_S1),
-    "student.method.question_suffix": ("' Answer:'", SET | STUDENT | EVAL_S1),
+    "student.model.backend": ("embedded", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    "student.model.dtype": ("bfloat16", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    "student.model.lm_head": ("model", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    "student.method.name": ("cot", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),  # the pairs are direct prompts whatever asks the student
+    "student.method.shots": ("1", SET | STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    "student.method.max_tokens": ("8", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),  # its saved prompt file records the budget
+    "student.method.prompt_format": ("chat", SET | STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    "student.method.question_suffix": ("' Answer:'", SET | STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
+    # read from the whole reply (stopped at a blank line): System 1's answers and the saved prompt, not the pairs
+    "student.method.response": ("full", STUDENT | EVAL_S1 | SYSTEM1_TRAIN),
     # -- curation
     "curation.filter": ("none", FROM_CURATION),
-    "curation.min_fraction": ("0.75", CURATION | SET),  # three samples of four agree: the same inputs pass
+    # three samples of four agree: the same inputs pass; the audit's curve marks another threshold
+    "curation.min_fraction": ("0.75", CURATION | SET | AUDIT),
     "curation.vote": ("plurality", FROM_CURATION),
+    "curation.audit_labels": (None, SYSTEM1_TRAIN | AUDIT),  # a file: NOT_RERUN (tests/test_curation_audit.py)
     # -- the distillation set and the curriculum
     "distill.stages": ("[label_only]", named("distill:distilled/stage1-label_only") | STUDENT),
     "distill.max_per_input": ("1", SET),  # one pair per input already: the same set
     "distill.reasoning_max_tokens": ("100", NOTHING),  # read only by reasoning students and compression
     "distill.refiner": ("pal", NOTHING),  # read only by a compressed step
+    # read only by a compressed step: there it redoes the compression and what follows it, nothing
+    # before (tests/test_compress_per_teacher.py)
+    "distill.rewrite_max_tokens": ("64", NOTHING),
     "distill.compression": ("compressor", NOTHING),
     "distill.compression_ratio": ("0.3", NOTHING),
     # -- training: the student's weights and what evaluates them
@@ -123,7 +132,7 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
     "evaluate.judge": ("pal", NOTHING),  # judges free text without labels only
     "evaluate.majority_at": ("[2]", named("eval:system1-maj2", "eval:system2-pal-maj2", "eval:distilled-stage1-maj2")),
     "baselines": ("[no_filter]", named("curation:no_filter", "distill:no_filter/stage1-answer_only",
-                                       "train:no_filter/stage1", "eval:no_filter-stage1")),
+                                       "train:no_filter/stage1", "eval:no_filter-stage1", "audit:no_filter")),
 }
 # Changes that start other processes or need what a test machine lacks: checked by the spec they
 # reach (the fingerprint changes), not by a whole rerun. Each names the test that runs it for real.
@@ -132,6 +141,7 @@ NOT_RERUN = {
     "train.accelerate_config": "an accelerate config file (tests/test_train_multiprocess.py)",
     "student.model.backend": "the embedded model (the slow tests)",
     "teacher.model.backend": "a real model as teacher",
+    "curation.audit_labels": "a hand-labels file (tests/test_curation_audit.py: editing it redoes the audit alone)",
 }
 
 
@@ -238,7 +248,9 @@ def all_config_classes() -> list[type[BaseModel]]:
 
 
 def test_every_field_of_every_config_class_is_in_its_identity():
-    """A non-runtime field of any section is part of what a fingerprint hashes; a runtime one is not."""
+    """A non-runtime field of any section is part of what a fingerprint hashes; a runtime one is not.
+    A field added after runs were made (`added_field`) is left out while at its default, so that
+    earlier runs keep their fingerprints, and hashed once it holds any other value."""
     for cls in all_config_classes():
         try:
             instance = cls.model_validate(_minimal(cls))
@@ -246,7 +258,17 @@ def test_every_field_of_every_config_class_is_in_its_identity():
             continue
         keys = set(identity(instance))
         for name in cls.model_fields:
-            assert (name in keys) != _is_runtime(cls, name), f"{cls.__name__}.{name}"
+            added = at_added_default(instance, name)
+            assert (name in keys) != (_is_runtime(cls, name) or added), f"{cls.__name__}.{name}"
+            if added:  # the default left out, every other value hashed
+                other = _another_value(cls.model_fields[name])
+                assert name in identity(instance.model_copy(update={name: other})), f"{cls.__name__}.{name}"
+
+
+def _another_value(field):
+    """A value of an added field other than its default (a Literal's other choice, or the number plus one)."""
+    choices = typing.get_args(field.annotation)
+    return next((c for c in choices if c != field.default), None) if choices else field.default + 1
 
 
 def _minimal(cls: type[BaseModel]) -> dict:

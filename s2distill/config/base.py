@@ -13,6 +13,11 @@ depends on them), but the stages that compute on the training inputs leave them 
 fingerprints: those stages fingerprint the training inputs' *content* instead, so a split setting
 that changes which training inputs exist is still caught there, and one that only changes the
 test split redoes nothing but evaluation.
+
+A field added after runs were made, whose default does what the code did before it existed, is
+declared with `added_field`: `identity()` (and `dump()`, for configs saved into fingerprinted
+records) leave it out while it holds that default, so adding it redoes no earlier run; any other
+value is hashed like every field.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RUNTIME = "runtime"
 SPLIT = "split"
+ADDED = "added"
 
 
 class Strict(BaseModel):
@@ -47,6 +53,19 @@ def runtime_field(default: Any = ..., **kwargs: Any) -> Any:
     return _marked_field(RUNTIME, default, kwargs)
 
 
+def added_field(default: Any, **kwargs: Any) -> Any:
+    """A field added after runs were made, its default the behaviour from before it existed: left out
+    of `identity` and `dump` while it holds that default, so that its arrival changes no earlier
+    run's fingerprint (see the module docstring). Takes what `pydantic.Field` takes."""
+    return _marked_field(ADDED, default, kwargs)
+
+
+def at_added_default(value: BaseModel, name: str) -> bool:
+    """Whether field `name` of `value` is an `added_field` holding its default (left out of identities)."""
+    info = type(value).model_fields[name]
+    return _is_marked(info, ADDED) and getattr(value, name) == info.get_default(call_default_factory=True)
+
+
 def split_field(default: Any = ..., **kwargs: Any) -> Any:
     """A task setting that only chooses which inputs form a split, or concerns the test split alone
     (`train_size`, `seed`, `test_size`, `test_path`, ...): see `split_settings`. Takes what
@@ -64,12 +83,35 @@ def split_settings(config: BaseModel | type[BaseModel]) -> frozenset[str]:
 
 
 def identity(value: Any) -> Any:
-    """`value` as plain JSON data without its runtime fields, recursively: what a fingerprint hashes."""
+    """`value` as plain JSON data without its runtime fields (nor its `added_field`s at their defaults),
+    recursively: what a fingerprint hashes."""
     if isinstance(value, BaseModel):
         fields = type(value).model_fields
-        return {name: identity(getattr(value, name)) for name in fields if not _is_marked(fields[name], RUNTIME)}
+        return {name: identity(getattr(value, name)) for name in fields
+                if not _is_marked(fields[name], RUNTIME) and not at_added_default(value, name)}
     if isinstance(value, dict):
         return {str(k): identity(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [identity(v) for v in value]
     return value
+
+
+def dump(value: BaseModel) -> dict[str, Any]:
+    """`value.model_dump(mode="json")` without its `added_field`s at their defaults, at any depth: a
+    config saved into a record a fingerprint reads (a student's saved prompt) is then the record
+    written before those fields existed."""
+    data = value.model_dump(mode="json")
+    _drop_added_defaults(value, data)
+    return data
+
+
+def _drop_added_defaults(value: Any, data: Any) -> None:
+    if isinstance(value, BaseModel) and isinstance(data, dict):
+        for name in type(value).model_fields:
+            if at_added_default(value, name):
+                data.pop(name, None)
+            elif name in data:
+                _drop_added_defaults(getattr(value, name), data[name])
+    elif isinstance(value, list | tuple) and isinstance(data, list):
+        for item, dumped in zip(value, data):
+            _drop_added_defaults(item, dumped)

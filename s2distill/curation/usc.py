@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from s2distill.curation.outputs import output_refs
 from s2distill.types import Trace, Verdict
 
+# A dropped input's reason when the judge's composition was cut at its budget (`curation.usc_max_tokens`)
+COMPOSITION_TRUNCATED = "the judge's composition was truncated at max_tokens"
+
 
 def usc_filter(
     traces_by_input: Mapping[str, Sequence[Trace]],
@@ -40,7 +43,7 @@ def usc_filter(
             verdicts.append(Verdict(example_id, False, "the judge composed no FINAL answer", None, "usc"))
             continue
         if trace.truncated:
-            verdicts.append(Verdict(example_id, False, "the judge's composition was truncated at max_tokens", None, "usc"))
+            verdicts.append(Verdict(example_id, False, COMPOSITION_TRUNCATED, None, "usc"))
             continue
         answer = normalize(trace.answer)
         agreeing = [t for t in parsed if normalize(t.answer) == answer]

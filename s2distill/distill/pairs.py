@@ -7,6 +7,13 @@ distilled model is trained on exactly what it is evaluated on. The completion de
   For most methods that is the answer alone; for a method that ends in a response of its own
   (BSM's merged judgement, S2A's answer call) it is that response.
 - `label_only`: the answer alone, always (the paper's "label only" BSM variant: the verdict).
+- `full_response`: the System 2 program's final response as the model wrote it, its answer
+  included and not re-read: the method's own final response (S2A's answer call, BSM's merged
+  judgement, a USC composition), else its last call's reply (RaR's answering call). Yu et al.
+  2024 train on responses where they say so (Section 3.2: "accept the response that is the
+  majority vote"; the distilled RaR models answer in 25-50 tokens, Table 1); the student is asked
+  and read as its System 1 method says, which must read whole replies (`direct`'s `response:
+  full`), within its own budget.
 - `full_reasoning`: the teacher's rationale (program, chain of thought, TwT thinking), then
   "The answer is X." (HaRD stage 1; Standard KD).
 - `compressed_reasoning`: the rationale as the teacher rewrote it after seeing the student's
@@ -19,8 +26,11 @@ distilled model is trained on exactly what it is evaluated on. The completion de
   (`evaluated_as`), so it answers without generating a rationale, as in Hsieh et al.'s inference.
 
 Universal self-consistency composes a final answer of its own (Yu et al. 2024, Figure 12); where
-a verdict carries it (`Verdict.composed`), it is the answer-only target of that input, one pair,
-whatever the kept outputs; label-only takes its parsed answer.
+a verdict carries it (`Verdict.composed`), it is the answer-only and full-response target of that
+input, one pair, whatever the kept outputs; label-only takes its parsed answer.
+
+An answer becomes a target as the task writes it (`Task.target`: the answer itself, or judging's
+"[[A]]" under Figure 13's prompt).
 
 A chat student (`student.method.prompt_format: chat`) gets TRL's conversational prompt–completion
 pairs instead: the prompt is `direct`'s chat messages ({"role", "content"} dicts: the question as the
@@ -36,7 +46,7 @@ input; reasoning sets may hold several rationales for it (TwT keeps two).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from s2distill.curation import output_key
 from s2distill.methods import direct_completion, direct_prompt
@@ -45,6 +55,8 @@ from s2distill.tasks import Task
 from s2distill.types import Example, Trace, Verdict
 
 REASONING_FORMATS = ("full_reasoning", "compressed_reasoning")
+# Sets whose targets are a whole response: the student is asked by its own method (which reads whole replies)
+RESPONSE_FORMATS = ("full_response",)
 # Distilling Step-by-Step's task prefixes (Hsieh et al. 2023, multi-task training), before the student's prompt
 LABEL_PREFIX = "[label] "
 RATIONALE_PREFIX = "[rationale] "
@@ -67,13 +79,17 @@ def reasoning_completion(rationale: str, answer: str, *, code: bool = False) -> 
     return f" {rationale}\n{answer}\n" if code else f" {rationale}\nThe answer is {answer}.\n"
 
 
-def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code: bool = False) -> str:
-    """The training completion of one kept output in set `fmt` (`code`: the answer is a program)."""
+def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code: bool = False,
+                   target: Callable[[str], str] = str) -> str:
+    """The training completion of one kept output in set `fmt` (`code`: the answer is a program;
+    `target`: how an answer is written as a target, `Task.target`)."""
     if fmt == "label_only":
-        return direct_completion(trace.answer)
+        return direct_completion(target(trace.answer))
     if fmt == "answer_only":
         final = trace.final_response
-        return direct_completion(fold_blank_lines(final) if final else trace.answer)
+        return direct_completion(fold_blank_lines(final) if final else target(trace.answer))
+    if fmt == "full_response":
+        return direct_completion(fold_blank_lines(trace.final_response or trace.last_output or target(trace.answer)))
     if fmt == "full_reasoning":
         return reasoning_completion(rationale_of(trace), trace.answer, code=code)
     if fmt == "step_by_step":
@@ -169,8 +185,8 @@ def input_pairs(
     example_id = example.id
     kept = [trace for trace in kept if not trace.truncated]
     prompt = student_prompt(task, example, shots=shots, question_suffix=question_suffix, prompt_format=prompt_format)
-    if verdict.composed and fmt in ("answer_only", "label_only"):
-        target = fold_blank_lines(verdict.composed) if fmt == "answer_only" else verdict.answer
+    if verdict.composed and fmt in ("answer_only", "label_only", "full_response"):
+        target = fold_blank_lines(verdict.composed) if fmt != "label_only" else task.target(verdict.answer)
         return [{"id": example_id, "teacher": "usc", "sample": -1, "prompt": prompt,
                  "completion": student_completion(direct_completion(target), prompt_format)}]
     if fmt == "step_by_step":
@@ -180,7 +196,7 @@ def input_pairs(
     seen: set[str] = set()
     for trace in kept:
         completion = completion_for(fmt, trace, rewritten=(rewritten or {}).get(output_key(trace)),
-                                    code=task.multiline_answers)
+                                    code=task.multiline_answers, target=task.target)
         if completion in seen:
             continue
         seen.add(completion)
@@ -199,7 +215,7 @@ def step_by_step_pairs(task: Task, example: Example, kept: Sequence[Trace], *, s
     (`max_per_input` caps the outputs used); pairs say their `task`."""
     pairs, seen = [], set()
     for trace in kept[:max_per_input] if max_per_input else kept:
-        for name, prefix, completion in (("label", LABEL_PREFIX, direct_completion(trace.answer)),
+        for name, prefix, completion in (("label", LABEL_PREFIX, direct_completion(task.target(trace.answer))),
                                          ("rationale", RATIONALE_PREFIX, f" {rationale_of(trace)}\n")):
             if (name, completion) in seen:
                 continue

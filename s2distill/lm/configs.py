@@ -9,6 +9,7 @@ them redoes nothing (s2distill/config/base.py).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -34,6 +35,12 @@ class _Backend(Strict):
     def describe(self, adapter: Path | None = None) -> str:
         """The model as the report names it."""
         return self.backend + (" + distilled weights" if adapter else "")
+
+    def has_chat_template(self) -> bool | None:
+        """Whether chat messages reach the model through its own chat template (False: a pretrained
+        model, asked a plain "user: ...\nassistant:" rendering of them, lm.base.render_messages);
+        None when it cannot be told here (a server applies its own template, the fake answers any)."""
+        return None
 
     def _no_adapter(self, adapter) -> None:
         if adapter is not None:
@@ -100,6 +107,9 @@ class EmbeddedModel(_Transformers):
     def _label(self) -> str:
         return "gemma3-270m (embedded)"
 
+    def has_chat_template(self) -> bool:
+        return False  # the packaged GGUF is the pretrained Gemma 3 270M: its tokenizer has none
+
 
 class TinyModel(_Transformers):
     """A randomly initialised two-layer model built locally: for tests only."""
@@ -113,6 +123,9 @@ class TinyModel(_Transformers):
 
     def _label(self) -> str:
         return "tiny test model"
+
+    def has_chat_template(self) -> bool:
+        return False  # built without one (tests give a copy of it one)
 
 
 class HFModel(_Transformers):
@@ -133,8 +146,24 @@ class HFModel(_Transformers):
     def _cache_name(self, folder: Path, dtype: str) -> str | None:
         return None  # HFLM names a user's folder by its content, so a retrained folder is another model
 
+    def has_chat_template(self) -> bool:
+        return chat_template_in(self.weights_dir())
+
     def _label(self) -> str:
         return str(self.path)
+
+
+def chat_template_in(folder: Path) -> bool:
+    """Whether a transformers model folder has a chat template (in tokenizer_config.json, or the
+    chat_template.jinja / chat_template.json file newer transformers versions write), read from the
+    files without loading the tokenizer."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(config, dict) and config.get("chat_template"))
 
 
 class OpenAIModel(_Backend):

@@ -12,6 +12,15 @@ Two prompt formats (`prompt_format`, chosen per recipe):
   earlier user/assistant exchange; no `Q:/A:` frame. The model's chat template frames the turns, the
   reply ends at its end-of-turn token, and the answer is read from the reply (its first non-empty
   line for single-line tasks).
+
+Which part of the reply holds the answer (`response`): `first_line` (the default, and the only
+behaviour before the setting existed) reads a one-line task's answer from the reply's first line,
+as a pretrained model prompted `Q: ...\nA:` gives it; `full` reads it from the whole reply, which is
+the papers' System 1: a chat model's full response to the bare question (Yu et al. 2024, Section
+4.1: "zero-shot inference using the instruction-tuned base model"; their Table 1 counts 27-62
+generated tokens per System 1 answer, Table 2 165; TwT's vanilla students write 150-279, Table 1).
+A fewshot prompt then stops at a blank line, not at the first newline. Tasks whose answers span
+lines (code) read the whole reply either way.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from s2distill.config.base import added_field
 from s2distill.methods.calls import PromptFormat
 from s2distill.methods.registry import PromptedMethod, register
 from s2distill.tasks import Task
@@ -28,6 +38,7 @@ from s2distill.types import Call, Example, Request, Trace
 SHOT = "Q: {question}\nA: {answer}\n\n"
 QUERY = "Q: {question}\nA:"
 STOP = ("\n",)
+Response = Literal["first_line", "full"]
 # A student trained to reason before answering (full or compressed reasoning) writes several
 # lines; it stops where a new exemplar would begin.
 MULTILINE_STOP = ("\n\n", "\nQ:")
@@ -74,7 +85,8 @@ def direct_completion(answer: str) -> str:
 
 
 def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multiline: bool = False,
-           task_prefix: str = "", question_suffix: str = "", prompt_format: PromptFormat = "fewshot"):
+           task_prefix: str = "", question_suffix: str = "", prompt_format: PromptFormat = "fewshot",
+           response: Response = "first_line"):
     """Build the System 1 program for `task`.
 
     `multiline` is for students distilled on reasoning: the answer is read from a closing
@@ -82,8 +94,9 @@ def direct(task: Task, *, shots: int = 4, max_tokens: int | None = None, multili
     prompt: a Distilling Step-by-Step student is asked with "[label] " (s2distill/distill/pairs.py).
     `question_suffix` follows each question (`question_suffix: " Flip means reverse."`,
     Yu et al. 2024 Table 6); distillation sets use the student's suffix too (s2distill/distill/pairs.py).
-    `prompt_format: chat` asks in chat messages (see the module docstring) with no stop strings."""
-    several_lines = multiline or task.multiline_answers
+    `prompt_format: chat` asks in chat messages (see the module docstring) with no stop strings.
+    `response: full` reads the answer from the whole reply (the module docstring)."""
+    several_lines = multiline or task.multiline_answers or response == "full"
     stop = MULTILINE_STOP if several_lines else STOP
     max_tokens = max_tokens or (256 if task.multiline_answers else 16)
 
@@ -114,6 +127,10 @@ class DirectConfig(PromptedMethod):
     name: Literal["direct"] = "direct"
     question_suffix: str = Field("", description="text after every question, the exemplars' too (Yu et al. 2024 "
                                  "Table 6: \" Flip means reverse.\"); the student's goes into its training prompts")
+    response: Response = added_field(
+        "first_line", description="where a one-line answer is read: first_line (the reply's first line, as a "
+        "pretrained model answers after 'A:') or full (the whole reply: a chat model's full response, the papers' "
+        "System 1; a fewshot prompt then stops at a blank line). Code answers are read whole either way")
 
 
 register(DirectConfig, direct, "System 1: question -> answer, no reasoning; few-shot Q:/A: prompt, or the bare "

@@ -159,9 +159,10 @@ def final_response(trace: Trace) -> str:
 
 
 def composition_program(task: Task, traces_by_input: Mapping[str, Sequence[Trace]], *,
-                        prompt_format: PromptFormat = "fewshot", max_chars: int = MAX_CHARS):
+                        prompt_format: PromptFormat = "fewshot", max_chars: int = MAX_CHARS, max_tokens: int = 128):
     """Universal self-consistency over outputs already sampled (curation's `usc` filter): a program
-    whose `answer` is the composed final answer parsed, `final_response` its text."""
+    whose `answer` is the composed final answer parsed, `final_response` its text (`max_tokens`: the
+    composition's budget, `curation.usc_max_tokens`)."""
 
     def program(example: Example, lm) -> Trace:
         responses = [final_response(t) for t in traces_by_input[example.id] if t.answer is not None]
@@ -169,7 +170,7 @@ def composition_program(task: Task, traces_by_input: Mapping[str, Sequence[Trace
         if not responses:
             return Trace(example.id, "usc_compose", None, calls, error="no parseable output", meta={"used": 0})
         composed, meta = usc_compose(task, task.question(example), responses, lm, calls=calls, prompt_format=prompt_format,
-                                     key=example.id, max_chars=max_chars)
+                                     key=example.id, max_chars=max_chars, max_tokens=max_tokens)
         answer = task.parse_answer(composed) if composed else None
         return Trace(example.id, "usc_compose", answer, calls, error=None if answer is not None else "the judge composed no FINAL answer",
                      meta=meta, final_response=composed or "")

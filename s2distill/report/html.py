@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s2distill.distill.pairs import pair_text  # a chat student's pairs hold messages: shown as text
+from s2distill.report.audit import audit_html
 from s2distill.report.row import Row, rows_of
 from s2distill.artifacts import atomic_write_bytes, read_jsonl
 from s2distill.types import Verdict
@@ -171,7 +172,7 @@ def _systems(out: Path, rows: list[Row]) -> list[dict]:
         if name is None or name in taken or not (out / "eval" / f"{name}.jsonl").exists():
             continue
         detail = " · ".join(x for x in (row.detail, row.method_label) if x)
-        label = {"system1": "System 1", "system2": "System 2"}.get(row.system, row.system)
+        label = {"system1": "System 1", "system2": "System 2"}.get(row.system, row.system_label)
         systems.append({"key": name, "label": f"{label} · {detail}" if detail else label, "system": row.system})
     return systems
 
@@ -277,7 +278,7 @@ def systems_table(rows: list[Row]) -> str:
     for row in rows:
         score = f"{100 * row.score:.1f}%" if row.score is not None else f"— ({_e(row.note)})"
         body.append(
-            f"<tr class='sys-{_e(row.system)}'><td>{_e(row.system)}</td><td>{_e(row.detail)}</td><td>{_e(row.method_label)}</td>"
+            f"<tr class='sys-{_e(row.system)}'><td>{_e(row.system_label)}</td><td>{_e(row.detail)}</td><td>{_e(row.method_label)}</td>"
             f"<td>{_e(row.model)}</td><td class=n>{score}</td><td class=n>{_e(row.n)}</td>"
             f"<td class=n>{_e(row.unparseable)}</td><td class=n>{_e(row.truncated)}</td>"
             f"<td class=n>{_num(row.tokens_per_example)}</td>"
@@ -343,6 +344,7 @@ def render_html(out: Path, report: dict, *, task=None) -> str:
         "{{HEADER}}": _e(f"task {report.get('task')} · teachers {report.get('teachers')} · student {report.get('student')}"),
         "{{SYSTEMS}}": systems_table(rows_of(report.get("rows", []))),
         "{{CURATION}}": curation_tables(curation_by_reason(out, report.get("curation", []))),
+        "{{AUDIT}}": audit_html(report),
         "{{COST}}": cost_block(report),
         "{{DATA}}": payload,
     }

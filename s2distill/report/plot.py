@@ -32,7 +32,7 @@ def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *,
     colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green"}
     seen: dict[tuple[float, float], int] = {}
     for row in points:
-        label = row.system + (f" ({row.teacher or row.stage})" if row.teacher or row.stage else "")
+        label = row.system_label + (f" ({row.teacher or row.stage})" if row.teacher or row.stage else "")
         x, y = max(row.tokens_per_example, 0.1), 100 * row.score
         ax.scatter(x, y, s=60, color=colours.get(row.system, "tab:gray"), zorder=3)
         stacked = seen.setdefault((round(x, 1), round(y, 1)), 0)  # labels of coinciding points go one under another
@@ -52,4 +52,46 @@ def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *,
     fig.savefig(image, format="png")
     plt.close(fig)
     atomic_write_bytes(Path(path), image.getvalue())  # whole or not at all (a full disk leaves the old one)
+    return path
+
+
+def plot_threshold_curves(audit: Mapping[str, Any] | None, path: Path) -> Path | None:
+    """The curation audit's threshold curves (report.json's `curation_audit`), one panel per
+    curation and threshold: precision and coverage against the threshold, the recipe's marked.
+    Written to `path` (PNG); None when there is no curve or matplotlib is missing."""
+    curves = [(audit_["variant"], curve) for audit_ in (audit or {}).get("variants", []) for curve in audit_["curves"]]
+    if not curves:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    columns = min(len(curves), 3)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), dpi=120, squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    for ax, (variant, curve) in zip(axes.flat, curves):
+        points = curve["points"]
+        xs = [p["threshold"] for p in points]
+        for key, label, colour in (("precision", "precision of kept answers", "tab:green"),
+                                   ("coverage", "coverage (inputs kept)", "tab:blue")):
+            ys = [100 * p[key] if p[key] is not None else float("nan") for p in points]
+            ax.plot(xs, ys, marker="o", markersize=3, color=colour, label=label)
+        ax.axvline(curve["chosen"], color="tab:red", linestyle="--", linewidth=1,
+                   label=f"recipe: {curve['setting']} {curve['chosen']:g}")
+        ax.set_xlabel(f"{curve['filter']}: {curve['setting']}")
+        ax.set_ylabel("%")
+        ax.set_ylim(-5, 105)
+        ax.set_title(variant, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), image.getvalue())
     return path

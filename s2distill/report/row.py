@@ -47,6 +47,7 @@ class Row:
     majority_of: int | None = None  # maj@k: the answer is the majority of k samples
     test: str | None = None  # the extra test split's label; None for the recipe's own split
     note: str | None = None  # why there is no score (e.g. "not trained: curation kept no input")
+    control: str | None = None  # a control's role beside the distilled student ("gold labels (ceiling)", ...)
     eval_name: str | None = None  # its artifacts: eval/EVAL_NAME.json and, per example, eval/EVAL_NAME.jsonl
     # -- anything else a row held (a key of a newer or older version), kept as it was
     extra: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +61,11 @@ class Row:
         if self.test:
             detail += f" [test: {self.test}]"
         return detail.strip()
+
+    @property
+    def system_label(self) -> str:
+        """Its system, with a control's role (`gold — gold labels (ceiling)`), as the report tables show it."""
+        return f"{self.system} — {self.control}" if self.control else self.system
 
     @property
     def method_label(self) -> str:

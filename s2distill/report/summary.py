@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from s2distill.curation.filters import FILTER_CLASSES
+from s2distill.curation.usc import COMPOSITION_TRUNCATED
+from s2distill.report.audit import audit_lines
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
@@ -43,9 +45,10 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
     `Outputs.tallies`) are each read once, as they come. A teacher with failed samples (refused, or
     its user program failed) has their count as `failed`; one with samples cut at their budget
     (kept out of curation, never a target) has their count as `truncated`."""
-    kept, inputs, kept_inputs = Counter(), 0, 0
+    kept, inputs, kept_inputs, cut_compositions = Counter(), 0, 0, 0
     for verdict in verdicts:
         inputs += 1
+        cut_compositions += verdict.reason == COMPOSITION_TRUNCATED  # USC's judge cut at its budget
         if verdict.kept:
             kept_inputs += 1
             kept.update(ref.teacher for ref in verdict.kept_outputs)
@@ -63,6 +66,7 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
         "variant": variant.name, "filter": variant.filter, **settings,
         "first_sample_only": variant.first_sample_only,
         "inputs": inputs, "kept": kept_inputs,
+        **({"compositions_truncated": cut_compositions} if cut_compositions else {}),
         "per_teacher": {name: {"outputs": counted[name], "parseable": parsed[name], "kept": kept[name],
                                **({"failed": failed[name]} if failed[name] else {}),
                                **({"truncated": truncated[name]} if truncated[name] else {})}
@@ -89,7 +93,7 @@ def _table(rows: list[Row]) -> list[str]:
         "|---|---|---|---|---:|" + "---:|" * len(extra) + "---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        head = f"| {row.system} | {row.detail} | {row.method_label} | {row.model} |"
+        head = f"| {row.system_label} | {row.detail} | {row.method_label} | {row.model} |"
         if row.score is None:
             lines.append(f"{head} — ({row.note}) | " + "| " * len(extra) + "0 | | | | | |")
             continue
@@ -177,6 +181,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"Task **{report['task']}**, test split n={rows[0].n if rows else 0}. "
         f"Teachers: `{report['teachers']}`; student: `{report['student']}`.",
+        *([f"Token budgets: {'; '.join(f'`{b}`' for b in report['budgets'])}."] if report.get("budgets") else []),
         "",
         *_table(rows),
         "",
@@ -184,6 +189,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *[f"**Truncated**: {line}.\n" for line in report.get("truncation") or []],
         *_curation_lines(report["curation"]),
         "",
+        *audit_lines(report),
         ("![score against tokens per example](report.png)" if report.get("plot") else
          "(No plot: matplotlib is not installed; `pip install -e '.[plot]'`.)"),
         "",

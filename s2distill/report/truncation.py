@@ -4,8 +4,9 @@ line per source or evaluation, at the end of the run on the console and in repor
 A source (a teacher, or the student's own System 1 samples) is named when more than `SHARE` of the
 samples its variants curate were cut (the curation summary's `truncated`, of the variant that
 curates most of its samples); an evaluation when more than `SHARE` of its answers were (a row's
-`truncated`, of its n answers, or n × k samples for maj@k). Each line names the setting to raise
-and the value it had, e.g.
+`truncated`, of its n answers, or n × k samples for maj@k); a variant's USC curation when more than
+`SHARE` of its inputs' compositions were (`compositions_truncated`). Each line names the setting to
+raise and the value it had, e.g.
 
     12% of pal's samples were cut at their budget (teacher.method.max_tokens = 160): raise it
 """
@@ -73,7 +74,7 @@ def truncation_lines(recipe, summaries: Iterable[Mapping[str, Any]], rows: Itera
                      task=None) -> list[str]:
     """One line per source whose samples, and per evaluation whose answers, were cut at their budget
     more than `SHARE` of the time (see the module docstring)."""
-    lines = []
+    lines, summaries = [], list(summaries)
     sources: dict[str, tuple[int, int]] = {}  # per source: (truncated, outputs) of the variant curating most
     for summary in summaries:
         for name, counts in summary["per_teacher"].items():
@@ -83,10 +84,33 @@ def truncation_lines(recipe, summaries: Iterable[Mapping[str, Any]], rows: Itera
         if cut > SHARE * total:
             lines.append(f"{100 * cut / total:.0f}% of {name}'s samples were cut at their budget "
                          f"({_source_budget(recipe, name, task)}): raise it")
+    for summary in summaries:  # USC: the judge's compositions, one per input it composed for
+        cut, inputs = summary.get("compositions_truncated", 0), summary["inputs"]
+        if cut > SHARE * inputs:
+            lines.append(f"{100 * cut / inputs:.0f}% of {summary['variant']}'s USC compositions were cut at their "
+                         f"budget (curation.usc_max_tokens = {summary.get('usc_max_tokens', 128)}): raise it")
     for row in rows_of(rows):
         answers = row.n * (row.majority_of or 1)
         if row.truncated and row.truncated > SHARE * answers:
             who = f"{row.system} {row.detail}".strip()
             lines.append(f"{100 * row.truncated / answers:.0f}% of {who}'s answers were cut at their budget "
                          f"({_row_budget(recipe, row, task)}): raise it")
+    return lines
+
+
+def budget_lines(recipe, task=None) -> list[str]:
+    """Every token budget the run's calls were made within, as `setting = value` (a method's unset
+    budget at the default it runs with): the report states them, so that a run's budgets (a paper
+    profile's, say) are read beside its truncated counts, not inferred."""
+    lines = []
+    for index, teacher in enumerate(recipe.teachers):
+        path = "teacher.method" if len(recipe.teachers) == 1 else f"teachers.{index}.method"
+        lines.append(budget_settings(path, teacher.method, task))
+    lines.append(budget_settings("student.method", recipe.student.method, task))
+    stages = set(recipe.distill.stages)
+    if stages & set(REASONING_FORMATS):
+        lines.append(f"distill.reasoning_max_tokens = {recipe.distill.reasoning_max_tokens}")
+    if "compressed_reasoning" in stages and recipe.distill.compression != "fixed_length":
+        lines.append(f"distill.rewrite_max_tokens = {recipe.distill.rewrite_max_tokens}")
+    lines += [f"curation.usc_max_tokens = {f.usc_max_tokens}" for f in recipe.curation.filter if f.name == "usc"]
     return lines

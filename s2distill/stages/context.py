@@ -25,7 +25,7 @@ from s2distill.stages.folder import Codec, Done, RunFolder
 from s2distill.stages.specs import StageSpec
 from s2distill.tasks import Task, build_task
 from s2distill.types import Example, Trace
-from s2distill.distill.variants import SYSTEM1_SOURCE
+from s2distill.distill.variants import SSD_SOURCE, SSD_TEMPERATURE, SYSTEM1_SOURCE
 
 class RecipeReadInCompute(RuntimeError):
     """A stage read the recipe while computing: the setting belongs in its spec (stages/specs.py)."""
@@ -114,12 +114,16 @@ class RunContext:
                                 max_failures=self._recipe.max_failures, on_trace=lambda _: advance(), **settings)
 
     def source(self, name: str) -> TeacherConfig:
-        """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher."""
-        if name != SYSTEM1_SOURCE:
+        """A teacher by name; `system1` is the student's own System 1, sampled like the first teacher;
+        `system1_ssd` the same once per input at SSD_TEMPERATURE (`self_samples` when the first
+        teacher is greedy: distill/variants.py)."""
+        if name not in (SYSTEM1_SOURCE, SSD_SOURCE):
             return self.recipe.teacher(name)
         first, student = self.recipe.teachers[0], self.recipe.student
-        return TeacherConfig(name=SYSTEM1_SOURCE, model=student.model, method=student.method, samples=first.samples,
-                             temperature=first.temperature, top_p=first.top_p, seed=first.seed)
+        ssd = name == SSD_SOURCE
+        return TeacherConfig(name=name, model=student.model, method=student.method, samples=1 if ssd else first.samples,
+                             temperature=SSD_TEMPERATURE if ssd else first.temperature, top_p=first.top_p,
+                             seed=first.seed)
 
     def trainable_student(self):
         model = self.recipe.student.model

@@ -45,7 +45,7 @@ def curate_stage(ctx: RunContext, variant: Variant, inputs: Done, samples: Sampl
         from its outputs (Figure 12 of Yu et al. 2024); a program run like any other."""
         judge, usc = judges[0], next(f for f in spec.filters if f.needs_judge)
         program = composition_program(ctx.task, grouped, prompt_format=judge.method.prompt_format,
-                                      max_chars=usc.usc_max_chars)
+                                      max_chars=usc.usc_max_chars, max_tokens=usc.usc_max_tokens)
         todo = [e for e in chunk if e.id in grouped]
         traces = ctx.run(f"USC composition ({judge.name})", program, todo, ctx.models.get(judge.model),
                          advance=advance, temperature=0.0)

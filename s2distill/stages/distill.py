@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2distill.artifacts import read_json, write_json
-from s2distill.distill.compress import compression_program, rewritten_rationales
-from s2distill.distill.pairs import evaluated_as, pairs_of_verdicts
+from s2distill.distill.compress import compression_program, rewrite_counts, rewritten_rationales
+from s2distill.distill.pairs import RESPONSE_FORMATS, evaluated_as, pairs_of_verdicts
 from s2distill.distill.variants import Variant
 from s2distill.stages.context import RunContext
 from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
@@ -84,21 +84,32 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
 
 def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
                    previous: Trained, earlier: Done | None) -> Done:
-    """HaRD's compression: the previous step's student answers the kept inputs, then the refiner
-    teacher rewrites each kept rationale after reading that answer; a second compression step
-    rewrites the earlier rewrite (TwT Table 3), not the original again. The kept outputs are held
-    (the refiner's program reads them all), the others are not."""
+    """HaRD's compression: the previous step's student answers the kept inputs, then each kept
+    rationale's own teacher (or the one `distill.refiner`) rewrites it after reading that answer
+    (the reading and its quotes: s2distill/distill/compress.py); a second compression step
+    rewrites the earlier rewrite (TwT Table 3), not the original again. Each refining teacher's
+    model gets its own batch. The kept outputs are held (the refiners' programs read them all),
+    the others are not."""
     recipe = ctx.recipe
     how = recipe.distill.compression
     fixed = how == "fixed_length"
+    named = recipe.distill.refiner
+    sources = step.variant.sources
+    refiner = refiners = None
+    if not fixed and named is not None:  # one teacher rewrites every rationale (a departure)
+        refiner = recipe.teacher(named)
+    elif not fixed and len(sources) == 1:  # one teacher, its own refiner: the spec earlier runs were made with
+        refiner = _refiner_of(recipe, sources[0])
+    elif not fixed:  # TwT: each teacher rewrites its own
+        refiners = {source: _refiner_of(recipe, source) for source in sources}
     spec = CompressSpec(compression=how, ratio=recipe.distill.compression_ratio if fixed else None,
-                        refiner=None if fixed else recipe.teacher(recipe.distill.refiner),
+                        refiner=refiner, refiners=refiners,
+                        rewrite_max_tokens=None if fixed else recipe.distill.rewrite_max_tokens,
                         student_method=recipe.student.method, max_per_input=recipe.distill.max_per_input,
                         reasoning_max_tokens=recipe.distill.reasoning_max_tokens, task=ctx.prompt_settings(),
                         student_model=recipe.student.model if how == "teacher_guided" else None)
 
     def compute():
-        refiner = spec.refiner
         kept = {verdict.example_id: traces for verdict, traces in sampled.kept(verdicts.value) if verdict.kept}
         cap = spec.max_per_input
         kept = {i: ts[:cap] if cap else ts for i, ts in kept.items()}
@@ -110,29 +121,57 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
                                student_program_for(previous.program, ctx.task), todo, student, temperature=0.0)
             ctx.models.release(student)
             outputs = {t.example_id: t.last_output for t in answered}
-        program = compression_program(ctx.task, kept, outputs, prompt_format=refiner.method.prompt_format if refiner
-                                      else "fewshot",
-                                      rationales=rewritten_rationales(earlier.value) if earlier else None,
-                                      ratio=spec.ratio)
+        earlier_rationales = rewritten_rationales(earlier.value) if earlier else None
+        done: dict[tuple[str, str, int], dict] = {}  # (input, teacher, sample) -> its rewrite
         if how == "fixed_length":  # no model: the cut is a function of the rationale alone
+            program = compression_program(ctx.task, kept, None, prompt_format="fewshot",
+                                          rationales=earlier_rationales, ratio=spec.ratio)
             refined = [program(example, None) for example in todo]
         else:
-            refined = ctx.run(f"{refiner.name}: {how.replace('_', '-')} compression of the rationales", program, todo,
-                              ctx.models.get(refiner.model), temperature=0.0)
-        rows = [{"id": t.example_id, "student": (outputs or {}).get(t.example_id),
-                 "rewrites": t.meta.get("rewrites", [])}  # none for a refiner call the server refused
-                for t in refined]
+            refined = []
+            for teacher, theirs in spec.refining():
+                mine = {i: [t for t in ts if theirs is None or t.teacher in theirs] for i, ts in kept.items()}
+                mine = {i: ts for i, ts in mine.items() if ts}
+                whose = ("its own" if theirs == (teacher.name,) or set(sources) == {teacher.name}
+                         else "every teacher's" if theirs is None else ", ".join(theirs) + "'s")
+                program = compression_program(ctx.task, mine, outputs,
+                                              prompt_format=getattr(teacher.method, "prompt_format", "fewshot"),
+                                              max_tokens=spec.rewrite_max_tokens, rationales=earlier_rationales,
+                                              refiner=teacher.name)
+                refined += ctx.run(f"{teacher.name}: {how.replace('_', '-')} compression of {whose} rationales",
+                                   program, [e for e in todo if e.id in mine], ctx.models.get(teacher.model),
+                                   temperature=0.0)
+        for trace in refined:  # none for a refiner call the server refused
+            for r in trace.meta.get("rewrites", []):
+                done[(trace.example_id, r["teacher"], r["sample"])] = r
+        rows = [{"id": e.id, "student": (outputs or {}).get(e.id),
+                 "rewrites": [done[k] for k in ((e.id, t.teacher, t.sample) for t in kept[e.id]) if k in done]}
+                for e in todo]
         accepted = sum(r["accepted"] for row in rows for r in row["rewrites"])
         total = sum(len(row["rewrites"]) for row in rows)
         cut = sum(bool(r.get("truncated")) for row in rows for r in row["rewrites"])
         ctx.console.print(f"  {accepted} of {total} rewrites accepted (the others keep the full rationale)"
                           + (f"; {cut} rejected as truncated at max_tokens" if cut else ""))
+        if not fixed:
+            budget = f"distill.rewrite_max_tokens = {spec.rewrite_max_tokens}"
+            for name, c in rewrite_counts(rows).items():
+                rejected = [f"{c['truncated']} cut at their budget ({budget})" if c["truncated"] else "",
+                            f"{c['not_shorter']} not shorter" if c["not_shorter"] else "",
+                            f"{c['other']} otherwise rejected" if c["other"] else ""]
+                ctx.console.print(f"    {name} rewrote {c['rewrites']}: {c['accepted']} accepted"
+                                  + "".join(f", {r}" for r in rejected if r))
         return rows
 
     return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,
                      compute=compute, inputs={"curation": verdicts, "inputs": inputs, **_samples_read(sampled),
                                               "previous weights": previous.weights if how == "teacher_guided" else None,
                                               "earlier rewrites": earlier})
+
+
+def _refiner_of(recipe, source: str):
+    """The teacher that rewrites `source`'s rationales by default: itself (a source that is no
+    teacher, which no compressed variant has today, falls back to the first teacher)."""
+    return next((t for t in recipe.teachers if t.name == source), recipe.teachers[0])
 
 
 def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | None) -> Trained:
@@ -142,6 +181,8 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     model = ctx.trainable_student()
     artifact = f"student/{step.variant.name}/stage{step.index}/weights"
     multiline, task_prefix = evaluated_as(pairs.value)
+    if step.fmt in RESPONSE_FORMATS:  # whole responses: asked by its own method, which reads them whole
+        multiline = False
     program = StudentProgram(method=recipe.student.method, multiline=multiline, task_prefix=task_prefix,
                              reasoning_max_tokens=recipe.distill.reasoning_max_tokens if multiline else None)
     saved_prompt = prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix)

@@ -131,11 +131,12 @@ def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[Row]:
     model = student.model.describe(trained.weights.value)
     spec = EvalSpec(system=step.variant.name, method=trained.program.method, model=student.model,
                     test_task={}, student=trained.program)
+    control = {"control": step.variant.label} if step.variant.label else {}  # a control's role, for the report
     ev = Evaluation(spec, f"{step.variant.name}-stage{step.index}",
-                    {"stage": step.label, "model": model, "train_pairs": trained.pairs, "shots": student.method.shots},
-                    weights=trained.weights)
+                    {"stage": step.label, "model": model, "train_pairs": trained.pairs, "shots": student.method.shots,
+                     **control}, weights=trained.weights)
     rows = run_evaluation(ctx, ev, release=True)
-    return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": model}),
+    return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": model, **control}),
                             ctx.source(SYSTEM1_SOURCE))
 
 
@@ -144,7 +145,7 @@ def untrained_row(ctx: RunContext, step: Step) -> Row:
     return Row(system=step.variant.name, stage=step.label, method=student.method.name, task=ctx.task.name,
                metric=ctx.task.metric, score=None, n=0, tokens_per_example=None, unparseable=0,
                model=student.model.describe(), train_pairs=0, note="not trained: curation kept no input",
-               shots=student.method.shots)
+               shots=student.method.shots, control=step.variant.label)
 
 
 def _plain(system: str, name: str, side, *, extra: dict | None = None) -> Evaluation:

@@ -34,7 +34,7 @@ from s2distill.errors import RunFolderError
 from s2distill.artifacts import folder_digest, iter_jsonl, read_json, seal_of, sealed, write_json, write_jsonl, write_seal
 from s2distill.types import Example, Trace, Verdict
 
-STAGE_KINDS = ("inputs", "samples", "curation", "compress", "distill", "train", "eval", "reference")
+STAGE_KINDS = ("inputs", "samples", "curation", "compress", "distill", "train", "eval", "reference", "audit")
 # Bump when a stage's code changes what it computes for the same inputs, so old artifacts are redone.
 # 2: fingerprints derived from typed stage specs (evaluations now record their method's every setting).
 STAGE_CODE_VERSION = 2
@@ -110,7 +110,10 @@ def made_from(name: str, spec: Any, inputs: dict[str, Done | str | None]) -> dic
     spec's identity (`StageSpec.identity`) and the fingerprint of every input artifact given."""
     fingerprints = {key: value.fingerprint if isinstance(value, Done) else value
                     for key, value in inputs.items() if value is not None}
-    return {"stage": name.split(":")[0], "code": STAGE_CODE_VERSION, **spec.identity(), "inputs": fingerprints}
+    own = spec.identity()
+    if own.keys() & {"stage", "code", "inputs"}:  # a spec field by one of these names would be hidden
+        raise ValueError(f"{type(spec).__name__}: a spec field may not be named stage, code or inputs")
+    return {"stage": name.split(":")[0], "code": STAGE_CODE_VERSION, **own, "inputs": fingerprints}
 
 
 def what_changed(before: dict | None, now: dict) -> str:

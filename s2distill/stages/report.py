@@ -7,11 +7,11 @@ from dataclasses import asdict
 from typing import Any
 
 from s2distill.config.recipe import runs_model_code
-from s2distill.report.plot import plot_score_vs_tokens
+from s2distill.report.plot import plot_score_vs_tokens, plot_threshold_curves
 from s2distill.report.row import Row
 from s2distill.report.provenance import provenance, teacher_spend
 from s2distill.report.summary import machine_info, render_markdown
-from s2distill.report.truncation import truncation_lines
+from s2distill.report.truncation import budget_lines, truncation_lines
 from s2distill.report.html import write_html_report
 from s2distill.artifacts import atomic_write_bytes, write_json
 from s2distill.sandbox import describe_guard
@@ -19,9 +19,10 @@ from s2distill.stages.context import RunContext
 from s2distill.stages.folder import stage_kinds
 
 
-def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, invocation_seconds: float) -> dict[str, Any]:
-    """report.json (the rows as dicts: `Row.to_dict`), report.md, report.html and the plot; returns
-    what report.json holds."""
+def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, invocation_seconds: float,
+                 audit: dict | None = None) -> dict[str, Any]:
+    """report.json (the rows as dicts: `Row.to_dict`), report.md, report.html and the plots; returns
+    what report.json holds. `audit`: the curation audit (stages/audit.py), with its curve plot."""
     recipe, out = ctx.recipe, ctx.folder.root
     teachers = ", ".join(f"{t.name}: {t.method.name} on {t.model.describe()}" for t in recipe.teachers)
     report = {
@@ -31,6 +32,7 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
         "student": recipe.student.model.describe(),
         "rows": [row.to_dict() for row in rows],
         "curation": summaries,
+        "curation_audit": audit,
         "lm": {**ctx.models.calls(), "faults": ctx.models.faults(),
                **({"replicas": replicas} if (replicas := ctx.models.replicas()) else {})},
         "timings": ctx.folder.timings,
@@ -45,7 +47,9 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
     report["notes"] = ctx.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
     # a source or an evaluation with too many outputs cut at their budget, naming the setting to raise
     report["truncation"] = truncation_lines(recipe, summaries, rows, ctx.task)
+    report["budgets"] = budget_lines(recipe, ctx.task)  # what every call was allowed, beside what was cut
     report["plot"] = bool(plot_score_vs_tokens(rows, out / "report.png", title=f"{recipe.name}: {ctx.task.name}"))
+    report["audit_plot"] = bool(plot_threshold_curves(audit, out / "threshold_curve.png"))
     write_json(out / "report.json", report)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())  # whole or not at all: never cut short
     write_html_report(out, report, task=ctx.task)

@@ -21,12 +21,16 @@ def inputs_stage(ctx: RunContext) -> Done:
 
 
 def samples_stage(ctx: RunContext, name: str, inputs: Done, *, perturbed: bool = False,
-                  logprobs: bool = False) -> Done:
+                  logprobs: bool = False, once: bool = False) -> Done:
     """N sampled runs of a source's program per input (on the answer-preserving perturbation of
     each input when `perturbed`): `samples/NAME[.perturbed].jsonl`, in (input, sample) order, read
     back by later stages input by input (a `Rows`, never a list). `logprobs`: every call records
-    its completion's log-probability (a filter reads it: TwT Table 5)."""
-    spec = SampleSpec(source=ctx.source(name), task=ctx.prompt_settings(), perturbed=perturbed, logprobs=logprobs)
+    its completion's log-probability (a filter reads it: TwT Table 5). `once`: one sample per input
+    (only the first is read: `variants.sampled_once`); sample 0 is the same either way."""
+    source = ctx.source(name)
+    if once:
+        source = source.model_copy(update={"samples": 1})
+    spec = SampleSpec(source=source, task=ctx.prompt_settings(), perturbed=perturbed, logprobs=logprobs)
 
     def compute():
         source = spec.source

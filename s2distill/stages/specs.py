@@ -16,9 +16,12 @@ One spec per stage kind:
     CurateSpec   a variant's filters, and the teachers that judge for them
     CompressSpec TwT's compression of the kept rationales
     SetSpec      a curriculum step's training pairs
+    ControlSetSpec a control's pairs (gold labels, random targets): SetSpec, and how its targets are made
     TrainSpec    the student's fine-tuning, and the prompt it is trained and later asked with
     EvalSpec     one evaluation: system, method, model, test split, greedy or maj@k, judge
     ReferenceSpec System 2's answers standing in for labels on data without them
+    AuditSystem1Spec the untrained student's greedy System 1 on the labelled training inputs
+    AuditSpec    a variant's curation audit: its filters, the task, and the labels' content
 """
 
 from __future__ import annotations
@@ -85,15 +88,58 @@ class SetSpec(StageSpec):
     task: dict[str, Any]
 
 
+class ControlSetSpec(SetSpec):
+    """A control's training pairs (s2distill/distill/controls.py): a set's prompt settings and how its
+    targets are made. `labels`: gold's, the train labels' digest, so that editing a label redoes
+    gold's set (and so its training) and nothing else; `seed`: random_targets' permutation (train.seed).
+    A class of its own so that adding it left every other set's fingerprint as it was."""
+
+    targets: str  # "gold" or "random_targets"
+    labels: str | None = None
+    seed: int | None = None
+
+
+# The rewrite budget compression had before `distill.rewrite_max_tokens` (its default) was a setting.
+LEGACY_REWRITE_MAX_TOKENS = 160
+
+
 class CompressSpec(StageSpec):
+    """Who rewrites whose rationales, and within what budget (the model-based compressions): one
+    teacher rewriting every rationale is `refiner` (`distill.refiner`, or the one teacher of a
+    single-teacher recipe, its own refiner); several teachers each rewriting their own (TwT's
+    reading, s2distill/distill/compress.py) are `refiners`, source -> the teacher that rewrites it."""
+
     compression: str
     ratio: float | None = None  # fixed_length only
-    refiner: TeacherConfig | None = None  # the model-based compressions
+    refiner: TeacherConfig | None = None  # the model-based compressions, one teacher for all
+    refiners: dict[str, TeacherConfig] | None = None  # ... or each source's own
+    rewrite_max_tokens: int | None = None  # the model-based compressions: each rewrite's budget
     student_method: MethodConfig
     max_per_input: int | None
     reasoning_max_tokens: int
     task: dict[str, Any]
     student_model: ModelConfig | None = None  # teacher_guided: the model the previous step's student answers on
+
+    def identity(self) -> dict[str, Any]:
+        """Without `refiners` when one teacher rewrites all, and without `rewrite_max_tokens` at
+        LEGACY_REWRITE_MAX_TOKENS (the budget fixed in the code before it was a setting): a
+        compression made before either field existed keeps its fingerprint, as its rewrites are
+        the ones this spec asks for."""
+        out = super().identity()
+        if out.get("refiners") is None:
+            out.pop("refiners", None)
+        if out.get("rewrite_max_tokens") in (None, LEGACY_REWRITE_MAX_TOKENS):
+            out.pop("rewrite_max_tokens", None)
+        return out
+
+    def refining(self) -> list[tuple[TeacherConfig, tuple[str, ...] | None]]:
+        """Each refining teacher with the sources whose rationales it rewrites (None: every one)."""
+        if self.refiner is not None:
+            return [(self.refiner, None)]
+        groups: dict[str, tuple[TeacherConfig, list[str]]] = {}
+        for source, teacher in (self.refiners or {}).items():
+            groups.setdefault(teacher.name, (teacher, []))[1].append(source)
+        return [(teacher, tuple(sources)) for teacher, sources in groups.values()]
 
 
 class StudentProgram(StageSpec):
@@ -129,3 +175,27 @@ class EvalSpec(StageSpec):
 class ReferenceSpec(StageSpec):
     teacher: TeacherConfig
     test_task: dict[str, Any]
+
+
+class AuditSystem1Spec(StageSpec):
+    """System 1 (the student's own method on its untrained model, greedy) on the training inputs the
+    audit has labels for: which inputs (`asked`, a digest of their ids; not `inputs`, which a
+    fingerprint's record keeps for its input artifacts), never their labels."""
+
+    method: MethodConfig
+    model: ModelConfig
+    task: dict[str, Any]
+    asked: str
+
+
+class AuditSpec(StageSpec):
+    """What a curation audit computes from (s2distill/stages/audit.py): the variant's filters (the
+    threshold curve runs them again), the task's answer settings (its score), and the labels by
+    content (`labels`: a digest; `label_source`: the task's train labels or a hand-labelled file),
+    so that editing a label redoes the audit alone, and curation never depends on one."""
+
+    filters: list[FilterConfig]
+    first_sample_only: bool
+    task: dict[str, Any]
+    labels: str
+    label_source: str

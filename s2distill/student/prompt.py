@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from s2distill.config.base import dump
 from s2distill.methods import build_program
 from s2distill.methods.direct import direct
 from s2distill.types import Completion, Example, Usage
@@ -93,7 +94,7 @@ def prompt_spec(recipe, task, *, multiline: bool, task_prefix: str = "") -> dict
         "format": SPEC_FORMAT,
         "task": recipe.task.model_dump(mode="json"),
         "data_dir": _resolved_data_dir(recipe.data_dir),
-        "student_method": method.model_dump(mode="json"),
+        "student_method": dump(method),  # without settings added since at their defaults: the train spec reads it
         "multiline": multiline,
         "task_prefix": task_prefix,
         "reasoning_max_tokens": recipe.distill.reasoning_max_tokens,

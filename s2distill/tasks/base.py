@@ -134,6 +134,12 @@ class Task:
         candidate = self.normalize(candidate)
         return candidate or None
 
+    def target(self, answer: str) -> str:
+        """An answer as the student learns to write it (the answer-only and label-only targets): the
+        answer itself, unless the task's prompt asks for another format (judging under Yu et al.'s
+        Figure 13 prompt: "[[A]]"). Parsing it back gives the answer."""
+        return answer
+
     def score(self, answer: str | None, target: str) -> float:
         """Exact match after normalisation; an unparseable answer scores 0."""
         return float(answer is not None and self.normalize(answer) == self.normalize(target))

@@ -11,6 +11,14 @@ position-inconsistent (they do not name the same response).
 answers from `answers` (a file `s2distill mt-bench-answers` writes), judged in both orders.
 MT-bench's human judgments are not available offline, so there the score is position consistency
 alone (the share of pairs whose two verdicts agree), not agreement with people.
+
+The prompt System 1 and the distilled student are asked (`prompt`): `pair`, ours (the two responses
+and "Reply A, B, or C for a tie."), or `figure13`, the input of Yu et al. 2024's BSM training data
+(Figure 13, top), verbatim: MT-bench's pairwise judge prompt shortened to its verdict format, whose
+answer is "[[A]]", "[[B]]" or "[[C]]"; the student's target is then that bracketed verdict (Figure 13,
+bottom prints "Conclusive judgement: [[A]]", but the distilled judge generates 4 tokens in the BSM
+results table, which is "[[A]]" alone: our reading). The data's MT-bench judge prompt
+(`mt_bench/judge_prompts.jsonl`, pair-v2) is the longer original, which asks for an explanation first.
 """
 
 from __future__ import annotations
@@ -25,12 +33,23 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from s2distill.config.base import Strict, split_field
+from s2distill.config.base import Strict, added_field, split_field
 from s2distill.tasks.base import MAX_EXAMPLES, Shot, Task
 from s2distill.tasks.data import read_jsonl
 from s2distill.types import Example, Labeled
 
 PAIR = "[User Question]\n{question}\n\n[Assistant A]\n{response_a}\n\n[Assistant B]\n{response_b}\n\nWhich assistant answered better? Reply A, B, or C for a tie."
+# Yu et al. 2024, Figure 13 (top): the distilled judge's input, verbatim from the cleaner copy (straight
+# apostrophes as it prints them), laid out as MT-bench's pair-v2 template lays out the same slots.
+FIGURE13 = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the "
+    "user question displayed below. Output your final verdict by strictly following this format: \"[[A]]\" if "
+    "assistant A is better, \"[[B]]\" if assistant B is better, and \"[[C]]\" for a tie.\n\n"
+    "[User Question]\n{question}\n\n"
+    "[The Start of Assistant A's Answer]\n{response_a}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{response_b}\n[The End of Assistant B's Answer]"
+)
+PROMPTS = {"pair": PAIR, "figure13": FIGURE13}
 _SHOTS = (
     ("How many legs does a spider have?", "A spider has eight legs.", "Spiders have six legs, like all insects.", "A"),
     ("Give me a synonym for 'happy'.", "Sad.", "'Joyful' is a common synonym for 'happy'.", "B"),
@@ -60,6 +79,9 @@ class JudgingConfig(Strict):
                                                        "or MT-bench questions with two model answers each (no human "
                                                        "labels); the training pairs are OASST's either way")
     answers: str | None = split_field(None, description="mt_bench: the JSONL of answer pairs (s2distill mt-bench-answers)")
+    prompt: Literal["pair", "figure13"] = added_field(
+        "pair", description="the judge prompt System 1 and the student are asked: pair (ours: 'Reply A, B, or C') or "
+        "figure13 (Yu et al. 2024 Figure 13's MT-bench judge prompt; the student's target is then [[A]], [[B]] or [[C]])")
 
     @model_validator(mode="after")
     def _answers_for_mt_bench(self) -> JudgingConfig:
@@ -73,7 +95,12 @@ class Judging(Task):
     description = "which of two assistant replies is better (OASST human ranks)"
     name = "judging"
     metric = "agreement"
-    shots = tuple(Shot(PAIR.format(question=q, response_a=a, response_b=b), "", "", v) for q, a, b, v in _SHOTS)
+
+    @cached_property
+    def shots(self) -> tuple[Shot, ...]:  # type: ignore[override]
+        """Two exemplars (one prefers A, one B) in the task's prompt, their verdicts as its targets."""
+        return tuple(Shot(PROMPTS[self.config.prompt].format(question=q, response_a=a, response_b=b), "", "",
+                          self.target(v)) for q, a, b, v in _SHOTS)
     twt_family = "multiple_choice"
     answer_kind = "choice"
 
@@ -145,7 +172,11 @@ class Judging(Task):
         return 1.0 - self.metrics(records, examples)["position_inconsistent"]
 
     def question(self, example: Example) -> str:
-        return PAIR.format(**{k: example.inputs[k] for k in ("question", "response_a", "response_b")})
+        return PROMPTS[self.config.prompt].format(**{k: example.inputs[k] for k in ("question", "response_a", "response_b")})
+
+    def target(self, answer: str) -> str:
+        """The verdict as Figure 13's prompt asks for it ("[[A]]"), or the letter under ours."""
+        return f"[[{answer}]]" if self.config.prompt == "figure13" else answer
 
     def normalize(self, answer: str) -> str:
         return answer.strip().strip("[]().* ").upper()
