@@ -9,7 +9,8 @@ every process below it (the sandbox's program runners, a training launched as it
 and charges it to the stage running at that moment (the benchmark wraps `RunFolder.stage` to know
 which). It prints, per stage: its wall time, the main process's peak RSS, the peak of the whole
 process tree (the sum at one instant), and how many processes that tree held then. GNU `time -v`'s
-"Maximum resident set size" is the largest single process's peak, i.e. the main process's column.
+"Maximum resident set size" is the largest peak of any single process it waited for: here, the
+main process's column unless a child grew larger (the end line prints both from `getrusage`).
 
 Figures depend on the CPU (the dtype `auto` picks, the kernels torch dispatches to): the first line
 printed names it. Asserts nothing.
@@ -64,6 +65,7 @@ class StageMemory:
                 children = self._process.children(recursive=True)
                 tree = main + sum(_rss(child) for child in children)
             except psutil.Error:
+                self._stop.wait(self.interval)
                 continue
             self.main_peak[stage] = max(self.main_peak.get(stage, 0), main)
             if tree > self.tree_peak.get(stage, (0, 0))[0]:
@@ -111,6 +113,13 @@ def main() -> None:
     overrides = list(args.overrides)
     if not any(o.startswith("cache=") for o in overrides):
         overrides.append(f"cache={Path(scratch.name) / 'completions.sqlite'}")  # generate, never replay
+    try:
+        _measure(args, out, overrides)
+    finally:
+        scratch.cleanup()
+
+
+def _measure(args, out: Path, overrides: list[str]) -> None:
     recipe = load_recipe(args.recipe, overrides)
     print(f"cpu capability: {cpu_capability()}  ({describe(resolve_dtype('auto'))})  cores: {os.cpu_count()}  "
           f"load average at start: {os.getloadavg()[0]:.1f}")
@@ -137,7 +146,6 @@ def main() -> None:
           f"(getrusage: this process {_maxrss(resource.RUSAGE_SELF):.2f} GiB, largest child {_maxrss(resource.RUSAGE_CHILDREN):.2f} GiB); process-tree peak "
           f"{max(t for t, _ in monitor.tree_peak.values()) / GIB:.2f} GiB; load average at the end "
           f"{os.getloadavg()[0]:.1f} (above ~2 means other jobs shared the cores)")
-    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ class Pipeline:
             raise RecipeError(f"curation.filter perturbation: task {ctx.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
         if ctx.recipe.curation.audit_labels is not None:  # a bad hand-labels file, before any work
-            read_hand_labels(ctx.recipe.curation.audit_labels, ctx.task.unlabeled("train"))
+            read_hand_labels(ctx.recipe.curation.audit_labels, ctx.task.unlabeled("train"), ctx.task.score)
         if any(v.targets == "gold" for v in self.variants) and not ctx.task.has_labels:
             raise RecipeError(f"baselines: gold trains on the train labels, and task {ctx.task.name} has none "
                               "(a custom task names its label field with `label:`); drop gold from baselines")

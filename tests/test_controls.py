@@ -219,3 +219,51 @@ def test_derangement_depends_on_the_seed():
     values = [str(i) for i in range(20)]
     assert len({tuple(derangement(values, seed=s)) for s in range(5)}) > 1
     assert derangement(["a"], seed=0) == [0] and derangement([], seed=0) == []
+
+
+# -- what each task trains gold on, and the controls' form --------------------------------------------
+
+def test_gold_trains_each_task_on_an_answer_not_on_what_it_scores_with():
+    """TriviaQA's label is every alias (JSON) and MBPP's the tests: gold learns the data set's correct
+    answer and the reference solution, each scored right against its own label."""
+    from s2distill.tasks.mbpp import MBPP
+    from s2distill.tasks.triviaqa import TriviaQA
+
+    for task in (TriviaQA(), MBPP(), LastLetters()):
+        for item in task.labeled("train")[:3]:
+            answer = task.gold_answer(item.example, item.target)
+            assert not answer.lstrip().startswith(("[", "{")), (type(task).__name__, answer[:60])
+            assert task.score(answer, item.target) == 1.0, (type(task).__name__, answer[:60])
+
+
+def test_random_targets_are_told_apart_by_answer_not_by_wording():
+    """Two kept inputs whose targets are worded differently but give one answer count as one value:
+    the derangement never hands an input a target with its own answer when another answer exists."""
+    from s2distill.distill.controls import random_target_pairs
+    from s2distill.types import Call, Example, Trace, Usage, Verdict
+
+    task = LastLetters()
+    examples = [Example(f"x{i}", {"words": ["Ada", "Bob"]}) for i in range(4)]
+    answers = ["ab", "ab", "cd", "cd"]
+    worded = ["The answer is ab.", "So: ab", "The answer is cd.", "cd it is"]
+
+    def kept(i):
+        trace = Trace(f"x{i}", "cot", answers[i], [Call("p", worded[i], Usage(1, 1))], sample=0, teacher="t")
+        verdict = Verdict(f"x{i}", True, "kept", answers[i], "none",
+                          kept_outputs=({"teacher": "t", "sample": 0, "answer": answers[i]},))
+        return verdict, [trace]
+
+    for seed in range(10):
+        pairs = random_target_pairs(task, examples, [kept(i) for i in range(4)], seed=seed, shots=0)
+        assert len(pairs) == 4
+        by_id = dict(zip([p["id"] for p in pairs], [p["from"] for p in pairs]))
+        assert all(answers[int(i[1:])] != answers[int(source[1:])] for i, source in by_id.items())
+
+
+def test_the_controls_end_on_label_only_where_the_recipe_does():
+    from s2distill.distill.variants import variant_stages
+
+    assert variant_stages("gold", ["label_only"]) == ("label_only",)
+    assert variant_stages("random_targets", ("label_only",)) == ("label_only",)
+    assert variant_stages("gold", ["full_reasoning", "compressed_reasoning", "answer_only"]) == ("answer_only",)
+    assert variant_stages("self_samples", ["label_only"]) == ("answer_only",)

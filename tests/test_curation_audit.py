@@ -367,7 +367,7 @@ def test_the_reports_show_the_audit_and_the_curve(smoke_run):
     assert json.loads((out / "report.json").read_text())["curation_audit"] == audit
     assert entry["kept"] == report["curation"][0]["kept"] and entry["precision"] == 1.0 and entry["poisoned"] == 0
     md = (out / "report.md").read_text()
-    assert "## Curation audit" in md and "precision of kept outputs (TwT Table 5's measure" in md
+    assert "## Curation audit" in md and "precision of kept outputs (accuracy of the selected training data: our reading of TwT Table 5)" in md
     assert "| 0.5 ◀ recipe |" in md and "![precision and coverage against each threshold](threshold_curve.png)" in md
     assert (out / "threshold_curve.png").read_bytes()[:4] == b"\x89PNG" and report["audit_plot"]
     page = (out / "report.html").read_text()
@@ -395,3 +395,20 @@ def test_a_changed_label_reruns_only_the_audit_in_a_whole_run(smoke_run, tmp_pat
     assert {r["name"] for r in again["stages"]["ran"]} == {"audit:distilled"}
     assert again["lm"]["calls"] == 0
     assert again["curation_audit"]["variants"][0]["right"] == report["curation_audit"]["variants"][0]["right"] - 1
+
+
+def test_a_hand_label_the_task_cannot_read_is_refused_at_load(tmp_path):
+    """TriviaQA scores against a JSON list of aliases: a bare answer as a hand label is refused when
+    the file is read, naming the line, not after training."""
+    from s2distill.curation.hand_labels import read_hand_labels
+    from s2distill.errors import DataError
+    from s2distill.tasks.triviaqa import TriviaQA
+
+    task = TriviaQA()
+    example = task.unlabeled("train")[0]
+    path = tmp_path / "labels.jsonl"
+    path.write_text(json.dumps({"id": example.id, "label": "Paris"}) + "\n")
+    with pytest.raises(DataError, match=r"line 1: the task cannot read label 'Paris'"):
+        read_hand_labels(path, [example], task.score)
+    path.write_text(json.dumps({"id": example.id, "label": json.dumps(["Paris", "Paree"])}) + "\n")
+    assert read_hand_labels(path, [example], task.score).targets == {example.id: '["Paris", "Paree"]'}

@@ -257,3 +257,18 @@ def test_a_sample_cut_but_still_parseable_is_never_kept_nor_a_training_pair(reci
     assert not any("# a comment" in p["completion"] for p in pairs)
     line = "50% of pal's samples were cut at their budget (teacher.method.max_tokens = 8): raise it"
     assert line in report["truncation"]
+
+
+def test_a_cut_usc_composition_is_counted_in_a_filter_chain_and_beside_truncated_samples():
+    """USC's cut compositions are counted by their flag: a chain prefixes the reason ("usc: ...") and
+    truncated samples append to it, and neither hides the count that names curation.usc_max_tokens."""
+    from s2distill.curation.usc import COMPOSITION_TRUNCATED
+    from s2distill.distill.variants import Variant
+    from s2distill.report.summary import curation_summary
+    from s2distill.types import Verdict
+
+    variant = Variant("distilled", ("pal",), (USCFilter(),), False, ("answer_only",))
+    verdicts = [Verdict("a", False, f"usc: {COMPOSITION_TRUNCATED} (1 of 2 samples truncated)", None, "usc",
+                        meta={"composition_truncated": True}),
+                Verdict("b", True, "composed", "ab", "usc")]
+    assert curation_summary(variant, verdicts, [])["compositions_truncated"] == 1

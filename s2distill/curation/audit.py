@@ -7,7 +7,7 @@ reads the labels afterwards and says how good a stand-in it was on this task:
 - **precision**: of the kept inputs, the share whose kept answers are all right (an input with one
   wrong kept answer trains the student on a wrong target for it, so it counts as wrong);
 - **output precision**: of the kept outputs, the share that are right, each kept output being a
-  training example: the accuracy of the selected training data, TwT Table 5's measure;
+  training example: the accuracy of the selected training data, our reading of TwT Table 5 (its caption says only "accuracy");
 - **coverage**: the share of inputs kept (which needs no label, so it is over every input);
 - **rescued**: kept inputs whose kept answers are right where the untrained student's System 1
   (greedy) is wrong: what distillation can teach it;

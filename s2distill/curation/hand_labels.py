@@ -48,8 +48,10 @@ def _key(inputs: dict) -> str:
     return json.dumps(inputs, sort_keys=True, ensure_ascii=False)
 
 
-def read_hand_labels(path: str | Path, examples: Sequence[Example]) -> AuditLabels:
-    """The file's labels by training input id (see the module docstring for the format)."""
+def read_hand_labels(path: str | Path, examples: Sequence[Example], score=None) -> AuditLabels:
+    """The file's labels by training input id (see the module docstring for the format). `score`: the
+    task's `score(answer, target)`, tried on each label at once, so a label the task cannot read (a
+    plain answer where TriviaQA reads a JSON list of aliases) is refused here, not after training."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"curation.audit_labels: {path} does not exist (a JSONL file of "
@@ -85,6 +87,13 @@ def read_hand_labels(path: str | Path, examples: Sequence[Example]) -> AuditLabe
         if example_id in targets:
             raise DataError(f"{where}: input {example_id!r} is labelled twice")
         targets[example_id] = str(label).strip()
+        if score is not None:
+            try:
+                score(targets[example_id], targets[example_id])
+            except Exception as exc:  # noqa: BLE001 - any task's reading of its target
+                raise DataError(f"{where}: the task cannot read label {targets[example_id]!r} as its target "
+                                f"({type(exc).__name__}: {exc}); write it as the task's own train labels are "
+                                "written (e.g. TriviaQA: a JSON list of aliases)") from None
     if not targets:
         raise DataError(f"curation.audit_labels {path}: no labelled input in the file")
     return AuditLabels(targets, "hand", str(path))

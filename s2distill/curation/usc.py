@@ -43,7 +43,8 @@ def usc_filter(
             verdicts.append(Verdict(example_id, False, "the judge composed no FINAL answer", None, "usc"))
             continue
         if trace.truncated:
-            verdicts.append(Verdict(example_id, False, COMPOSITION_TRUNCATED, None, "usc"))
+            verdicts.append(Verdict(example_id, False, COMPOSITION_TRUNCATED, None, "usc",
+                                    meta={"composition_truncated": True}))  # counted by this flag: reasons get prefixed
             continue
         answer = normalize(trace.answer)
         agreeing = [t for t in parsed if normalize(t.answer) == answer]

@@ -1,7 +1,11 @@
 """The training targets of two controls a distilled student must beat: gold labels and random targets.
 
-Both train on exactly the inputs the recipe's own curation kept (the `distilled` variant's verdicts),
-one answer-only pair per kept input, so that each differs from `distilled` in one thing only:
+Both train on the inputs the recipe's own curation kept (the `distilled` variant's verdicts), one
+pair per kept input, answer only (label only where the recipe ends on `label_only`, as BSM does), so
+that each differs from the last stage of a one-stage, one-pair-per-input `distilled` in its targets
+alone. Against a curriculum (TwT), reasoning targets or several pairs per input they differ in those
+too: they are controls for the answers, not for the format. `gold` also keeps an input whose kept
+outputs were all cut at their budget (its label needs none), which `distilled` drops.
 
 - `gold_pairs` (the ceiling): each kept input's train label as its target. The kept inputs and not
   every input, so that the comparison with `distilled` is about whether each target is right, not
@@ -56,7 +60,8 @@ def gold_pairs(task: Task, examples: Sequence[Example], verdicts: Iterable[Verdi
         if not verdict.kept:
             continue
         example = by_id[verdict.example_id]
-        target = direct_completion(fold_blank_lines(task.target(labels[example.id])))  # [[A]] under Figure 13
+        answer = task.gold_answer(example, labels[example.id])  # e.g. TriviaQA's correct answer, not its aliases
+        target = direct_completion(fold_blank_lines(task.target(answer)))  # [[A]] under Figure 13
         yield {"id": example.id, "teacher": "label", "sample": -1,
                "prompt": student_prompt(task, example, shots=shots, question_suffix=question_suffix,
                                         prompt_format=prompt_format),
@@ -65,19 +70,25 @@ def gold_pairs(task: Task, examples: Sequence[Example], verdicts: Iterable[Verdi
 
 def random_target_pairs(task: Task, examples: Sequence[Example],
                         verdicts_with_kept: Iterable[tuple[Verdict, Sequence[Trace]]], *, seed: int, shots: int,
+                        fmt: str = "answer_only",
                         question_suffix: str = "", prompt_format: str = "fewshot") -> list[dict]:
-    """The distilled answer-only pair of each kept input (its first, as `input_pairs` builds it),
-    with the targets permuted among the inputs by `derangement`. Each pair keeps its prompt and says
+    """The distilled pair of each kept input in format `fmt` (answer_only, or label_only where the
+    recipe ends on it; its first, as `input_pairs` builds it), with the targets permuted among the
+    inputs by `derangement` over their answers (normalised), so that no input keeps its own answer
+    however its target is worded. Each pair keeps its prompt and says
     where its target came from: `from` (the input whose target it is), `teacher` and `sample`. An
     input kept with no usable output (every kept one cut at its budget) has no pair, as in `distilled`."""
     by_id = {e.id: e for e in examples}
-    own = []
+    own, answers = [], []
     for verdict, kept in verdicts_with_kept:
         if verdict.kept:
-            pairs = input_pairs("answer_only", task, by_id[verdict.example_id], verdict, kept, shots=shots,
+            pairs = input_pairs(fmt, task, by_id[verdict.example_id], verdict, kept, shots=shots,
                                 question_suffix=question_suffix, prompt_format=prompt_format)
             own += pairs[:1]
-    order = derangement([pair_text(p["completion"]) for p in own], seed=seed)
+            # told apart by answer, not text: two merged judgements worded differently may say the same
+            answers += [task.normalize(verdict.answer) if verdict.answer is not None else pair_text(p["completion"])
+                        for p in pairs[:1]]
+    order = derangement(answers, seed=seed)
     return [{**pair, "teacher": own[j]["teacher"], "sample": own[j]["sample"], "from": own[j]["id"],
              "completion": own[j]["completion"]} for pair, j in zip(own, order)]
 

@@ -106,6 +106,8 @@ def variant_stages(name: str, recipe_stages: tuple[str, ...] | list[str]) -> tup
     as their distilled RaR is on RaR's (Table 1 counts 24-30 generated tokens for it)."""
     if name == "distill_system1" and tuple(recipe_stages) == ("full_response",):
         return ("full_response",)
+    if name in ("gold", "random_targets") and tuple(recipe_stages)[-1:] == ("label_only",):
+        return ("label_only",)  # the controls' targets in the form `distilled` ends on (BSM's verdict)
     return BASELINE_STAGES.get(name, tuple(recipe_stages))
 
 

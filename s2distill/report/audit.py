@@ -15,12 +15,12 @@ from typing import Any
 
 from s2distill.report.row import rows_of
 
-TWT_MEASURE = "precision of kept outputs (TwT Table 5's measure: accuracy of the selected training data)"
+TWT_MEASURE = "precision of kept outputs (accuracy of the selected training data: our reading of TwT Table 5)"
 DEFINITIONS = (
     "Precision of kept answers: the kept inputs whose every kept answer is right, by the task's own score against "
     "the labels (read after curation, never by it), with its Wilson 95% interval. Precision of kept outputs: each kept "
-    "output is a training example; the share that are right is the accuracy of the selected training data, TwT "
-    "Table 5's measure. Coverage: the inputs kept, of all inputs. Rescued: kept inputs whose kept answers are right "
+    "output is a training example; the share that are right is the accuracy of the selected training data (our "
+    "reading of TwT Table 5, whose caption says only \"accuracy\"). Coverage: the inputs kept, of all inputs. Rescued: kept inputs whose kept answers are right "
     "where System 1 is wrong. Poisoned: kept inputs with a wrong kept answer.")
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from s2distill.curation.filters import FILTER_CLASSES
-from s2distill.curation.usc import COMPOSITION_TRUNCATED
 from s2distill.report.audit import audit_lines
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
@@ -48,7 +47,7 @@ def curation_summary(variant, verdicts: Iterable[Verdict], outputs: Iterable[tup
     kept, inputs, kept_inputs, cut_compositions = Counter(), 0, 0, 0
     for verdict in verdicts:
         inputs += 1
-        cut_compositions += verdict.reason == COMPOSITION_TRUNCATED  # USC's judge cut at its budget
+        cut_compositions += bool(verdict.meta.get("composition_truncated"))  # USC's judge cut at its budget
         if verdict.kept:
             kept_inputs += 1
             kept.update(ref.teacher for ref in verdict.kept_outputs)

@@ -1,8 +1,8 @@
 """The curation audit's stages (issue 26): how right the answers curation kept are, per variant,
 with the threshold curve, computed after every curation, training and evaluation of the run.
 
-Labels are read here and by evaluation only, after every curation stage has run, and never reach
-one: curation's fingerprint holds no label, so editing a label redoes an audit and nothing else
+Labels are read here, by evaluation and by the `gold` control's set stage (which runs after the
+distilled variant's curation, possibly before a later baseline's), and never reach a curation: curation's fingerprint holds no label, so editing a label redoes an audit and nothing else
 (tests/test_curation_audit.py proves the verdicts byte-identical with the labels changed). The
 labels are the task's train labels, or, when `curation.audit_labels` names a file, that
 hand-labelled sample instead (the user asked for it by name; its figures are on its inputs alone);
@@ -50,7 +50,7 @@ def audit_labels(ctx: RunContext) -> AuditLabels | None:
     task's train labels, else None (no audit)."""
     path = ctx.recipe.curation.audit_labels
     if path is not None:
-        return read_hand_labels(path, ctx.task.unlabeled("train"))
+        return read_hand_labels(path, ctx.task.unlabeled("train"), ctx.task.score)
     if not ctx.task.has_labels:
         return None
     return AuditLabels({item.example.id: item.target for item in ctx.task.labeled("train")}, "task")

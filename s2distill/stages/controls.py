@@ -36,7 +36,7 @@ def control_set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done,
         if gold:
             return gold_pairs(ctx.task, inputs.value, verdicts.value, labels, **settings)
         return iter(random_target_pairs(ctx.task, inputs.value, sampled.kept(verdicts.value), seed=spec.seed,
-                                        **settings))
+                                        fmt=spec.format, **settings))
 
     read = {"curation": verdicts, "inputs": inputs, **({} if gold else _samples_read(sampled))}
     return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,

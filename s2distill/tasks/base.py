@@ -140,6 +140,12 @@ class Task:
         Figure 13 prompt: "[[A]]"). Parsing it back gives the answer."""
         return answer
 
+    def gold_answer(self, example: Example, label: str) -> str:
+        """The answer a student trained on gold labels learns for `example` (the `gold` control,
+        s2distill/distill/controls.py): the label itself, unless the task stores something else as
+        its label (TriviaQA: every alias, as JSON; MBPP: the tests the code must pass)."""
+        return label
+
     def score(self, answer: str | None, target: str) -> float:
         """Exact match after normalisation; an unparseable answer scores 0."""
         return float(answer is not None and self.normalize(answer) == self.normalize(target))

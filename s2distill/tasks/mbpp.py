@@ -72,6 +72,10 @@ class MBPP(Task):
         target = lambda r: json.dumps({"tests": r["test_list"], "setup": r["test_setup_code"]})
         return [Labeled(self._example(r, f"{split}-{r['task_id']}"), target(r)) for r in rows[:size]]
 
+    def gold_answer(self, example: Example, label: str) -> str:
+        """MBPP's reference solution (the label is the tests it passes, for scoring)."""
+        return clean_code(self._by_id[int(example.id.rsplit("-", 1)[1])]["code"])
+
     def question(self, example: Example) -> str:
         tests = "\n".join(example.inputs["tests"])
         return f"{example.inputs['text']} Your code should pass these tests:\n{tests}"

@@ -87,6 +87,11 @@ class TriviaQA(Task):
             out.append(Labeled(Example(f"{split}-{q}-{kind}", inputs), json.dumps(row["base"]["answer"])))
         return out
 
+    def gold_answer(self, example: Example, label: str) -> str:
+        """The data set's `correct_answer` for the question (the label is every alias, for scoring)."""
+        correct = {group[0]["base"]["question"]: group[0]["base"]["correct_answer"] for group in self._questions}
+        return correct.get(example.inputs["question"]) or json.loads(label)[0]
+
     def question(self, example: Example) -> str:
         return example.inputs["text"]  # what the user wrote, opinion included: System 1 sees the bias
 
