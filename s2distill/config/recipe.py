@@ -553,41 +553,33 @@ def apply_profile(data: dict[str, Any], overrides: list[str]) -> None:
     for chat models named on the command line). It is applied before the size, and may hold a
     `sizes:` section of its own, which then replaces the recipe's (a profile's small run keeps its
     budgets); the command line's overrides win over both."""
-    profiles = data.pop("profiles", None) or {}
-    profile = data.pop("profile", None)
+    profiles = data.get("profiles") or {}
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
         raise RecipeError("profiles: a mapping of profile names to mappings of overrides (key: value)")
-    if profile is None:
+    _apply_named(data, overrides, "profile", "profiles")
+
+
+def _apply_named(data: dict[str, Any], overrides: list[str], selector: str, section: str) -> None:
+    """`SELECTOR=NAME`: the `key: value` overrides of entry NAME of the recipe's `SECTION:`, in order,
+    then the command line's own overrides again, so that they win over it."""
+    named = data.pop(section, None) or {}
+    name = data.pop(selector, None)
+    if name is None:
         return
-    if profile not in profiles:
-        known = ", ".join(sorted(profiles)) or "none"
-        raise RecipeError(f"profile {profile!r} is not defined by this recipe's profiles section (defined: {known})")
-    _apply_entries(data, profiles[profile])
+    if name not in named:
+        known = ", ".join(sorted(named)) or "none"
+        raise RecipeError(f"{selector} {name!r} is not defined by this recipe's {section} section (defined: {known})")
+    for key, value in named[name].items():
+        apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
     for override in overrides:
         if not override.strip().startswith(_SELECTORS):
             apply_override(data, override)
-
-
-def _apply_entries(data: dict[str, Any], entries: dict[str, Any]) -> None:
-    """A size's or profile's `key: value` overrides, in order."""
-    for key, value in entries.items():
-        apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
 
 
 def apply_size(data: dict[str, Any], overrides: list[str]) -> None:
     """`size=small` picks a named set of overrides from the recipe's own `sizes:` section (e.g. a
     configuration that fits a CPU); the command line's overrides still win over it."""
-    sizes = data.pop("sizes", None) or {}
-    size = data.pop("size", None)
-    if size is None:
-        return
-    if size not in sizes:
-        known = ", ".join(sorted(sizes)) or "none"
-        raise RecipeError(f"size {size!r} is not defined by this recipe's sizes section (defined: {known})")
-    _apply_entries(data, sizes[size])
-    for override in overrides:
-        if not override.strip().startswith(_SELECTORS):
-            apply_override(data, override)
+    _apply_named(data, overrides, "size", "sizes")
 
 
 def validate_recipe(data: dict[str, Any], *, source: str = "recipe") -> Recipe:
