@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from s2distill.allocator import tune_allocator
 from s2distill.artifacts import atomic_write_bytes
 from s2distill.config.recipe import Recipe, RecipeError, runs_model_code
 from s2distill.config.generation import wrap_for_executor
@@ -57,6 +58,7 @@ class Pipeline:
 
     def __init__(self, recipe: Recipe, out: str | Path, *, console: Console | None = None, progress: bool = True,
                  redo: Sequence[str] = (), lm_factory: LMFactory | None = None):
+        tune_allocator()  # the Python API's runs too (s2distill/allocator.py); once per process
         self.recipe = recipe
         self.out = Path(out)
         self.console = console or Console(stderr=True)

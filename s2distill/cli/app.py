@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from s2distill.allocator import tune_allocator
 from s2distill.cli.cache import register as register_cache_command
 from s2distill.cli.student import register as register_student_commands
 from s2distill.config.recipe import load_recipe
@@ -190,6 +191,7 @@ register_cache_command(app)  # cache: s2distill/cli/cache.py
 
 
 def main() -> None:
+    tune_allocator()  # before any thread or tensor: memory freed goes back (s2distill/allocator.py)
     app()
 
 

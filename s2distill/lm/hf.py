@@ -105,6 +105,10 @@ class HFLM:
         self._eos = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         return self._model, self._tokenizer
 
+    def close(self) -> None:
+        """Drop the weights (a later call loads them again)."""
+        self._model = self._tokenizer = self._head = None
+
     @property
     def tokenizer(self):
         return self.load()[1]

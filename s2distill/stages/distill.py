@@ -201,6 +201,7 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
         start = previous.weights.value if previous else None
         mode = spec.train.mode
         train_set = list(pairs.value)  # training holds its set; the stages before it do not
+        ctx.models.release_local()  # the teacher's weights beside the student's doubled the memory
         ctx.console.print(f"  fine-tuning ({mode}) on {len(train_set)} {spec.format} pairs"
                           + (" from the previous stage" if start else ""))
         if mode == "full":

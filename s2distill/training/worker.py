@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from s2distill.allocator import tune_allocator
 from s2distill.errors import S2DistillError, TrainingError
 from s2distill.training.launch import ERROR_FILE, read_job
 
@@ -25,6 +26,7 @@ def check_world(config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     [folder] = argv if argv is not None else sys.argv[1:]
     folder = Path(folder)
     job = read_job(folder)
