@@ -3,6 +3,8 @@ models this process holds released before training (`Models.release_local`)."""
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 import sys
 
@@ -14,7 +16,7 @@ from s2distill.lm.hf import HFLM
 from s2distill.models import Models
 from s2distill.types import Request
 
-GLIBC = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 # Freed blocks of worker threads, in the shape that made the quickstart's sampler hold 7 GiB:
 # a 20 MiB block mapped and freed (glibc then serves blocks up to 20 MiB from its heaps), then
@@ -37,19 +39,18 @@ print((proc.memory_info().rss - before) / 2**20)
 """
 
 
-def _kept_mib(env_value: str, monkeypatch_env: dict) -> tuple[float, str]:
-    env = {**monkeypatch_env, "S2DISTILL_MALLOC": env_value}
+def _kept_mib(malloc: str) -> tuple[float, str]:
+    """MiB the pattern leaves held, and the settings it applied, with `S2DISTILL_MALLOC=malloc` and
+    no glibc variable of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {"S2DISTILL_MALLOC": malloc}
     done = subprocess.run([sys.executable, "-c", PATTERN], capture_output=True, text=True, env=env, check=True)
     return float(done.stdout.strip()), done.stderr.strip()
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc's")
 def test_tuned_allocator_gives_freed_thread_memory_back_where_the_default_keeps_it():
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    kept_default, applied_default = _kept_mib("default", env)
-    kept_tuned, applied = _kept_mib("", env)
+    kept_default, applied_default = _kept_mib("default")
+    kept_tuned, applied = _kept_mib("")
     assert applied_default == "" and applied == "MALLOC_MMAP_THRESHOLD_,MALLOC_TRIM_THRESHOLD_,MALLOC_ARENA_MAX"
     if kept_default < 60:
         pytest.skip(f"this C library kept only {kept_default:.0f} MiB untuned: the pattern shows nothing here")
