@@ -14,7 +14,14 @@ long-lived objects and hurt a decode loop badly in two ways:
 Measured on a real AVX2-only EPYC: three of the quickstart's sampling batches (64 PAL prompts ×
 2 samples), each run from a fresh thread as the runner does, peaked at 3.14 GiB and held 2.48 GiB
 after each batch with glibc's defaults, against 2.60 and 1.64 GiB with these settings. The whole
-quickstart's peak with them is not measured yet (issue 30; it was 7.22 GiB without).
+quickstart's peak with them is 2.92 GiB (7.22 GiB before; docs/benchmarks.md, memory.py).
+
+The price is page faults: a block mapped on its own is fresh memory each time, where the heap would
+have reused the last batch's. On one sampling batch (same machine, alternating runs) the decode
+loop took 27.1-28.1 s tuned against 23.2-27.0 s with glibc's defaults, most of the difference in
+reordering the KV cache when samples fork (2.5 s against 0.8 s); the sampler's own temporaries,
+which cost as much again, are now written in place (lm/hf.py). Transparent huge pages
+(`THP_MEM_ALLOC_ENABLE=1`) took back only a third of it, so they are not set.
 
 `tune_allocator()` fixes the threshold at 1 MiB (every block from 1 MiB up is mapped and handed
 back when freed; fixing it also stops it from sliding), trims the heap's free top beyond 1 MiB,

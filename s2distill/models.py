@@ -46,7 +46,9 @@ class Models:
         """The LM of `config` (plus trained weights `adapter`), loaded on first use."""
         key = config.model_dump_json() + f"|{adapter}"
         if key not in self._held:
-            self._held[key] = CachedLM(self.factory(config, adapter=adapter), self.cache_path)
+            inner = self.factory(config, adapter=adapter)
+            # a chunk of the cache is one call to the backend: as many prompts as it batches
+            self._held[key] = CachedLM(inner, self.cache_path, chunk_rows=getattr(inner, "batch_rows", None) or 64)
         return self._held[key]
 
     def release(self, lm: CachedLM) -> None:

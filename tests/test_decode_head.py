@@ -26,11 +26,15 @@ def _head(vocab: int = 1000, hidden: int = 64, bias: bool = False) -> torch.nn.L
 @pytest.mark.parametrize("bias", [False, True])
 def test_blocks_give_the_linear_layers_logits(monkeypatch, bias):
     monkeypatch.setattr(decode_head, "BLOCK", 300)  # 1,000 tokens: four blocks, the last one short
+    monkeypatch.setattr(decode_head, "FLOAT32_BLOCK", 200)  # float32 weights have blocks of their own
     linear = _head(bias=bias)
     head = DecodeHead(linear)
+    assert len(head.blocks) == 5
     hidden = torch.randn(5, 2, 64)
     with torch.inference_mode():
         assert torch.allclose(head(hidden), linear(hidden), atol=1e-5)
+        with head.reusing_output():  # written block by block into the kept buffer's columns
+            assert torch.allclose(head(hidden), linear(hidden), atol=1e-5)
         bf16 = DecodeHead(linear.to(torch.bfloat16))
         got = bf16(hidden.to(torch.bfloat16))
         assert got.dtype == torch.float32  # the sampler's dtype, computed from bf16 weights

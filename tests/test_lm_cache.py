@@ -127,3 +127,37 @@ def test_an_openai_replys_token_log_probabilities_add_up():
     assert _summed_logprob(NS(logprobs=NS(token_logprobs=[-0.5, -0.25, None]))) == -0.75  # /completions
     assert _summed_logprob(NS(logprobs=NS(token_logprobs=None, content=[NS(logprob=-1.0), NS(logprob=-0.5)]))) == -1.5
     assert _summed_logprob(NS(logprobs=None)) is None and _summed_logprob(NS()) is None
+
+
+class _CallRecorder(FakeLM):
+    """A fake that remembers, per call to it, the (prompt, sample) pairs it was asked for."""
+
+    def __init__(self):
+        super().__init__(responder=lambda request, k: f"sample {k} of {request.prompt}", name="fake:numbered")
+        self.calls: list[list[tuple[str, int]]] = []
+
+    def generate(self, requests):
+        self.calls.append([(r.prompt, r.first_sample + j) for r in requests for j in range(r.n)])
+        return super().generate(requests)
+
+
+def test_a_chunk_holds_whole_prompts_up_to_the_backends_batch(tmp_path):
+    """The runner asks for each sample of a prompt separately, in the order its programs arrive;
+    a prompt's samples must still reach the backend in one call (one prefill, shared rows), and
+    a call holds `chunk_rows` distinct prompts, not `chunk_rows` samples."""
+    inner = _CallRecorder()
+    lm = CachedLM(inner, tmp_path / "c.sqlite", chunk_rows=4)
+    order = [(p, k) for k in range(2) for p in range(10)]  # every sample 0 first, then every sample 1
+    requests = [Request(prompt=f"p{p}", temperature=0.7, first_sample=k) for p, k in order]
+    out = lm.generate(requests)
+    assert [row[0].text for row in out] == [f"sample {k} of p{p}" for p, k in order]
+    assert [len({prompt for prompt, _ in call}) for call in inner.calls] == [4, 4, 2]
+    for call in inner.calls:
+        assert sorted(call) == sorted((prompt, k) for prompt in {p for p, _ in call} for k in range(2))
+
+
+def test_a_chunk_caps_its_samples_when_prompts_ask_for_many(tmp_path):
+    inner = _CallRecorder()
+    lm = CachedLM(inner, tmp_path / "c.sqlite", chunk_rows=4)
+    lm.generate([Request(prompt=f"p{p}", temperature=0.7, n=10) for p in range(3)])
+    assert [len(call) for call in inner.calls] == [10, 10, 10]  # 16 samples at most: one prompt per call
