@@ -14,7 +14,7 @@ long-lived objects and hurt a decode loop badly in two ways:
 Measured on a real AVX2-only EPYC: three of the quickstart's sampling batches (64 PAL prompts ×
 2 samples), each run from a fresh thread as the runner does, peaked at 3.14 GiB and held 2.48 GiB
 after each batch with glibc's defaults, against 2.60 and 1.64 GiB with these settings. The whole
-quickstart's peak with them is 2.92 GiB (7.22 GiB before; docs/benchmarks.md, memory.py).
+quickstart's peak with them is 2.73 GiB (7.22 GiB before; docs/benchmarks.md, memory.py).
 
 The price is page faults: a block mapped on its own is fresh memory each time, where the heap would
 have reused the last batch's. On one sampling batch (same machine, alternating runs) the decode

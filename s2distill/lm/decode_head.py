@@ -2,13 +2,14 @@
 
 Gemma's head projects each row onto 262,144 tokens. Computed as one matmul, a 64-row decode step
 writes a fresh [64 × 262k] result (64 MB in float32; in bf16 a 32 MB one, then its float32 copy),
-and memory that large comes from the operating system each time, page-faulted in as it is
-written. `DecodeHead` computes the vocabulary a block at a time (a block's result stays in the
-CPU's cache while it is scaled and converted: 32,768 tokens for int8 and 16-bit weights, 2,048 for
-float32 ones, where smaller blocks also keep the weights' slice in cache) into one float32 buffer
-that it keeps for the next step while `reusing_output()` is on: the decode loop turns that on,
-since it reads a step's logits before the next step overwrites them. int8 head, one 64-row step here: 113 ms as one matmul, 65 ms in
-blocks into the kept buffer (benchmarks/generation.py measures the whole loop).
+and memory that large comes from the operating system each time, page-faulted in as it is written.
+`DecodeHead` computes the vocabulary a block at a time (a block's result stays in the CPU's cache
+while it is scaled and converted: 32,768 tokens for int8 and 16-bit weights, 2,048 for float32
+ones, where smaller blocks also keep the weights' slice in cache) into one float32 buffer that it
+keeps for the next step while `reusing_output()` is on: the decode loop turns that on, since it
+reads a step's logits before the next step overwrites them. int8 head, one 64-row step here: 113 ms
+as one matmul, 65 ms in blocks into the kept buffer (benchmarks/generation.py measures the whole
+loop).
 
 `int8=True` quantises the weights, one scale per vocabulary row, and each step's activations, one
 scale per batch row, and multiplies them as integers (`torch._int_mm`, exact int32 sums). torch's
