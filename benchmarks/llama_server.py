@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ from generation import pal_prompts  # benchmarks/generation.py, next to this scr
 
 from s2distill.hardware import available_cores, describe, resolve_dtype
 from s2distill.methods.pal import STOP
+from s2distill.training.launch import free_port
 
 MAX_TOKENS = 64
 CTX_PER_SLOT = 512  # a PAL prompt is ~222 tokens, plus at most 64 generated
@@ -81,12 +81,6 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repe
 
 def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gguf_path() -> Path:

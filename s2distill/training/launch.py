@@ -58,9 +58,10 @@ def read_job(folder: Path) -> dict:
             "init_adapter": Path(job["init_adapter"]) if job["init_adapter"] else None}
 
 
-def _free_port() -> int:
-    """A port for the processes' rendezvous on this machine (accelerate's default, 29500, clashes
-    with any other run on it); a config file keeps its own, which every machine must share."""
+def free_port() -> int:
+    """A free TCP port on this machine's loopback: the training processes' rendezvous (accelerate's
+    default, 29500, clashes with any other run on it; a config file keeps its own, which every
+    machine must share), and benchmarks/llama_server.py's server."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -78,7 +79,7 @@ def launch_command(config, job_folder: Path) -> list[str]:
     else:  # DDP through torchrun: on the GPUs, or on the CPU with gloo where there is no CUDA device
         # (`--cpu` would not do: accelerate then starts one process, or needs MPI for more)
         command += ["--multi_gpu", "--num_processes", str(config.processes), "--num_machines", "1",
-                    "--main_process_port", str(_free_port())]
+                    "--main_process_port", str(free_port())]
     # the same precision training/sft.py gives TrainingArguments (bf16 where the hardware has it natively)
     bf16 = resolve_dtype(config.precision) == "bfloat16"
     command += ["--mixed_precision", "bf16" if bf16 else "no", "--dynamo_backend", "no",
