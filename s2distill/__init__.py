@@ -12,9 +12,9 @@ _moved.install()  # modules that moved into rooms (cli/, training/, ...) keep th
 
 
 def __getattr__(name: str):
-    """`s2distill.run`, `s2distill.load_student`, `s2distill.Report`: the Python API (s2distill/api.py),
+    """`s2distill.run`, `s2distill.load_student`, `s2distill.load_cascade`, `s2distill.Report`: the Python API (s2distill/api.py),
     imported on first use so that `import s2distill` stays light."""
-    if name in ("run", "load_student", "Report", "Student"):
+    if name in ("run", "load_student", "load_cascade", "Report", "Student", "Cascade"):
         from s2distill import api
 
         return getattr(api, name)

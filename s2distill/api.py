@@ -1,10 +1,11 @@
-"""The Python API, for notebooks: `s2distill.run(...)` and `s2distill.load_student(...)`.
+"""The Python API, for notebooks: `s2distill.run(...)`, `s2distill.load_student(...)` and `s2distill.load_cascade(...)`.
 
     import s2distill
     report = s2distill.run("recipes/smoke.yaml", out="runs/smoke")       # or a dict, or a Recipe
     report.row("distilled").score, report.rows, print(report.markdown)
     student = s2distill.load_student("runs/smoke")
     student.predict(["Ada Lovelace"])                                     # [{"answer", "tokens", ...}]
+    cascade = s2distill.load_cascade("runs/quickstart")  # the student, and System 2 where it is unsure
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from s2distill.report.row import Row, rows_of
+from s2distill.student.cascade import Cascade, load_cascade
 from s2distill.student.predict import Student, load_student
 
 

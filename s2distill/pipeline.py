@@ -2,7 +2,8 @@
 
     inputs -> samples (each source, N per input) -> curation -> per curriculum step:
               [compression ->] training set -> training -> evaluation      (for each variant)
-           -> System 1 and System 2 evaluations -> curation audit (against the train labels) -> report
+           -> System 1 and System 2 evaluations -> [the cascade's threshold, on validation inputs ->]
+              curation audit (against the train labels) -> report
 
 Each stage is a function of explicit inputs (s2distill/stages/) that writes one fingerprinted
 artifact (s2distill/stages/folder.py): a rerun keeps what is current and redoes only the stages
@@ -34,10 +35,11 @@ from s2distill.report.summary import curation_summary
 from s2distill.runlock import lock_folder
 from s2distill.sandbox import require_guard
 from s2distill.stages.audit import audit_stages
+from s2distill.stages.cascade import cascade_rows
 from s2distill.stages.context import RunContext
 from s2distill.stages.controls import control_set_stage
 from s2distill.stages.curate import curate_stage, variant_traces
-from s2distill.stages.distill import Step, compress_stage, set_stage, train_stage
+from s2distill.stages.distill import Step, Trained, compress_stage, set_stage, train_stage
 from s2distill.stages.evaluate import student_rows, system_rows, untrained_row
 from s2distill.stages.folder import RunFolder
 from s2distill.stages.report import write_report
@@ -68,6 +70,7 @@ class Pipeline:
         self.ctx = RunContext.open(recipe, RunFolder(self.out, self.console, redo=self.redo),
                                    Models(default_cache(recipe), factory=lm_factory or executor_factory(recipe)),
                                    console=self.console, show_progress=progress)
+        self.final_student: tuple[Step, Trained] | None = None  # the distilled variant's last step, once trained
         self._check(self.ctx)  # what can be refused is refused before the folder is touched
 
     def run(self) -> dict[str, Any]:
@@ -95,12 +98,16 @@ class Pipeline:
                                                           variant_traces(variant.curated, samples).tallies()))
                     rows += self._distil(ctx, variant, inputs, samples, curated[variant.curated.name])
                 rows = system_rows(ctx) + rows
+                cascades = []  # the deployable student's cascade, from the evaluations just made
+                if recipe.evaluate.cascade is not None and self.final_student is not None:
+                    combined, section = cascade_rows(ctx, *self.final_student)
+                    rows, cascades = rows + combined, [section]
                 # the curation audit: the train labels, read after every curation
                 curations = {v.curated.name: v.curated for v in self.variants}.values()  # a control reuses one
                 audit = audit_stages(ctx, [(v, curated[v.name]) for v in curations], inputs, samples)
                 for name in ctx.folder.unmatched_redo():
                     self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
-                report = write_report(ctx, rows, summaries, audit=audit,
+                report = write_report(ctx, rows, summaries, audit=audit, cascades=cascades,
                                       invocation_seconds=time.perf_counter() - started)
                 for line in report["truncation"]:  # truncation is never silent: the run's last words
                     self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
@@ -115,12 +122,18 @@ class Pipeline:
                               "perturbation; use self_consistency, usc or none")
         if ctx.recipe.curation.audit_labels is not None:  # a bad hand-labels file, before any work
             read_hand_labels(ctx.recipe.curation.audit_labels, ctx.task.unlabeled("train"), ctx.task.score)
+        cascade = ctx.recipe.evaluate.cascade
+        if cascade is not None and not ctx.task.has_validation:
+            raise RecipeError(f"evaluate.cascade: task {ctx.task.name} has no validation split to choose the threshold "
+                              "on (last_letters and coin_flip have one); drop evaluate.cascade")
+        if cascade is not None and not {"system2", "distilled"} <= set(ctx.recipe.evaluate.systems):
+            raise RecipeError("evaluate.cascade combines the distilled student's and System 2's evaluations: "
+                              "evaluate.systems must hold both")
         if any(v.targets == "gold" for v in self.variants) and not ctx.task.has_labels:
             raise RecipeError(f"baselines: gold trains on the train labels, and task {ctx.task.name} has none "
                               "(a custom task names its label field with `label:`); drop gold from baselines")
 
-    @staticmethod
-    def _distil(ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[Row]:
+    def _distil(self, ctx: RunContext, variant: Variant, inputs, samples, verdicts) -> list[Row]:
         """Every curriculum step of one variant: its set, its training (from the previous step's
         weights), its evaluation. A step with no pairs ends the variant with an untrained row. The
         variant's outputs are read back from the samples input by input, as each stage needs them."""
@@ -141,6 +154,8 @@ class Pipeline:
                 break
             previous = train_stage(ctx, step, pairs, previous)
             rows += student_rows(ctx, step, previous)
+            if variant.name == "distilled" and index == len(variant.stages):
+                self.final_student = (step, previous)
         return rows
 
 

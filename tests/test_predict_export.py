@@ -87,7 +87,7 @@ def test_cli_predict_writes_jsonl_and_reports_bad_inputs(run_dir, tmp_path):
     assert ok.exit_code == 0, ok.output
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert [r["input"] for r in rows] == [{"words": ["Ada", "Lovelace"]}, json.loads(inputs.read_text().splitlines()[1])]
-    assert all(set(r) == {"input", "answer", "tokens", "output"} and r["tokens"] >= 0 for r in rows)
+    assert all(set(r) == {"input", "answer", "tokens", "output", "confidence"} and r["tokens"] >= 0 and 0 < r["confidence"] <= 1 for r in rows)
     text = runner.invoke(app, ["predict", str(run_dir), "--text", "Take the last letters of the words in \"Ada Byron\" "
                                "and concatenate them.", "--no-progress"])
     assert text.exit_code == 0, text.output

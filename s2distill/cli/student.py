@@ -31,13 +31,19 @@ def predict(
     variant: Annotated[str, typer.Option(help="distilled, or a baseline's name")] = "distilled",
     batch: Annotated[int, typer.Option(help="inputs answered together")] = 16,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    cascade: Annotated[bool, typer.Option("--cascade", help="the distilled cascade: System 2 (the run's teacher, "
+                                          "program and sandbox) answers where the student's confidence is under "
+                                          "the run's threshold (evaluate.cascade)")] = False,
 ) -> None:
     """Answer with the run's distilled student (the last training stage of the run's recipe), through
-    exactly its training prompt.
+    exactly its training prompt; with --cascade, System 2 answers where the student is unsure.
 
-    Writes one JSON line per input: {"input", "answer", "tokens", "output"}."""
+    Writes one JSON line per input: {"input", "answer", "tokens", "output", "confidence"}, and with
+    --cascade "answered_by" (student or system2) and, where System 2 answered, "student_answer".
+    RUN_DIR may also be a folder `s2distill export` wrote with its cascade.json (--cascade)."""
     from s2distill.artifacts import atomic_write_bytes
     from s2distill.progress import ProgressBar
+    from s2distill.student.cascade import load_cascade, summarize
     from s2distill.student.predict import StudentError, load_student, predict_to_jsonl, read_inputs
 
     if (input is None) == (text is None):
@@ -45,14 +51,22 @@ def predict(
     if out is not None and out.is_dir():
         _fail(ValueError(f"--out {out} is a folder: name the JSONL file to write (e.g. {out / 'predictions.jsonl'})"))
     try:
-        student = load_student(run_dir, variant=variant)
-        console.print(escape(f"student: {student.weights} ({student.where})"))
+        student = load_cascade(run_dir, variant=variant) if cascade else load_student(run_dir, variant=variant)
+        own = student.student if cascade else student
+        console.print(escape(f"student: {own.weights} ({own.where})"))
+        if cascade:
+            threshold = student.threshold
+            console.print(escape(f"cascade: System 2 ({student.settings['system2']['teacher']}) answers where the "
+                                 "student's confidence is under "
+                                 + (f"{threshold:.3g}" if threshold is not None else "any value (all inputs)")))
         items = read_inputs(input) if input is not None else [text]
         handle = io.StringIO() if out is not None else sys.stdout
         try:
-            with ProgressBar(f"predict ({student.weights.parent.name})", len(items), console, enabled=progress) as advance:
-                predict_to_jsonl(student, items, handle, workers=batch, progress=advance,
-                                 source=str(input) if input is not None else None)
+            with ProgressBar(f"predict ({own.weights.parent.name})", len(items), console, enabled=progress) as advance:
+                results = predict_to_jsonl(student, items, handle, workers=batch, progress=advance,
+                                           source=str(input) if input is not None else None)
+            if cascade:
+                console.print(escape(summarize(results)))
         finally:
             student.close()
         if out is not None:  # whole or not at all

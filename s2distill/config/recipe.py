@@ -257,6 +257,33 @@ class TrainConfig(_Strict):
         return value
 
 
+class CascadeConfig(_Strict):
+    """The distilled cascade (s2distill/stages/cascade.py): the student answers where its confidence is at
+    least a threshold, System 2 everywhere else. The threshold is chosen by one rule on a validation
+    split of the task's (never the test split), and the report shows the cascade at every threshold."""
+
+    keep: float | None = Field(None, gt=0.0, le=1.0, description="the rule (default 0.95): the fewest generated "
+                               "tokens that keep this share of System 2's validation score")
+    token_budget: float | None = Field(None, gt=0.0, description="the rule instead: the best validation score within "
+                                       "this many generated tokens per example (student and System 2 together)")
+    validation_size: int = Field(100, ge=10, le=MAX_EXAMPLES, description="validation inputs the threshold is chosen "
+                                 "on (neither training nor test inputs; labelled, else scored against System 2)")
+    teacher: str | None = Field(None, description="the teacher whose System 2 answers below the threshold "
+                                "(default: the first)")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> CascadeConfig:
+        if self.keep is not None and self.token_budget is not None:
+            raise ValueError("evaluate.cascade: give one rule, keep or token_budget, not both")
+        if self.keep is None and self.token_budget is None:
+            self.keep = 0.95
+        return self
+
+    def rule(self) -> dict[str, float]:
+        """The rule as `scoring.cascade.choose_threshold` takes it."""
+        return {"keep": self.keep} if self.keep is not None else {"token_budget": self.token_budget}
+
+
 class EvaluateConfig(_Strict):
     systems: list[Literal["system1", "system2", "distilled"]] = Field(
         default_factory=lambda: ["system1", "system2", "distilled"], min_length=1,
@@ -276,6 +303,9 @@ class EvaluateConfig(_Strict):
                                    "system evaluated (System 1, each System 2, each distilled stage): the majority of k "
                                    "samples at the first teacher's sampling settings (a teacher's own for its System 2), "
                                    "tokens of all k charged (Yu et al. 2024, Table 3: k = 1, 5, 10)")
+    cascade: CascadeConfig | None = Field(None, description="the distilled cascade: the student where it is sure, "
+                                          "System 2 where it is not ({keep: 0.95} or {token_budget: N}; "
+                                          "s2distill/stages/cascade.py)")
 
     @field_validator("majority_at")
     @classmethod
@@ -366,7 +396,9 @@ class Recipe(_Strict):
                 raise ValueError(f"teacher name {teacher.name!r} is used twice (system1 and system1_ssd are reserved)")
             taken.add(teacher.name)
         named = [("curation.filter.judge", judge) for judge in self.curation.judges()]
-        for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge)):
+        cascade_teacher = self.evaluate.cascade.teacher if self.evaluate.cascade else None
+        for field, name in (*named, ("distill.refiner", self.distill.refiner), ("evaluate.judge", self.evaluate.judge),
+                            ("evaluate.cascade.teacher", cascade_teacher)):
             if name is not None and name not in taken:
                 raise ValueError(f"{field}: no teacher named {name!r}; teachers: {', '.join(sorted(taken))}")
         if ("distilling_step_by_step" in self.baselines or "step_by_step" in self.distill.stages) \

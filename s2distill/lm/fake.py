@@ -41,6 +41,7 @@ class FakeLM:
         fail_after: int | None = None,
         latency: float = 0.0,
         keep_requests: bool = True,
+        logprob: Callable[[Request, str], float] | None = None,
     ):
         self.rules = [r if isinstance(r, Rule) else Rule(r["pattern"], tuple(r["responses"])) for r in rules]
         self.default = default
@@ -48,6 +49,7 @@ class FakeLM:
         self.fail_after = fail_after  # raise after this many completions: simulates a crash mid-run
         self.latency = latency  # seconds slept per `generate` call (a batch), as a served model would take
         self.keep_requests = keep_requests  # False: do not keep every request (a benchmark's 800k would all stay in memory)
+        self.logprob = logprob  # a scripted log-probability `(request, text) -> float` (a student's confidence), when asked
         self.requests: list[Request] = []  # every request received, for tests
         self.batches = 0  # `generate` calls so far
         self.completions = 0
@@ -73,8 +75,11 @@ class FakeLM:
                 if len(words) > request.max_tokens:  # crude, but honours the budget
                     text, stopped = " ".join(words[: request.max_tokens]), False
                 usage = Usage(count_text_tokens(prompt), count_text_tokens(text))
-                # A scripted log-probability when asked: -0.1 per token, so longer outputs are less likely.
-                logprob = -0.1 * usage.completion_tokens if request.logprobs else None
+                # A scripted log-probability when asked: the `logprob` function's, else -0.1 per token
+                # (so longer outputs are less likely).
+                logprob = None
+                if request.logprobs:
+                    logprob = self.logprob(request, text) if self.logprob else -0.1 * usage.completion_tokens
                 samples.append(Completion(text, usage, "stop" if stopped or raw == text else "length", k, logprob=logprob))
                 self.completions += 1
             out.append(samples)

@@ -23,6 +23,7 @@ from typing import Any
 
 from s2distill.distill.pairs import pair_text  # a chat student's pairs hold messages: shown as text
 from s2distill.report.audit import audit_html
+from s2distill.report.cascade import cascade_html
 from s2distill.report.row import Row, rows_of
 from s2distill.artifacts import atomic_write_bytes, read_jsonl
 from s2distill.types import Verdict
@@ -345,6 +346,7 @@ def render_html(out: Path, report: dict, *, task=None) -> str:
         "{{SYSTEMS}}": systems_table(rows_of(report.get("rows", []))),
         "{{CURATION}}": curation_tables(curation_by_reason(out, report.get("curation", []))),
         "{{AUDIT}}": audit_html(report),
+        "{{CASCADE}}": cascade_html(report),
         "{{COST}}": cost_block(report),
         "{{DATA}}": payload,
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 from s2distill.curation.filters import FILTER_CLASSES
 from s2distill.report.audit import audit_lines
+from s2distill.report.cascade import cascade_lines
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
@@ -189,6 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         *_curation_lines(report["curation"]),
         "",
         *audit_lines(report),
+        *cascade_lines(report),
         ("![score against tokens per example](report.png)" if report.get("plot") else
          "(No plot: matplotlib is not installed; `pip install -e '.[plot]'`.)"),
         "",

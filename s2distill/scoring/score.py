@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from s2distill.tasks import Task
 from s2distill.types import Labeled, Trace
+from s2distill.scoring.cascade import confidence_of
 from s2distill.scoring.voting import vote
 
 
@@ -64,6 +65,8 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
             "calls": len(trace.calls), "error": trace.error, "output": trace.last_output if trace.calls else None,
             "truncated": trace.truncated,  # a call was cut at its budget (maj@k: some sample's)
         })
+        if (confidence := confidence_of(trace)) is not None:  # asked with log-probabilities, or maj@k
+            records[-1]["confidence"] = confidence
     n = len(records)
     examples = {item.example.id: item.example for item in labeled}
     headline = task.headline(records, examples)

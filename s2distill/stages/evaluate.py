@@ -39,7 +39,7 @@ class Evaluation:
 
     def with_samples(self, name: str, sampling: Sampling, k: int) -> Evaluation:
         """The same system answering by the majority of k samples at `sampling`'s settings."""
-        return Evaluation(self.spec.model_copy(update={"sampling": sampling, "samples": k}), name,
+        return Evaluation(self.spec.model_copy(update={"sampling": sampling, "samples": k, "logprobs": False}), name,
                           {**self.extra, "majority_of": k}, self.weights)
 
 
@@ -47,7 +47,7 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
     """One evaluation on one test split (label "" is the recipe's own); returns the report row."""
     name = ev.name + (f"@{label}" if label else "")
     references = _references_stage(ctx, label, task)
-    spec = ev.spec.model_copy(update={"test_task": _test_identity(task),
+    spec = ev.spec.model_copy(update={"test_task": split_identity(task),
                                       "judge": ctx.recipe.teacher(ctx.recipe.evaluate.judge) if _judged(task) else None})
 
     def compute() -> dict:
@@ -59,6 +59,8 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
         if spec.sampling is not None:
             settings = {"temperature": spec.sampling.temperature, "top_p": spec.sampling.top_p,
                         "seed": spec.sampling.seed, "samples": spec.samples}
+        if spec.logprobs:
+            settings["logprobs"] = True  # each record's confidence (scoring.cascade.confidence_of)
         if not lm_holder:
             lm_holder.append(ctx.models.get(spec.model, adapter=ev.weights.value if ev.weights else None))
         program = (student_program_for(spec.student, task) if spec.student is not None
@@ -84,7 +86,7 @@ def evaluate_stage(ctx: RunContext, ev: Evaluation, label: str, task: Task, lm_h
     return Row.from_dict({**result, **ev.extra, **({"test": label} if label else {}), "eval_name": name})
 
 
-def _test_identity(task: Task) -> dict:
+def split_identity(task: Task) -> dict:
     """The task settings a test split depends on (how many training inputs there are is not one),
     and for a user's data files their content."""
     settings = {k: v for k, v in identity(task.config).items() if k != "train_size"}
@@ -130,7 +132,7 @@ def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[Row]:
     student = ctx.recipe.student
     model = student.model.describe(trained.weights.value)
     spec = EvalSpec(system=step.variant.name, method=trained.program.method, model=student.model,
-                    test_task={}, student=trained.program)
+                    test_task={}, student=trained.program, logprobs=ctx.recipe.evaluate.cascade is not None)
     control = {"control": step.variant.label} if step.variant.label else {}  # a control's role, for the report
     ev = Evaluation(spec, f"{step.variant.name}-stage{step.index}",
                     {"stage": step.label, "model": model, "train_pairs": trained.pairs, "shots": student.method.shots,
@@ -173,7 +175,7 @@ def _references_stage(ctx: RunContext, label: str, task: Task) -> Done | None:
     stand in as the references (see s2distill/scoring/agreement.py); None for labelled data."""
     if task.has_labels:
         return None
-    spec = ReferenceSpec(teacher=ctx.recipe.teachers[0], test_task=_test_identity(task))
+    spec = ReferenceSpec(teacher=ctx.recipe.teachers[0], test_task=split_identity(task))
     name = "reference" + (f"@{label}" if label else "")
 
     def compute() -> list[dict]:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from s2distill.config.recipe import runs_model_code
+from s2distill.report.cascade import plot_cascade_curves
 from s2distill.report.plot import plot_score_vs_tokens, plot_threshold_curves
 from s2distill.report.row import Row
 from s2distill.report.provenance import provenance, teacher_spend
@@ -20,9 +21,10 @@ from s2distill.stages.folder import stage_kinds
 
 
 def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, invocation_seconds: float,
-                 audit: dict | None = None) -> dict[str, Any]:
+                 audit: dict | None = None, cascades: list[dict] | None = None) -> dict[str, Any]:
     """report.json (the rows as dicts: `Row.to_dict`), report.md, report.html and the plots; returns
-    what report.json holds. `audit`: the curation audit (stages/audit.py), with its curve plot."""
+    what report.json holds. `audit`: the curation audit (stages/audit.py), with its curve plot;
+    `cascades`: the distilled cascade's sections (stages/cascade.py), with theirs."""
     recipe, out = ctx.recipe, ctx.folder.root
     teachers = ", ".join(f"{t.name}: {t.method.name} on {t.model.describe()}" for t in recipe.teachers)
     report = {
@@ -33,6 +35,7 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
         "rows": [row.to_dict() for row in rows],
         "curation": summaries,
         "curation_audit": audit,
+        "cascade": cascades or [],
         "lm": {**ctx.models.calls(), "faults": ctx.models.faults(),
                **({"replicas": replicas} if (replicas := ctx.models.replicas()) else {})},
         "timings": ctx.folder.timings,
@@ -50,6 +53,7 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
     report["budgets"] = budget_lines(recipe, ctx.task)  # what every call was allowed, beside what was cut
     report["plot"] = bool(plot_score_vs_tokens(rows, out / "report.png", title=f"{recipe.name}: {ctx.task.name}"))
     report["audit_plot"] = bool(plot_threshold_curves(audit, out / "threshold_curve.png"))
+    report["cascade_plot"] = bool(plot_cascade_curves(cascades, out / "cascade_curve.png"))
     write_json(out / "report.json", report)
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())  # whole or not at all: never cut short
     write_html_report(out, report, task=ctx.task)

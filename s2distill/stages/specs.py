@@ -19,6 +19,7 @@ One spec per stage kind:
     ControlSetSpec a control's pairs (gold labels, random targets): SetSpec, and how its targets are made
     TrainSpec    the student's fine-tuning, and the prompt it is trained and later asked with
     EvalSpec     one evaluation: system, method, model, test split, greedy or maj@k, judge
+    CascadeSpec  the cascade's threshold: student, teacher, validation split, rule
     ReferenceSpec System 2's answers standing in for labels on data without them
     AuditSystem1Spec the untrained student's greedy System 1 on the labelled training inputs
     AuditSpec    a variant's curation audit: its filters, the task, and the labels' content
@@ -170,6 +171,26 @@ class EvalSpec(StageSpec):
     samples: int = 1
     student: StudentProgram | None = None  # a trained student's program (else the method's own)
     judge: TeacherConfig | None = None  # free text without labels: the teacher that judges
+    logprobs: bool = False  # each answer records its confidence (a student beside a cascade: stages/cascade.py)
+
+    def identity(self) -> dict[str, Any]:
+        """Without `logprobs` when off, so that every evaluation made before it existed keeps its fingerprint."""
+        out = super().identity()
+        if not out.get("logprobs"):
+            out.pop("logprobs", None)
+        return out
+
+
+class CascadeSpec(StageSpec):
+    """The cascade's threshold, chosen on the validation split: the student (its program, model and,
+    as an input, its weights) against one teacher's System 2, both greedy, under the recipe's rule."""
+
+    student: StudentProgram
+    model: ModelConfig
+    teacher: TeacherConfig
+    validation_task: dict[str, Any]  # the task's settings the validation inputs depend on
+    validation_size: int
+    rule: dict[str, float]  # {"keep": share} or {"token_budget": tokens}
 
 
 class ReferenceSpec(StageSpec):

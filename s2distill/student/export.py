@@ -80,6 +80,10 @@ def export_model(run_dir: str | Path, to: str | Path, *, variant: str = "distill
     model.save_pretrained(to, safe_serialization=True)
     tokenizer.save_pretrained(to)
     write_json(to / PROMPT_FILE, spec)
+    if (run_dir / "cascade" / f"{variant}-{weights.parent.name}.json").is_file():  # to rebuild the cascade elsewhere
+        from s2distill.student.cascade import CASCADE_FILE, cascade_settings
+
+        write_json(to / CASCADE_FILE, cascade_settings(run_dir, variant))
     (to / "README.md").write_text(model_card(run_dir, weights, spec, variant=variant))
     if template is not None:
         from s2distill.student.gguf import write_gguf_from_template

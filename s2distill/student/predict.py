@@ -184,16 +184,20 @@ class Student:
     def predict(self, inputs: Any, *, workers: int = 16, on_result: Callable[[Any], None] | None = None,
                 source: str | None = None) -> Any:
         """Answer one input (a string or a dict: returns one result) or a list of them (returns a
-        list, in order). A result is {"input", "answer", "tokens", "output"}: the parsed answer
-        (None when unparseable), completion tokens, and the raw generated text."""
+        list, in order). A result is {"input", "answer", "tokens", "output", "confidence"}: the
+        parsed answer (None when unparseable), completion tokens, the raw generated text, and the
+        probability the student gives its whole output (None where the backend has no
+        log-probabilities; the distilled cascade routes on it: student/cascade.py)."""
         from s2distill.methods import run_program
+        from s2distill.scoring.cascade import confidence_of
 
         single = isinstance(inputs, str | dict)
         items = [inputs] if single else list(inputs)
         examples = [self.example(item, i, where=f"{source}: row {i + 1}" if source else None) for i, item in enumerate(items)]
-        traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=on_result)
+        traces = run_program(self.program, examples, self.lm, temperature=0.0, workers=workers, on_trace=on_result,
+                             logprobs=True)
         results = [{"input": item, "answer": trace.answer, "tokens": trace.usage.completion_tokens,
-                    "output": trace.last_output if trace.calls else None}
+                    "output": trace.last_output if trace.calls else None, "confidence": confidence_of(trace)}
                    for item, trace in zip(items, traces, strict=True)]
         return results[0] if single else results
 

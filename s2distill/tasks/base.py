@@ -113,6 +113,14 @@ class Task:
         """The examples of a split ("train" or "test") with their targets. Evaluation only."""
         raise NotImplementedError
 
+    has_validation: ClassVar[bool] = False  # `validation` draws held-out inputs (the cascade's threshold needs them)
+
+    def validation(self, size: int) -> list[Labeled]:
+        """`size` labelled inputs of the test split's kind that are neither training nor test inputs,
+        for choosing a setting (the cascade's threshold: stages/cascade.py) without looking at the
+        test split. Tasks that can draw them set `has_validation`."""
+        raise NotImplementedError(f"task {self.name} has no validation split")
+
     def unlabeled(self, split: str) -> list[Example]:
         """The examples of a split without targets: what generation and curation receive."""
         return [item.example for item in self.labeled(split)]

@@ -1,0 +1,146 @@
+"""The cascade's part of the report (stages/cascade.py): its threshold and how it was chosen, a table
+of the cascade at thresholds along its curve beside the student and System 2 alone, and the curve
+itself (score against generated tokens per example, every threshold) for each test split."""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from s2distill.artifacts import atomic_write_bytes
+
+TABLE_POINTS = 9  # thresholds shown in the tables (the whole curve is in report.json and the plot)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _threshold(value: float | None) -> str:
+    return "∞ (all to System 2)" if value is None else f"{value:.3g}"
+
+
+def _rule(rule: Mapping[str, float]) -> str:
+    if "keep" in rule:
+        return f"the fewest tokens keeping {100 * rule['keep']:g}% of System 2's validation score"
+    return f"the best validation score within {rule['token_budget']:g} tokens per example"
+
+
+def _thinned(curve: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """About TABLE_POINTS points evenly along the curve, its ends and the chosen one always among them."""
+    if len(curve) <= TABLE_POINTS:
+        return list(curve)
+    step = (len(curve) - 1) / (TABLE_POINTS - 1)
+    picked = {round(i * step) for i in range(TABLE_POINTS)}
+    picked |= {i for i, p in enumerate(curve) if p["threshold"] == chosen["threshold"]}
+    return [curve[i] for i in sorted(picked)]
+
+
+def _summary(section: Mapping[str, Any]) -> str:
+    validation = section["validation"]
+    chosen = validation["chosen"]
+    against = "their labels" if validation["scored_against"] == "labels" else "System 2's answers (no labels)"
+    auroc = validation.get("auroc")
+    return (f"Cascade of {section['name']} with System 2 ({section['teacher']}): the student answers when the "
+            f"probability of its answer is at least **{_threshold(section['threshold'])}**, System 2 otherwise. "
+            f"Chosen by the rule ({_rule(section['rule'])}) on {validation['n']} validation inputs, neither training "
+            f"nor test inputs, scored against {against}: there {_pct(chosen['score'])} at "
+            f"{chosen['tokens_per_example']:.1f} tokens per example, {_pct(chosen['routed'])} routed "
+            f"(System 2 alone {_pct(validation['system2_score'])}, the student alone {_pct(validation['student_score'])}"
+            + (f"; the confidence's AUROC for right against wrong answers {auroc:.3f}" if auroc is not None else "")
+            + ").")
+
+
+def cascade_lines(report: Mapping[str, Any]) -> list[str]:
+    """report.md's section."""
+    sections = report.get("cascade") or []
+    if not sections:
+        return []
+    lines = ["## The distilled cascade", ""]
+    for section in sections:
+        lines += [_summary(section), ""]
+        for test in section["tests"]:
+            chosen = test["chosen"]
+            auroc = f", AUROC {test['auroc']:.3f}" if test.get("auroc") is not None else ""
+            headline = (f"**Test split {test['test'] or '(the recipe’s)'}**: the cascade {_pct(chosen['score'])} at "
+                        f"{chosen['tokens_per_example']:.1f} tokens ({_pct(chosen['routed'])} routed{auroc}); System 2 "
+                        f"{_pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f}; the student "
+                        f"{_pct(test['student']['score'])} at {test['student']['tokens_per_example']:.1f}.")
+            lines += [headline, "", "| threshold | score | tokens per example | routed to System 2 |", "|---:|---:|---:|---:|"]
+            for point in _thinned(test["curve"], chosen):
+                mark = " ◀" if point["threshold"] == chosen["threshold"] else ""
+                lines.append(f"| {_threshold(point['threshold'])}{mark} | {_pct(point['score'])} | "
+                             f"{point['tokens_per_example']:.1f} | {_pct(point['routed'])} |")
+            lines.append("")
+    if report.get("cascade_plot"):
+        lines += ["![the cascade's score against tokens at every threshold](cascade_curve.png)", ""]
+    return lines
+
+
+def cascade_html(report: Mapping[str, Any]) -> str:
+    """report.html's section (plain HTML: the curve is the PNG beside it)."""
+    sections = report.get("cascade") or []
+    if not sections:
+        return "<p class=\"muted\">No cascade in this recipe (<code>evaluate.cascade</code>).</p>"
+    parts = []
+    for section in sections:
+        parts.append(f"<p>{html.escape(_summary(section)).replace('**', '')}</p>")
+        for test in section["tests"]:
+            chosen = test["chosen"]
+            rows = "".join(
+                f"<tr><td>{html.escape(_threshold(p['threshold']))}{' ◀' if p['threshold'] == chosen['threshold'] else ''}"
+                f"</td><td>{_pct(p['score'])}</td><td>{p['tokens_per_example']:.1f}</td><td>{_pct(p['routed'])}</td></tr>"
+                for p in _thinned(test["curve"], chosen))
+            parts.append(f"<h3>Test split {html.escape(test['test'] or '(the recipe’s)')}</h3>"
+                         f"<p>System 2 {_pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f} "
+                         f"tokens; the student {_pct(test['student']['score'])} at "
+                         f"{test['student']['tokens_per_example']:.1f}; the cascade {_pct(chosen['score'])} at "
+                         f"{chosen['tokens_per_example']:.1f} ({_pct(chosen['routed'])} routed).</p>"
+                         "<table><tr><th>threshold</th><th>score</th><th>tokens per example</th>"
+                         f"<th>routed to System 2</th></tr>{rows}</table>")
+    if report.get("cascade_plot"):
+        parts.append('<p><img src="cascade_curve.png" alt="the cascade\'s score against tokens at every threshold" '
+                     'style="max-width:100%"></p>')
+    return "".join(parts)
+
+
+def plot_cascade_curves(sections: Sequence[Mapping[str, Any]] | None, path: Path) -> Path | None:
+    """One panel per test split: the cascade's score against tokens at every threshold, the student
+    and System 2 alone, and the chosen threshold marked. None without a curve or matplotlib."""
+    panels = [(section, test) for section in sections or [] for test in section["tests"]]
+    if not panels:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), dpi=120, squeeze=False)
+    for ax, (section, test) in zip(axes.flat, panels):
+        curve = test["curve"]
+        ax.plot([p["tokens_per_example"] for p in curve], [100 * p["score"] for p in curve], marker="o", markersize=2,
+                color="tab:purple", label="cascade, every threshold")
+        ax.scatter([test["student"]["tokens_per_example"]], [100 * test["student"]["score"]], color="tab:green",
+                   zorder=3, label="student alone")
+        ax.scatter([test["system2"]["tokens_per_example"]], [100 * test["system2"]["score"]], color="tab:red",
+                   zorder=3, label="System 2 alone")
+        chosen = test["chosen"]
+        ax.scatter([chosen["tokens_per_example"]], [100 * chosen["score"]], marker="*", s=140, color="black", zorder=4,
+                   label=f"threshold {_threshold(section['threshold'])}")
+        ax.set_xlabel("generated tokens per example")
+        ax.set_ylabel("score (%)")
+        ax.set_ylim(-5, 105)
+        ax.set_title(f"{section['name']}, test {test['test'] or '(recipe)'}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), image.getvalue())
+    return path
