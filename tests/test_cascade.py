@@ -140,6 +140,13 @@ def test_the_cli_predicts_with_the_cascade_and_says_when_a_run_has_none(cascaded
     [line] = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert line["answered_by"] == "system2" and line["answer"] == "ae"  # the tiny student's answer never parses
 
+    seal = tmp_path / "with" / "cascade" / "distilled-stage1.json.seal"  # as if the student had been retrained since
+    record = json.loads(seal.read_text())
+    record["made_from"]["inputs"]["weights"] = "content:0123456789abcdef"
+    seal.write_text(json.dumps(record))
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "with"), "--cascade", "--text", "x"])
+    assert result.exit_code == 2 and "other weights" in result.output
+
     Pipeline(smoke_recipe, tmp_path / "without", progress=False).run()
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "without"), "--cascade", "--text", "x"])
     assert result.exit_code == 2 and "evaluate.cascade" in result.output
@@ -166,3 +173,21 @@ def test_a_cascade_needs_a_task_with_a_validation_split_and_one_rule(recipes_dir
     with pytest.raises(RecipeError, match="must hold both"):
         Pipeline(recipe, tmp_path, progress=False)
     assert load_recipe(recipes_dir / "smoke.yaml", overrides=["evaluate.cascade={}"]).evaluate.cascade.keep == 0.95
+
+
+def test_the_validation_split_is_neither_training_nor_test_and_says_when_it_runs_out():
+    from s2distill.errors import DataError
+    from s2distill.tasks.coin_flip import CoinFlip, CoinFlipConfig
+    from s2distill.tasks.last_letters import LastLetters, LastLettersConfig
+
+    task = LastLetters(LastLettersConfig(test_size=50, train_size=64))
+    validation = task.validation(100)
+    words = [tuple(item.example.inputs["words"]) for item in validation]
+    assert len(set(words)) == 100 and validation == task.validation(100)  # distinct, and the same every time
+    assert not set(words) & {tuple(item.example.inputs["words"]) for item in task.labeled("test")}
+    trained = {w for item in task.labeled("train") for w in item.example.inputs["words"]}
+    assert not trained & {w for pair in words for w in pair}  # names the student never trained on
+    assert all(item.target == "".join(w[-1] for w in item.example.inputs["words"]).lower() for item in validation)
+    assert len(CoinFlip(CoinFlipConfig(test_source="generated")).validation(20)) == 20
+    with pytest.raises(DataError, match="distinct validation inputs"):
+        LastLetters(LastLettersConfig(words=1, test_size=50)).validation(1000)  # the test pool has 755 names

@@ -30,13 +30,16 @@ def _rule(rule: Mapping[str, float]) -> str:
 
 
 def _thinned(curve: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """About TABLE_POINTS points evenly along the curve, its ends and the chosen one always among them."""
-    if len(curve) <= TABLE_POINTS:
-        return list(curve)
-    step = (len(curve) - 1) / (TABLE_POINTS - 1)
-    picked = {round(i * step) for i in range(TABLE_POINTS)}
-    picked |= {i for i, p in enumerate(curve) if p["threshold"] == chosen["threshold"]}
-    return [curve[i] for i in sorted(picked)]
+    """About TABLE_POINTS points evenly along the curve, its two ends among them, and the chosen
+    point in its place (a threshold chosen on the validation split is rarely one of the test
+    curve's own), in increasing threshold."""
+    picked = list(curve)
+    if len(curve) > TABLE_POINTS:
+        step = (len(curve) - 1) / (TABLE_POINTS - 1)
+        picked = [curve[i] for i in sorted({round(i * step) for i in range(TABLE_POINTS)})]
+    if all(p["threshold"] != chosen["threshold"] for p in picked):
+        picked.append(chosen)
+    return sorted(picked, key=lambda p: (p["threshold"] is None, p["threshold"] or 0.0))
 
 
 def _summary(section: Mapping[str, Any]) -> str:
@@ -137,7 +140,7 @@ def plot_cascade_curves(sections: Sequence[Mapping[str, Any]] | None, path: Path
         ax.set_ylim(-5, 105)
         ax.set_title(f"{section['name']}, test {test['test'] or '(recipe)'}", fontsize=9)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     image = io.BytesIO()
     fig.savefig(image, format="png")

@@ -29,7 +29,7 @@ def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *,
         return None
     points = [r for r in rows_of(rows) if r.score is not None and r.tokens_per_example is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green"}
+    colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green", "cascade": "tab:purple"}
     seen: dict[tuple[float, float], int] = {}
     for row in points:
         label = row.system_label + (f" ({row.teacher or row.stage})" if row.teacher or row.stage else "")

@@ -32,7 +32,7 @@ CASCADE_FILE = "cascade.json"
 def cascade_settings(run_dir: str | Path, variant: str = "distilled") -> dict[str, Any]:
     """What a run's cascade is made of (the contents of `cascade.json`): read from its
     `cascade/VARIANT-stageN.json` (sealed) for the student `predict` uses, and its recipe.yaml."""
-    from s2distill.artifacts import sealed
+    from s2distill.artifacts import seal_of, sealed
 
     run_dir = Path(run_dir)
     weights, _ = locate_student(run_dir, variant)
@@ -43,6 +43,11 @@ def cascade_settings(run_dir: str | Path, variant: str = "distilled") -> dict[st
                            "recipe (e.g. `evaluate.cascade={keep: 0.95}` on the command line) and run it again")
     if not sealed(path):
         raise StudentError(f"{path} does not match its seal (cut short or edited): `s2distill run` redoes it")
+    chosen_for = ((seal_of(path) or {}).get("made_from") or {}).get("inputs", {}).get("weights")
+    weights_digest = (seal_of(weights) or {}).get("sha256")
+    if chosen_for and weights_digest and chosen_for != f"content:{weights_digest[:16]}":
+        raise StudentError(f"{path}: its threshold was chosen for other weights than the student's now (retrained "
+                           "since): `s2distill run` on the run's recipe chooses it again")
     calibration = json.loads(path.read_text())
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     teachers = {t["name"]: t for t in recipe.get("teachers", [])}

@@ -9,10 +9,12 @@ directly, never through `getattr(task, ..., default)`: a task overrides what dif
 from __future__ import annotations
 
 import json
+import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from s2distill.errors import DataError
 from s2distill.sandbox import SandboxPolicy
@@ -118,8 +120,28 @@ class Task:
     def validation(self, size: int) -> list[Labeled]:
         """`size` labelled inputs of the test split's kind that are neither training nor test inputs,
         for choosing a setting (the cascade's threshold: stages/cascade.py) without looking at the
-        test split. Tasks that can draw them set `has_validation`."""
+        test split. Tasks that can draw them set `has_validation` (see `draw_validation`)."""
         raise NotImplementedError(f"task {self.name} has no validation split")
+
+    def draw_validation(self, size: int, seed: int, draw: Callable[[random.Random], tuple[dict, str]],
+                        key: Callable[[dict], Any]) -> list[Labeled]:
+        """A generated task's validation split: `draw(rng)` gives (inputs, target) from the test
+        split's pool, with a seed of the split's own; an input equal (by `key`) to a test input or
+        to one drawn before is drawn again."""
+        taken = {key(item.example.inputs) for item in self.labeled("test")}
+        rng = random.Random(f"validation-{seed}")
+        out: list[Labeled] = []
+        for _ in range(100 * size):
+            if len(out) == size:
+                return out
+            inputs, target = draw(rng)
+            if key(inputs) not in taken:
+                taken.add(key(inputs))
+                out.append(Labeled(Example(f"validation-{len(out)}", inputs), target))
+        if len(out) < size:
+            raise DataError(f"task {self.name}: only {len(out)} distinct validation inputs could be drawn, not {size}; "
+                            "ask for fewer (evaluate.cascade.validation_size)")
+        return out
 
     def unlabeled(self, split: str) -> list[Example]:
         """The examples of a split without targets: what generation and curation receive."""

@@ -115,17 +115,12 @@ class CoinFlip(Task):
     has_validation = True
 
     def validation(self, size: int) -> list[Labeled]:
-        """Inputs drawn from the test split's names with a seed of their own, none equal to a test input."""
-        _, test_pool = self._pools
-        taken = {tuple(map(tuple, item.example.inputs["flips"])) for item in self.labeled("test")}
-        rng = random.Random(f"validation-{self.config.seed}")
-        out: list[Labeled] = []
-        while len(out) < size:
-            flips = [(name, rng.random() < 0.5) for name in rng.sample(test_pool, self.config.people)]
-            if tuple(flips) not in taken:
-                taken.add(tuple(flips))
-                out.append(Labeled(Example(f"validation-{len(out)}", {"flips": flips}), _answer(flips)))
-        return out
+        """Inputs drawn from the test split's names, none a test input."""
+        def draw(rng):
+            flips = [(name, rng.random() < 0.5) for name in rng.sample(self._pools[1], self.config.people)]
+            return {"flips": flips}, _answer(flips)
+
+        return self.draw_validation(size, self.config.seed, draw, key=lambda inputs: tuple(map(tuple, inputs["flips"])))
 
     def question(self, example: Example) -> str:
         return _question([(name, bool(flipped)) for name, flipped in example.inputs["flips"]])

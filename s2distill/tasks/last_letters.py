@@ -104,18 +104,12 @@ class LastLetters(Task):
     has_validation = True
 
     def validation(self, size: int) -> list[Labeled]:
-        """Inputs drawn from the test split's names (words the student never trained on) with a seed
-        of their own, none equal to a test input."""
-        _, test_pool = self._pools
-        taken = {tuple(item.example.inputs["words"]) for item in self.labeled("test")}
-        rng = random.Random(f"validation-{self.config.seed}")
-        out: list[Labeled] = []
-        while len(out) < size:
-            words = rng.sample(test_pool, self.config.words)
-            if tuple(words) not in taken:
-                taken.add(tuple(words))
-                out.append(Labeled(Example(f"validation-{len(out)}", {"words": words}), "".join(w[-1] for w in words).lower()))
-        return out
+        """Inputs drawn from the test split's names (words the student never trained on), none a test input."""
+        def draw(rng):
+            words = rng.sample(self._pools[1], self.config.words)
+            return {"words": words}, "".join(w[-1] for w in words).lower()
+
+        return self.draw_validation(size, self.config.seed, draw, key=lambda inputs: tuple(inputs["words"]))
 
     def question(self, example: Example) -> str:
         return _question(example.inputs["words"])
