@@ -5,12 +5,11 @@ itself (score against generated tokens per example, every threshold) for each te
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from s2distill.artifacts import atomic_write_bytes
+from s2distill.report.plot import pyplot, save_figure
 
 TABLE_POINTS = 9  # thresholds shown in the tables (the whole curve is in report.json and the plot)
 
@@ -116,12 +115,8 @@ def plot_cascade_curves(sections: Sequence[Mapping[str, Any]] | None, path: Path
     panels = [(section, test) for section in sections or [] for test in section["tests"]]
     if not panels:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), dpi=120, squeeze=False)
     for ax, (section, test) in zip(axes.flat, panels):
@@ -141,9 +136,4 @@ def plot_cascade_curves(sections: Sequence[Mapping[str, Any]] | None, path: Path
         ax.set_title(f"{section['name']}, test {test['test'] or '(recipe)'}", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), image.getvalue())
-    return path
+    return save_figure(fig, path)

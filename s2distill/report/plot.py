@@ -16,17 +16,37 @@ from s2distill.artifacts import atomic_write_bytes
 from s2distill.report.row import Row, rows_of
 
 
-def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *, title: str) -> Path | None:
-    """Write the scatter to `path` (PNG); return it, or None when matplotlib is missing. `rows`:
-    `Row`s, or report.json's dicts."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return None
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure to `path` as PNG, whole or not at all (a full disk leaves the old one), and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), image.getvalue())
+    return Path(path)
+
+
+def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *, title: str) -> Path | None:
+    """Write the scatter to `path` (PNG); return it, or None when matplotlib is missing. `rows`:
+    `Row`s, or report.json's dicts."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    from matplotlib.ticker import FuncFormatter
     points = [r for r in rows_of(rows) if r.score is not None and r.tokens_per_example is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colours = {"system1": "tab:blue", "system2": "tab:red", "distilled": "tab:green", "cascade": "tab:purple"}
@@ -47,12 +67,7 @@ def plot_score_vs_tokens(rows: Iterable[Row | Mapping[str, Any]], path: Path, *,
     ax.set_ylim(-5, 105)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), image.getvalue())  # whole or not at all (a full disk leaves the old one)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_threshold_curves(audit: Mapping[str, Any] | None, path: Path) -> Path | None:
@@ -62,12 +77,8 @@ def plot_threshold_curves(audit: Mapping[str, Any] | None, path: Path) -> Path |
     curves = [(audit_["variant"], curve) for audit_ in (audit or {}).get("variants", []) for curve in audit_["curves"]]
     if not curves:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     columns = min(len(curves), 3)
     rows = -(-len(curves) // columns)
@@ -89,9 +100,4 @@ def plot_threshold_curves(audit: Mapping[str, Any] | None, path: Path) -> Path |
         ax.set_title(variant, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), image.getvalue())
-    return path
+    return save_figure(fig, path)
