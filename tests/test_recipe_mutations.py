@@ -131,6 +131,8 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
                                                 "eval:distilled-stage1@words=3")),
     "evaluate.judge": ("pal", NOTHING),  # judges free text without labels only
     "evaluate.majority_at": ("[2]", named("eval:system1-maj2", "eval:system2-pal-maj2", "eval:distilled-stage1-maj2")),
+    # the student's answers now carry their probabilities, and the cascade's threshold is a stage of its own
+    "evaluate.cascade": ("{validation_size: 10}", EVAL_STUDENT | named("cascade:distilled-stage1")),
     "baselines": ("[no_filter]", named("curation:no_filter", "distill:no_filter/stage1-answer_only",
                                        "train:no_filter/stage1", "eval:no_filter-stage1", "audit:no_filter")),
 }
@@ -207,7 +209,7 @@ def finished_smoke(tmp_path_factory):
 # other field is rerun with the slow tests (about four seconds each).
 FAST = {"name", "task.test_size", "teacher.method.max_tokens", "teacher.method.timeout", "teacher.method.shots",
         "student.method.max_tokens", "student.method.question_suffix", "curation.min_fraction",
-        "distill.max_per_input", "train.epochs", "evaluate.majority_at"}
+        "distill.max_per_input", "train.epochs", "evaluate.majority_at", "evaluate.cascade"}
 
 
 @pytest.mark.parametrize("field", [f if f in FAST else pytest.param(f, marks=pytest.mark.slow)
