@@ -113,8 +113,9 @@ class Cascade:
                 results[i] = {**result, "answer": trace.answer, "student_answer": result["answer"],
                               "tokens": result["tokens"] + trace.usage.completion_tokens,
                               "output": trace.last_output if trace.calls else None}
+        by_system2 = set(routed)
         for i, result in enumerate(results):
-            result["answered_by"] = "system2" if i in set(routed) else "student"
+            result["answered_by"] = "system2" if i in by_system2 else "student"
             if on_result is not None:
                 on_result(result)
         return results[0] if single else results
