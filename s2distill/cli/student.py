@@ -43,6 +43,7 @@ def predict(
     RUN_DIR may also be a folder `s2distill export` wrote with its cascade.json (--cascade)."""
     from s2distill.artifacts import atomic_write_bytes
     from s2distill.progress import ProgressBar
+    from s2distill.scoring.cascade import threshold_text
     from s2distill.student.cascade import load_cascade, summarize
     from s2distill.student.predict import StudentError, load_student, predict_to_jsonl, read_inputs
 
@@ -55,10 +56,8 @@ def predict(
         own = student.student if cascade else student
         console.print(escape(f"student: {own.weights} ({own.where})"))
         if cascade:
-            threshold = student.threshold
             console.print(escape(f"cascade: System 2 ({student.settings['system2']['teacher']}) answers where the "
-                                 "student's confidence is under "
-                                 + (f"{threshold:.3g}" if threshold is not None else "any value (all inputs)")))
+                                 f"student's confidence is under {threshold_text(student.threshold)}"))
         items = read_inputs(input) if input is not None else [text]
         handle = io.StringIO() if out is not None else sys.stdout
         try:

@@ -24,7 +24,8 @@ DEFINITIONS = (
     "where System 1 is wrong. Poisoned: kept inputs with a wrong kept answer.")
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A share as the report prints it (the curation audit's, the cascade's): one decimal, a dash for none."""
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
@@ -32,7 +33,7 @@ def _with_ci(value: float | None, ci: list[float] | None, n: int) -> str:
     if value is None:
         return "— (none kept)"
     interval = f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f}%)" if ci else ""
-    return f"{_pct(value)}{interval} of {n}"
+    return f"{pct(value)}{interval} of {n}"
 
 
 def _labels_line(audit: Mapping[str, Any]) -> str:
@@ -74,14 +75,14 @@ def audit_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {entry['variant']} | {entry['filter']} | all | "
                      f"{_with_ci(entry['precision'], entry['precision_ci'], entry['kept_labelled'])} | "
                      f"{_with_ci(entry['output_precision'], entry['output_precision_ci'], entry['outputs'])} | "
-                     f"{entry['kept']} of {entry['inputs']} ({_pct(entry['coverage'])}) | {entry['rescued']} | "
-                     f"{entry['poisoned']} | {_pct(scores.get(entry['variant']))} |")
+                     f"{entry['kept']} of {entry['inputs']} ({pct(entry['coverage'])}) | {entry['rescued']} | "
+                     f"{entry['poisoned']} | {pct(scores.get(entry['variant']))} |")
         for name, precision, inputs in _teacher_rows(entry):
             lines.append(f"| | | {name} | | {precision} | {inputs} | | | |")
     first = audit["variants"][0]["system1"] if audit["variants"] else None
     if first:
         lines += ["", f"System 1 (for rescued: {audit['system1']}) is right on {first['right']} of {first['n']} "
-                      f"labelled training inputs ({_pct(first['accuracy'])}). {DEFINITIONS}"]
+                      f"labelled training inputs ({pct(first['accuracy'])}). {DEFINITIONS}"]
     for entry in audit["variants"]:
         lines += ["", *_curve_lines(entry)]
     if report.get("audit_plot"):
@@ -101,9 +102,9 @@ def _curve_lines(entry: Mapping[str, Any]) -> list[str]:
                   "|---:|---:|---:|---:|---:|"]
         for point in curve["points"]:
             mark = " ◀ recipe" + (f" ({curve['vote']})" if curve.get("vote") == "plurality" else "") if point["chosen"] else ""
-            lines.append(f"| {point['threshold']:g}{mark} | {point['kept']} | {_pct(point['coverage'])} | "
+            lines.append(f"| {point['threshold']:g}{mark} | {point['kept']} | {pct(point['coverage'])} | "
                          f"{_with_ci(point['precision'], point['precision_ci'], point['kept_labelled'])} | "
-                         f"{_pct(point['output_precision'])} |")
+                         f"{pct(point['output_precision'])} |")
         if not curve["reproduced"]:
             lines += ["", f"**Warning**: run again at the recipe's threshold, the filter decided {curve['differs']} "
                           "inputs otherwise than curation did; the curve is approximate."]
@@ -130,9 +131,9 @@ def audit_html(report: Mapping[str, Any]) -> str:
                     f"<td>{_e(entry['filter'])}</td><td>all</td>"
                     f"<td class=n>{_e(_with_ci(entry['precision'], entry['precision_ci'], entry['kept_labelled']))}</td>"
                     f"<td class=n>{_e(_with_ci(entry['output_precision'], entry['output_precision_ci'], entry['outputs']))}</td>"
-                    f"<td class=n>{entry['kept']} of {entry['inputs']} ({_pct(entry['coverage'])})</td>"
+                    f"<td class=n>{entry['kept']} of {entry['inputs']} ({pct(entry['coverage'])})</td>"
                     f"<td class=n>{entry['rescued']}</td><td class=n>{entry['poisoned']}</td>"
-                    f"<td class=n>{_pct(scores.get(entry['variant']))}</td></tr>")
+                    f"<td class=n>{pct(scores.get(entry['variant']))}</td></tr>")
         for name, precision, inputs in _teacher_rows(entry):
             body.append(f"<tr><td></td><td></td><td>{_e(name)}</td><td></td><td class=n>{_e(precision)}</td>"
                         f"<td class=n>{_e(inputs)}</td><td></td><td></td><td></td></tr>")
@@ -179,7 +180,7 @@ def curve_svg(curve: Mapping[str, Any], variant: str) -> str:
                        + " ".join(f"{X(p['threshold']):.1f},{Y(p[key]):.1f}" for p in shown) + "'/>")
         for p in shown:
             svg.append(f"<circle cx='{X(p['threshold']):.1f}' cy='{Y(p[key]):.1f}' r='{4 if p['chosen'] else 2.5}' "
-                       f"fill='{colour}'><title>{_e(curve['setting'])} {p['threshold']:g}: {key} {_pct(p[key])}"
+                       f"fill='{colour}'><title>{_e(curve['setting'])} {p['threshold']:g}: {key} {pct(p[key])}"
                        f"{' (the recipe)' if p['chosen'] else ''}</title></circle>")
     svg.append(f"<text class='lbl' x='{L}' y='12' fill='#2e9b57'>— precision of kept answers</text>"
                f"<text class='lbl' x='{L + 190}' y='12' fill='#3b78c4'>— coverage</text>"

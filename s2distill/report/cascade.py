@@ -9,17 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from s2distill.report.audit import pct
 from s2distill.report.plot import pyplot, save_figure
+from s2distill.scoring.cascade import threshold_text
 
 TABLE_POINTS = 9  # thresholds shown in the tables (the whole curve is in report.json and the plot)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _threshold(value: float | None) -> str:
-    return "∞ (all to System 2)" if value is None else f"{value:.3g}"
 
 
 def _rule(rule: Mapping[str, float]) -> str:
@@ -47,11 +41,11 @@ def _summary(section: Mapping[str, Any]) -> str:
     against = "their labels" if validation["scored_against"] == "labels" else "System 2's answers (no labels)"
     auroc = validation.get("auroc")
     return (f"Cascade of {section['name']} with System 2 ({section['teacher']}): the student answers when the "
-            f"probability of its answer is at least **{_threshold(section['threshold'])}**, System 2 otherwise. "
+            f"probability of its answer is at least **{threshold_text(section['threshold'])}**, System 2 otherwise. "
             f"Chosen by the rule ({_rule(section['rule'])}) on {validation['n']} validation inputs, neither training "
-            f"nor test inputs, scored against {against}: there {_pct(chosen['score'])} at "
-            f"{chosen['tokens_per_example']:.1f} tokens per example, {_pct(chosen['routed'])} routed "
-            f"(System 2 alone {_pct(validation['system2_score'])}, the student alone {_pct(validation['student_score'])}"
+            f"nor test inputs, scored against {against}: there {pct(chosen['score'])} at "
+            f"{chosen['tokens_per_example']:.1f} tokens per example, {pct(chosen['routed'])} routed "
+            f"(System 2 alone {pct(validation['system2_score'])}, the student alone {pct(validation['student_score'])}"
             + (f"; the confidence's AUROC for right against wrong answers {auroc:.3f}" if auroc is not None else "")
             + ").")
 
@@ -67,15 +61,15 @@ def cascade_lines(report: Mapping[str, Any]) -> list[str]:
         for test in section["tests"]:
             chosen = test["chosen"]
             auroc = f", AUROC {test['auroc']:.3f}" if test.get("auroc") is not None else ""
-            headline = (f"**Test split {test['test'] or '(the recipe’s)'}**: the cascade {_pct(chosen['score'])} at "
-                        f"{chosen['tokens_per_example']:.1f} tokens ({_pct(chosen['routed'])} routed{auroc}); System 2 "
-                        f"{_pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f}; the student "
-                        f"{_pct(test['student']['score'])} at {test['student']['tokens_per_example']:.1f}.")
+            headline = (f"**Test split {test['test'] or '(the recipe’s)'}**: the cascade {pct(chosen['score'])} at "
+                        f"{chosen['tokens_per_example']:.1f} tokens ({pct(chosen['routed'])} routed{auroc}); System 2 "
+                        f"{pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f}; the student "
+                        f"{pct(test['student']['score'])} at {test['student']['tokens_per_example']:.1f}.")
             lines += [headline, "", "| threshold | score | tokens per example | routed to System 2 |", "|---:|---:|---:|---:|"]
             for point in _thinned(test["curve"], chosen):
                 mark = " ◀" if point["threshold"] == chosen["threshold"] else ""
-                lines.append(f"| {_threshold(point['threshold'])}{mark} | {_pct(point['score'])} | "
-                             f"{point['tokens_per_example']:.1f} | {_pct(point['routed'])} |")
+                lines.append(f"| {threshold_text(point['threshold'])}{mark} | {pct(point['score'])} | "
+                             f"{point['tokens_per_example']:.1f} | {pct(point['routed'])} |")
             lines.append("")
     if report.get("cascade_plot"):
         lines += ["![the cascade's score against tokens at every threshold](cascade_curve.png)", ""]
@@ -93,14 +87,14 @@ def cascade_html(report: Mapping[str, Any]) -> str:
         for test in section["tests"]:
             chosen = test["chosen"]
             rows = "".join(
-                f"<tr><td>{html.escape(_threshold(p['threshold']))}{' ◀' if p['threshold'] == chosen['threshold'] else ''}"
-                f"</td><td>{_pct(p['score'])}</td><td>{p['tokens_per_example']:.1f}</td><td>{_pct(p['routed'])}</td></tr>"
+                f"<tr><td>{html.escape(threshold_text(p['threshold']))}{' ◀' if p['threshold'] == chosen['threshold'] else ''}"
+                f"</td><td>{pct(p['score'])}</td><td>{p['tokens_per_example']:.1f}</td><td>{pct(p['routed'])}</td></tr>"
                 for p in _thinned(test["curve"], chosen))
             parts.append(f"<h3>Test split {html.escape(test['test'] or '(the recipe’s)')}</h3>"
-                         f"<p>System 2 {_pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f} "
-                         f"tokens; the student {_pct(test['student']['score'])} at "
-                         f"{test['student']['tokens_per_example']:.1f}; the cascade {_pct(chosen['score'])} at "
-                         f"{chosen['tokens_per_example']:.1f} ({_pct(chosen['routed'])} routed).</p>"
+                         f"<p>System 2 {pct(test['system2']['score'])} at {test['system2']['tokens_per_example']:.1f} "
+                         f"tokens; the student {pct(test['student']['score'])} at "
+                         f"{test['student']['tokens_per_example']:.1f}; the cascade {pct(chosen['score'])} at "
+                         f"{chosen['tokens_per_example']:.1f} ({pct(chosen['routed'])} routed).</p>"
                          "<table><tr><th>threshold</th><th>score</th><th>tokens per example</th>"
                          f"<th>routed to System 2</th></tr>{rows}</table>")
     if report.get("cascade_plot"):
@@ -129,7 +123,7 @@ def plot_cascade_curves(sections: Sequence[Mapping[str, Any]] | None, path: Path
                    zorder=3, label="System 2 alone")
         chosen = test["chosen"]
         ax.scatter([chosen["tokens_per_example"]], [100 * chosen["score"]], marker="*", s=140, color="black", zorder=4,
-                   label=f"threshold {_threshold(section['threshold'])}")
+                   label=f"threshold {threshold_text(section['threshold'])}")
         ax.set_xlabel("generated tokens per example")
         ax.set_ylabel("score (%)")
         ax.set_ylim(-5, 105)

@@ -43,6 +43,12 @@ class CascadePoint:
         return cls(threshold, data["score"], data["tokens_per_example"], data["routed"])
 
 
+def threshold_text(threshold: float | None) -> str:
+    """A threshold as the report, the run's console and `predict` show it (None, as JSON stores
+    `ROUTE_ALL`, or ROUTE_ALL itself: System 2 answers everything)."""
+    return "∞ (all to System 2)" if threshold is None or threshold == ROUTE_ALL else f"{threshold:.3g}"
+
+
 def confidence_of(trace) -> float | None:
     """A trace's confidence: the agreement share of a maj@k answer, else the probability of the
     student's whole output (its calls' log-probabilities summed); None without log-probabilities."""

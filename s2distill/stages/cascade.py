@@ -25,7 +25,7 @@ from typing import Any
 from s2distill.artifacts import read_jsonl
 from s2distill.report.row import Row
 from s2distill.scoring.agreement import with_references
-from s2distill.scoring.cascade import ROUTE_ALL, auroc, cascade_curve, cascade_point, choose_threshold
+from s2distill.scoring.cascade import ROUTE_ALL, auroc, cascade_curve, cascade_point, choose_threshold, threshold_text
 from s2distill.scoring.score import score_traces
 from s2distill.stages.context import RunContext
 from s2distill.stages.distill import Step, Trained, student_program_for
@@ -65,7 +65,7 @@ def cascade_stage(ctx: RunContext, step: Step, trained: Trained) -> Done:
         curve = cascade_curve(own_records, fallback_records)
         system2_score = _mean_correct(fallback_records)
         chosen = choose_threshold(curve, system2_score, **spec.rule)
-        ctx.console.print(f"  cascade {name}: threshold {_threshold_text(chosen.threshold)} on {len(examples)} "
+        ctx.console.print(f"  cascade {name}: threshold {threshold_text(chosen.threshold)} on {len(examples)} "
                           f"validation inputs: {100 * chosen.score:.1f}% at {chosen.tokens_per_example:.1f} tokens, "
                           f"{100 * chosen.routed:.0f}% to System 2 (System 2 alone {100 * system2_score:.1f}%)")
         return {"threshold": chosen.to_dict()["threshold"], "rule": spec.rule, "teacher": spec.teacher.name,
@@ -100,7 +100,7 @@ def cascade_rows(ctx: RunContext, step: Step, trained: Trained) -> tuple[list[Ro
                         metric=task.metric, score=point.score, n=len(own), tokens_per_example=point.tokens_per_example,
                         teacher=calibration["teacher"], stage=step.label, test=label or None,
                         model=ctx.recipe.student.model.describe(trained.weights.value),
-                        note=f"threshold {_threshold_text(threshold)}: {100 * point.routed:.0f}% routed to System 2",
+                        note=f"threshold {threshold_text(threshold)}: {100 * point.routed:.0f}% routed to System 2",
                         extra={"threshold": calibration["threshold"], "routed": point.routed}))
     return rows, {**calibration, "name": name, "stage": step.label, "tests": tests}
 
@@ -117,6 +117,3 @@ def _mean_correct(records: list[dict]) -> float:
 def _mean_tokens(records: list[dict]) -> float:
     return sum(r["completion_tokens"] for r in records) / len(records) if records else 0.0
 
-
-def _threshold_text(threshold: float | None) -> str:
-    return "none (System 2 answers all)" if threshold is None or threshold == ROUTE_ALL else f"{threshold:.3g}"
