@@ -1,7 +1,8 @@
 """The distilled cascade (`evaluate.cascade`): System 1 where the student is sure, System 2 where it is not.
 
-The seed paper (Yu et al. 2024, Section 6) ends on the question of when to distil and when not
-to; a deployed student answers that per input. Two parts:
+The seed paper leaves open "in exactly which circumstances to apply distillation, and when not to"
+(Yu et al. 2024, end of Section 4.5); a deployed student answers that per input. Not a method of
+either paper: an addition. Two parts:
 
 1. **The threshold**, a stage of its own (`cascade/NAME.json`, fingerprinted by `CascadeSpec` and
    the student's weights): the trained student (greedy, with its answers' log-probabilities) and
