@@ -106,6 +106,7 @@ class Completion:
     cached: bool = False
     error: str | None = None  # the server refused this request for good (a 4xx): no text, never cached
     logprob: float | None = None  # sum of the generated tokens' log-probabilities, when asked and known
+    deferred: bool = False  # asked of a batch not yet collected (lm/batch.py): no text yet, never cached
 
 
 @dataclass

@@ -161,7 +161,8 @@ class CachedLM:
             for (i, sub, key), completions in zip(chunk, outputs):
                 self.stats.generated += len(completions)
                 by_sample = {sub.first_sample + j: c for j, c in enumerate(completions)}
-                to_store += [(key, s, c) for s, c in by_sample.items() if c.error is None]  # a refusal is asked again
+                # a refusal is asked again; a deferred row (a batch not yet collected: lm/batch.py) has no text yet
+                to_store += [(key, s, c) for s, c in by_sample.items() if c.error is None and not c.deferred]
                 request = requests[i]
                 for pos, c in enumerate(results[i]):
                     if c is None:
