@@ -10,6 +10,7 @@ factory (default: the config's own `build`), so tests inject faults by passing a
 from __future__ import annotations
 
 import gc
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +28,13 @@ def build_from_config(config, *, adapter: Path | None = None) -> LM:
 class Models:
     """Cached LMs by (model config, trained weights); see the module docstring."""
 
-    def __init__(self, cache_path: Path, *, factory: LMFactory = build_from_config):
+    def __init__(self, cache_path: Path, *, factory: LMFactory = build_from_config, batch_dir: Path | None = None,
+                 say: Callable[[str], None] = print):
+        """`batch_dir`: where a batched model's rounds are recorded (the run folder's `batches/`)."""
         self.cache_path = cache_path
         self.factory = factory
+        self.batch_dir = batch_dir
+        self.say = say
         self._held: dict[str, CachedLM] = {}
         self._released: list[CacheStats] = []
         self._released_faults: Counter[str] = Counter()
@@ -47,9 +52,26 @@ class Models:
         key = config.model_dump_json() + f"|{adapter}"
         if key not in self._held:
             inner = self.factory(config, adapter=adapter)
+            if getattr(config, "batch", None) is not None:
+                inner = self._batched(inner, config.batch)
             # a chunk of the cache is one call to the backend: as many prompts as it batches
             self._held[key] = CachedLM(inner, self.cache_path, chunk_rows=getattr(inner, "batch_rows", None) or 64)
         return self._held[key]
+
+    def _batched(self, inner: LM, settings) -> LM:
+        """The model behind `BatchLM`: its requests go as batches recorded under `batch_dir`."""
+        from s2distill.lm.batch import BatchLM
+
+        if self.batch_dir is None:
+            raise ValueError("batch mode records its batches in a run folder: this use of the model has none")
+        folder = self.batch_dir / re.sub(r"[^A-Za-z0-9._-]+", "_", inner.name).strip("_")
+        return BatchLM(inner, settings, folder, say=self.say)
+
+    def batched(self) -> list:
+        """The batched models held (`BatchLM`s), for the run to submit and collect their rounds."""
+        from s2distill.lm.batch import BatchLM
+
+        return [lm.inner for lm in self._held.values() if isinstance(lm.inner, BatchLM)]
 
     def release(self, lm: CachedLM) -> None:
         """Free a model's memory once its work is done (its statistics stay counted)."""

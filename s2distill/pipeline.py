@@ -27,6 +27,7 @@ from s2distill.artifacts import atomic_write_bytes
 from s2distill.config.recipe import Recipe, RecipeError, runs_model_code
 from s2distill.config.generation import wrap_for_executor
 from s2distill.curation.hand_labels import read_hand_labels
+from s2distill.lm.batch import BatchPending, BatchSubmitted, describe_rounds, wait_for_rounds
 from s2distill.lm.cache import import_cache
 from s2distill.models import LMFactory, Models, build_from_config
 from s2distill.paths import completion_cache
@@ -68,10 +69,15 @@ class Pipeline:
         self.redo = tuple(redo)
         self.variants = plan_variants(recipe)
         self.ctx = RunContext.open(recipe, RunFolder(self.out, self.console, redo=self.redo),
-                                   Models(default_cache(recipe), factory=lm_factory or executor_factory(recipe)),
+                                   Models(default_cache(recipe), factory=lm_factory or executor_factory(recipe),
+                                          batch_dir=self.out / "batches", say=self._say),
                                    console=self.console, show_progress=progress)
         self.final_student: tuple[Step, Trained] | None = None  # the distilled variant's last step, once trained
         self._check(self.ctx)  # what can be refused is refused before the folder is touched
+
+    def _say(self, text: str) -> None:
+        """A line from a model's machinery (a batch submitted), printed as it is: no markup."""
+        self.console.print(text, markup=False, highlight=False)
 
     def run(self) -> dict[str, Any]:
         """Run every stage not current; return the report (also written as report.json/.md/.html)."""
@@ -85,35 +91,103 @@ class Pipeline:
             _import_legacy_cache(self.out, ctx.models.cache_path, self.console)
             with ctx.models:
                 _record_recipe(self.out, recipe)
+                while True:
+                    try:
+                        return self._stages(started)
+                    except BatchPending as pending:  # a batched teacher's requests: submitted, then waited for
+                        self._batch_round(pending)
+                        ctx.folder.new_pass()
+        finally:
+            lock.release()
+
+    def _stages(self, started: float) -> dict[str, Any]:
+        """One pass over every stage; raises `BatchPending` when a batched model has answers to wait for."""
+        recipe, ctx = self.recipe, self.ctx
+        inputs = inputs_stage(ctx)
+        logprobs = any(v.needs_logprobs for v in self.variants)  # one sampling serves every variant
+        samples, pending = {}, []
+        for name, perturbed in _sources(self.variants):
+            try:
+                samples[(name, perturbed)] = samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs,
+                                                           once=sampled_once(self.variants, name))
+            except BatchPending as exc:  # the other sources' first requests go in the same round
+                pending.append(exc)
+        if pending:
+            try:  # ... and the System 1 and 2 evaluations', which need no samples
+                system_rows(ctx)
+            except BatchPending as exc:
+                pending.append(exc)
+            raise BatchPending(sum(p.deferred for p in pending), sum(p.total for p in pending))
+        rows, summaries, curated = [], [], {}
+        for variant in self.variants:
+            if variant.curated.name not in curated:  # a control trains on another variant's curation
+                verdicts = curated[variant.curated.name] = curate_stage(ctx, variant.curated, inputs, samples)
+                summaries.append(curation_summary(variant.curated, verdicts.value,
+                                                  variant_traces(variant.curated, samples).tallies()))
+            rows += self._distil(ctx, variant, inputs, samples, curated[variant.curated.name])
+        rows = system_rows(ctx) + rows
+        cascades = []  # the deployable student's cascade, from the evaluations just made
+        if recipe.evaluate.cascade is not None and self.final_student is not None:
+            combined, section = cascade_rows(ctx, *self.final_student)
+            rows, cascades = rows + combined, [section]
+        # the curation audit: the train labels, read after every curation
+        curations = {v.curated.name: v.curated for v in self.variants}.values()  # a control reuses one
+        audit = audit_stages(ctx, [(v, curated[v.name]) for v in curations], inputs, samples)
+        for name in ctx.folder.unmatched_redo():
+            self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
+        report = write_report(ctx, rows, summaries, audit=audit, cascades=cascades,
+                              invocation_seconds=time.perf_counter() - started)
+        for line in report["truncation"]:  # truncation is never silent: the run's last words
+            self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
+        return report
+
+    def curate_only(self) -> list[dict]:
+        """The first stages alone (the inputs, every source's samples, every curation): the pilot of
+        `run --estimate` (s2distill/estimate.py). Returns the curation summaries."""
+        recipe, ctx = self.recipe, self.ctx
+        if runs_model_code(recipe, ctx.task):
+            require_guard(ctx.task.sandbox)
+        lock = lock_folder(self.out)
+        try:
+            with ctx.models:
                 inputs = inputs_stage(ctx)
-                logprobs = any(v.needs_logprobs for v in self.variants)  # one sampling serves every variant
+                logprobs = any(v.needs_logprobs for v in self.variants)
                 samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs,
                                                             once=sampled_once(self.variants, name))
                            for name, perturbed in _sources(self.variants)}
-                rows, summaries, curated = [], [], {}
-                for variant in self.variants:
-                    if variant.curated.name not in curated:  # a control trains on another variant's curation
-                        verdicts = curated[variant.curated.name] = curate_stage(ctx, variant.curated, inputs, samples)
-                        summaries.append(curation_summary(variant.curated, verdicts.value,
-                                                          variant_traces(variant.curated, samples).tallies()))
-                    rows += self._distil(ctx, variant, inputs, samples, curated[variant.curated.name])
-                rows = system_rows(ctx) + rows
-                cascades = []  # the deployable student's cascade, from the evaluations just made
-                if recipe.evaluate.cascade is not None and self.final_student is not None:
-                    combined, section = cascade_rows(ctx, *self.final_student)
-                    rows, cascades = rows + combined, [section]
-                # the curation audit: the train labels, read after every curation
-                curations = {v.curated.name: v.curated for v in self.variants}.values()  # a control reuses one
-                audit = audit_stages(ctx, [(v, curated[v.name]) for v in curations], inputs, samples)
-                for name in ctx.folder.unmatched_redo():
-                    self.console.print(f"[yellow]--redo {name}: this run has no such stage[/yellow]")
-                report = write_report(ctx, rows, summaries, audit=audit, cascades=cascades,
-                                      invocation_seconds=time.perf_counter() - started)
-                for line in report["truncation"]:  # truncation is never silent: the run's last words
-                    self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
-                return report
+                curations = {v.curated.name: v.curated for v in self.variants}.values()
+                return [curation_summary(variant, curate_stage(ctx, variant, inputs, samples).value,
+                                         variant_traces(variant, samples).tallies()) for variant in curations]
         finally:
             lock.release()
+
+    @staticmethod
+    def count_inputs(recipe: Recipe) -> dict[str, int]:
+        """How many training, test (every split) and validation inputs the recipe's run will have."""
+        from s2distill.tasks import build_task
+
+        task = build_task(recipe.task, data_root=recipe.data_root)
+        tests = [task] + [build_task(config, data_root=recipe.data_root) for _, config in recipe.transfer_tasks()]
+        cascade = recipe.evaluate.cascade
+        return {"train": len(task.unlabeled("train")), "test": sum(len(t.labeled("test")) for t in tests),
+                "validation": cascade.validation_size if cascade is not None else 0}
+
+    def _batch_round(self, pending: BatchPending) -> None:
+        """Submit what the pass left pending; wait for the rounds in flight as the models' `batch.wait`
+        allows, or stop with `BatchSubmitted` (the rerun collects)."""
+        batched = self.ctx.models.batched()
+        submitted = [r for lm in batched for r in lm.submit()]
+        waiting = [lm for lm in batched if lm.in_flight()]
+        if not waiting:  # cannot happen: a deferred request is pending or in flight
+            raise RuntimeError(f"{pending}, but no batch is pending or in flight")
+        wait = min(lm.settings.wait for lm in waiting)
+        self.console.print(f"  {pending}: {describe_rounds(waiting, submitted)}", markup=False, highlight=False)
+        if wait <= 0 or not wait_for_rounds(waiting, wait=wait, poll=min(lm.settings.poll for lm in waiting),
+                                            console=self.console, progress=self.show_progress):
+            raise BatchSubmitted(f"submitted; rerun to collect: {describe_rounds(waiting, submitted)}. Run the same "
+                                 "command again to collect the answers and go on (finished stages are kept)")
+        for lm in batched:
+            lm.new_pass()
 
     def _check(self, ctx: RunContext) -> None:
         """A recipe this task cannot run."""

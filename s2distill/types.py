@@ -90,9 +90,11 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those the server served from its prompt cache (priced lower)
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_prompt_tokens + other.cached_prompt_tokens)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ class Trace:
             return asdict(self)
         return {"example_id": self.example_id, "method": self.method, "answer": self.answer,
                 "calls": [{"prompt": c.prompt, "output": c.output,
-                           "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens},
+                           "usage": {"prompt_tokens": c.usage.prompt_tokens, "completion_tokens": c.usage.completion_tokens,
+                                     "cached_prompt_tokens": c.usage.cached_prompt_tokens},
                            "name": c.name, "logprob": c.logprob, "finish_reason": c.finish_reason} for c in self.calls],
                 "error": self.error, "sample": self.sample, "meta": {}, "teacher": self.teacher,
                 "rationale": self.rationale, "final_response": self.final_response, "confidence": self.confidence}

@@ -53,7 +53,7 @@ def test_key_separates_model_settings_and_seed(tmp_path):
         Request(prompt="p", temperature=0.7),
         Request(prompt="p", temperature=0.7, seed=1),
         Request(prompt="p", temperature=0.9),
-        Request(prompt="p", temperature=0.7, max_tokens=5),
+        Request(prompt="p", temperature=0.7, max_tokens=3),  # the reply does not fit: a budget it fits reuses it
         Request(prompt="p", temperature=0.7, stop=("\n",)),
     ]:
         lm.generate([request])

@@ -19,7 +19,8 @@ import pytest
 from s2distill.report.browser import dump_dom, find_chromium
 from s2distill.config.recipe import PriceConfig, load_recipe
 from s2distill.pipeline import Pipeline
-from s2distill.report.provenance import sha256_folder, teacher_spend
+from s2distill.report.cost import teacher_spend
+from s2distill.report.provenance import sha256_folder
 from s2distill.report.html import reason_kind, write_html_report
 from s2distill.artifacts import read_jsonl
 from tests.synthetic_run import synthetic_run

@@ -115,17 +115,31 @@ def run(
     redo: Annotated[list[str] | None, typer.Option("--redo", help="redo a stage even if current: a kind (samples, "
                                                    "curation, distill, compress, train, eval) or one stage by name "
                                                    "(train:distilled/stage1); repeatable")] = None,
+    estimate: Annotated[int | None, typer.Option("--estimate", min=1, help="instead of the run: a pilot of N training "
+                                                 "inputs (samples and curation, teachers called live) and the full "
+                                                 "run's projected tokens and cost")] = None,
 ) -> None:
     """Run every stage of RECIPE: System 2 → curation → distillation → training → evaluation → report.
 
-    A rerun keeps every stage whose inputs did not change and redoes the others, saying why."""
+    A rerun keeps every stage whose inputs did not change and redoes the others, saying why. With a
+    batched teacher (`batch:`) a run may stop after submitting its requests (exit code 75): run the
+    same command again to collect them."""
+    from s2distill.lm.batch import BatchSubmitted
     from s2distill.pipeline import Pipeline
     from s2distill.report.summary import render_markdown
 
     try:
         config = load_recipe(recipe, overrides or [])
         folder = out or Path("runs") / recipe.stem
+        if estimate is not None:
+            from s2distill.estimate import estimate as run_estimate
+
+            run_estimate(config, folder, inputs=estimate, console=console, progress=progress)
+            return
         report = Pipeline(config, folder, console=console, progress=progress, redo=redo or ()).run()
+    except BatchSubmitted as exc:  # not an error: a batched teacher's answers come later
+        console.print(f"[yellow]{escape(str(exc))}[/yellow]")
+        raise typer.Exit(BatchSubmitted.EXIT_CODE) from None
     except (S2DistillError, FileNotFoundError, ImportError) as exc:  # ImportError: a missing extra
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

@@ -42,6 +42,12 @@ class PriceConfig(_Strict):
 
     prompt: float = Field(ge=0.0, description="per million prompt (input) tokens")
     completion: float = Field(ge=0.0, description="per million generated (output) tokens")
+    cached_prompt_multiplier: float = Field(1.0, ge=0.0, le=1.0, description="what a prompt token the provider's "
+                                            "prompt cache served costs, as a share of `prompt` (e.g. 0.1 or 0.5; "
+                                            "default 1: no discount assumed)")
+    batch_multiplier: float = Field(0.5, gt=0.0, le=1.0, description="what a request sent through a batch costs, "
+                                    "as a share of its live price, when the teacher's model sets `batch` (OpenAI, "
+                                    "Anthropic: 0.5); it compounds with the cache's")
 
 
 class TeacherConfig(_Strict):

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
 from s2distill.config.base import Strict, runtime_field
 
@@ -166,6 +166,20 @@ def chat_template_in(folder: Path) -> bool:
     return bool(isinstance(config, dict) and config.get("chat_template"))
 
 
+class BatchSettings(Strict):
+    """Batch mode for an OpenAI-compatible teacher (s2distill/lm/batch.py): its requests go as
+    batches (half price at most providers), collected by a later pass or a later run. Every field
+    is a runtime field: batch or live, the completions and their cache entries are the same."""
+
+    mode: Literal["api", "offline"] = Field("api", description="api: upload to the server's /files and /batches "
+                                            "(OpenAI, or a gateway that has them); offline: write the batch file for "
+                                            "`vllm run-batch` and collect the output file put beside it")
+    wait: float = Field(0.0, ge=0, description="seconds to wait for submitted batches, polling, before stopping with "
+                        "'submitted; rerun to collect' (0: submit and stop at once)")
+    poll: float = Field(30.0, gt=0, description="seconds between two looks at a batch while waiting")
+    completion_window: str = Field("24h", description="the provider's completion window for each batch")
+
+
 class OpenAIModel(_Backend):
     """Any OpenAI-compatible server: vLLM, SGLang, llama.cpp's server, a hosted API; or several
     servers of one model (`base_urls`), which share its calls (s2distill/lm/replicas.py).
@@ -196,6 +210,16 @@ class OpenAIModel(_Backend):
     tokens_per_minute: float | None = runtime_field(None, gt=0, description="at most this many tokens a minute, "
                                                     "estimated as prompt characters / 4 + max_tokens, corrected "
                                                     "with the usage the server reports")
+    batch: BatchSettings | None = runtime_field(None, description="send requests as batches (true, or settings): "
+                                                "half price at most providers, answers on a later pass or run")
+
+    @field_validator("batch", mode="before")
+    @classmethod
+    def _batch_switch(cls, value: Any) -> Any:
+        """`batch: true` is batch mode with its defaults; `batch: false`, live calls."""
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _one_way_to_the_servers(self) -> OpenAIModel:

@@ -47,6 +47,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -55,6 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import gather_samples, sample_rows
@@ -276,8 +278,9 @@ class OpenAICompatibleLM:
             return None
         return None
 
-    def _call(self, request: Request, sample: int, url: str | None = None):
-        client = self._get_client(url)
+    def request_body(self, request: Request, sample: int) -> tuple[str, dict]:
+        """(endpoint, body) of sample `sample` of `request`: what a live call sends, and what a
+        batch line carries (lm/batch.py)."""
         settings = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -287,10 +290,22 @@ class OpenAICompatibleLM:
             **({} if request.greedy else {"seed": request.sample_seed(sample, bits=31)}),
         }
         if request.prompt is not None:
-            return client.completions.create(prompt=request.prompt, **settings, **({"logprobs": 1} if request.logprobs else {}))
+            return COMPLETIONS, {"prompt": request.prompt, **settings, **({"logprobs": 1} if request.logprobs else {})}
         messages = [{"role": role, "content": content} for role, content in request.messages or ()]
-        return client.chat.completions.create(messages=messages, **settings,
-                                              **({"logprobs": True} if request.logprobs else {}))
+        return CHAT, {"messages": messages, **settings, **({"logprobs": True} if request.logprobs else {})}
+
+    def _call(self, request: Request, sample: int, url: str | None = None):
+        client = self._get_client(url)
+        endpoint, body = self.request_body(request, sample)
+        if endpoint == COMPLETIONS:
+            return client.completions.create(**body)
+        return client.chat.completions.create(**body)
+
+    def parse_body(self, body: dict) -> Completion:
+        """A completion from a reply's JSON body (a batch output line's), read as `_parse` reads a
+        live reply: through attributes, so any server's body parses, strict to the API or not."""
+        response = json.loads(json.dumps(body), object_hook=lambda fields: SimpleNamespace(**fields))
+        return self._parse(response, 0)
 
     @staticmethod
     def _parse(response, sample: int) -> Completion:
@@ -303,11 +318,13 @@ class OpenAICompatibleLM:
         if not isinstance(text, str):
             raise TypeError(f"no text in the response: {choice!r:.200}")
         usage = getattr(response, "usage", None)
-        tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else Usage(0, 0)
+        cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0  # the prompt cache's
+        tokens = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0), int(cached)) if usage else Usage(0, 0)
         finish = "length" if getattr(choice, "finish_reason", None) == "length" else "stop"
         return Completion(text, tokens, finish, sample, logprob=_summed_logprob(choice))
 
 
+COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"  # a raw prompt's endpoint, and messages'
 REDACTED = "[redacted]"
 _TOKEN = r"[A-Za-z0-9._~+/=:-]"
 # "Authorization: <anything>" as a header is quoted, and a Bearer/Basic credential anywhere (one

@@ -8,6 +8,7 @@ from queue import SimpleQueue
 
 from s2distill.errors import BackendError
 from s2distill.lm.base import LM, SampledLM, render_messages
+from s2distill.lm.batch import BatchPending
 from s2distill.lm.batching import BatchingLM
 from s2distill.types import Completion, Example, Request, Trace
 from s2distill.user_code import take_failure
@@ -23,6 +24,11 @@ class RefusedRequest(Exception):
         self.prompt, self.message = prompt, message
 
 
+class DeferredRequest(Exception):
+    """A batched model has no answer yet to one of a program's requests (lm/batch.py): the program
+    stops here, and its sample is done on a later pass, once the batch is collected."""
+
+
 class TooManyFailures(BackendError):
     """More of a stage's samples were refused than the recipe's `max_failures` allows."""
 
@@ -32,6 +38,8 @@ class _RefusalsRaise(SampledLM):
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         results = super().generate(requests)
+        if any(c.deferred for completions in results for c in completions):
+            raise DeferredRequest
         for request, completions in zip(requests, results):
             for completion in completions:
                 if completion.error:
@@ -102,8 +110,9 @@ def iter_program(
     (methods/user.py), is a failed trace (`meta["failed"]`); the others go on, and once all are
     done the run stops (`TooManyFailures`, raised after the last trace is yielded, so a stage
     writing them seals nothing) only if the failed share passes `max_failures`. A user's answer
-    parser that raised leaves its message on the trace's `error`. Closing the iterator early stops
-    the run as an error does.
+    parser that raised leaves its message on the trace's `error`. A sample whose request waits for
+    a batch (lm/batch.py) stops there (`meta["deferred"]`); once all are done, `BatchPending` is
+    raised, likewise after the last trace. Closing the iterator early stops the run as an error does.
     """
     total = len(examples) * samples
     if not total:
@@ -119,6 +128,8 @@ def iter_program(
                 trace = program(example, view)
             except RefusedRequest as exc:
                 trace = failed_trace(example, exc)
+            except DeferredRequest:
+                trace = Trace(example.id, "deferred", None, meta={"deferred": True})
             parser_failure = take_failure()  # a user's answer parser that raised: why this output is unparseable
             if parser_failure is not None and trace.answer is None:
                 trace.error = f"{trace.error} ({parser_failure})" if trace.error else parser_failure
@@ -160,7 +171,7 @@ def iter_program(
             started.append(threading.Thread(target=work, name=f"s2distill-program-{i}"))
             started[-1].start()
         waiting: dict[int, Trace] = {}  # done ahead of the next one in order
-        following, failed, program_errors, shown = 0, 0, 0, []
+        following, failed, program_errors, shown, deferred = 0, 0, 0, [], 0
         while following < total:
             index, item = done.get()
             if index < 0:
@@ -171,7 +182,9 @@ def iter_program(
             while following in waiting:
                 trace = waiting.pop(following)
                 following += 1
-                if "failed" in trace.meta:
+                if trace.meta.get("deferred"):
+                    deferred += 1
+                elif "failed" in trace.meta:
                     failed += 1
                     program_errors += trace.meta.get("kind") == "program"
                     if len(shown) < 3:
@@ -179,6 +192,8 @@ def iter_program(
                 yield trace
         if following < total:  # cannot happen: a worker's error comes before the end
             raise RuntimeError(f"the program run ended after {following} of {total} samples")
+        if deferred:  # waiting for a batch: nothing of this run may be sealed (after the last trace, as below)
+            raise BatchPending(deferred, total)
         _check_failed(shown, failed, total, max_failures, program_errors)
     finally:
         # On an error, Ctrl-C or a caller that stops reading, no further job starts and running

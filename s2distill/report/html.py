@@ -24,6 +24,7 @@ from typing import Any
 from s2distill.distill.pairs import pair_text  # a chat student's pairs hold messages: shown as text
 from s2distill.report.audit import audit_html
 from s2distill.report.cascade import cascade_html
+from s2distill.report.cost import kept_lines, spend_rows
 from s2distill.report.row import Row, rows_of
 from s2distill.artifacts import atomic_write_bytes, read_jsonl
 from s2distill.types import Verdict
@@ -319,12 +320,20 @@ def cost_block(report: dict) -> str:
     """Teachers' token spend (and money when priced), provenance, and the per-stage wall time."""
     cost = report.get("cost") or {}
     items = []
-    for name, spend in (cost.get("teachers") or {}).items():
-        money = f", ${spend['usd']:.4f}" if spend.get("usd") is not None else ""
-        items.append(f"<li><b>{_e(name)}</b>: {spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} generated tokens"
-                     f" over {spend['outputs']:,} outputs{money}</li>")
+    rows = spend_rows(cost)
+    if rows:
+        body = "".join(
+            f"<tr><td>{_e(r['teacher'])}</td><td>{_e(r['stage'])}</td><td class=n>{r['outputs']:,}</td>"
+            f"<td class=n>{r['prompt_tokens']:,}</td><td class=n>{r['cached_prompt_tokens']:,}</td>"
+            f"<td class=n>{r['completion_tokens']:,}</td><td class=n>"
+            + ("—" if r["usd"] is None else f"${r['usd']:.4f}" + (" (batch)" if r["batched"] else "")) + "</td></tr>"
+            for r in rows)
+        items.append("<li><table class=spend><tr><th>teacher</th><th>stage</th><th class=n>outputs</th>"
+                     "<th class=n>prompt tokens</th><th class=n>of them cached</th><th class=n>generated tokens</th>"
+                     f"<th class=n>cost</th></tr>{body}</table></li>")
     if cost.get("total_usd") is not None:
         items.append(f"<li><b>total</b>: ${cost['total_usd']:.4f}</li>")
+    items += [f"<li><b>per kept training input</b>: {_e(line)}</li>" for line in kept_lines(cost)]
     prov = report.get("provenance") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
     commit = f" (git {prov['git_commit'][:12]}{', modified' if prov.get('git_dirty') else ''})" if prov.get("git_commit") else ""

@@ -1,8 +1,7 @@
 """Cost and provenance for report.json: what a run spent, and exactly what it ran on.
 
 Cost: per evaluated system, prompt and generated tokens and wall time per example (from its
-per-example records and the evaluation's own clock); per teacher, the tokens its sampled outputs
-cost, and money when the recipe prices the teacher per million tokens (`teacher.price`).
+per-example records and the evaluation's own clock). The teachers' spend is report/cost.py's.
 Provenance: the versions of s2distill (and its git commit when run from a clone), torch,
 transformers, TRL and PEFT; the SHA256 of every data file the task reads; the SHA256 of every
 trained student's weights.
@@ -16,7 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from s2distill.artifacts import read_jsonl
 
 PACKAGES = ("s2distill", "torch", "transformers", "trl", "peft")
 _WEIGHT_FILES = ("*.safetensors", "*.bin", "*.json", "*.model")  # what loading the weights reads
@@ -33,38 +31,6 @@ def evaluation_cost(records: list[dict], seconds: float) -> dict[str, Any]:
         "seconds_per_example": round(seconds / n, 6) if n else None,
         "examples_per_second": round(n / seconds, 3) if n and seconds > 0 else None,
     }
-
-
-def teacher_spend(out: Path, teachers) -> dict[str, Any]:
-    """Tokens each teacher spent on its sampled outputs (samples/NAME*.jsonl, perturbed inputs
-    included) and on its System 2 evaluation (eval/system2-NAME.jsonl), and their price when the
-    teacher has one. USC selections and HaRD rewrites are not kept per call, so not counted."""
-    result: dict[str, Any] = {}
-    total_usd, priced = 0.0, False
-    for teacher in teachers:
-        spend = {"outputs": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        for path in sorted((out / "samples").glob(f"{teacher.name}.*jsonl")):
-            if path.name not in (f"{teacher.name}.jsonl", f"{teacher.name}.perturbed.jsonl"):
-                continue
-            for row in read_jsonl(path):
-                spend["outputs"] += 1
-                for call in row.get("calls", []):
-                    spend["prompt_tokens"] += call["usage"]["prompt_tokens"]
-                    spend["completion_tokens"] += call["usage"]["completion_tokens"]
-        evaluation = out / "eval" / f"system2-{teacher.name}.jsonl"
-        if evaluation.exists():
-            records = read_jsonl(evaluation)
-            spend["evaluation_prompt_tokens"] = sum(r.get("prompt_tokens") or 0 for r in records)
-            spend["evaluation_completion_tokens"] = sum(r.get("completion_tokens") or 0 for r in records)
-        price = getattr(teacher, "price", None)
-        if price is not None:
-            prompt = spend["prompt_tokens"] + spend.get("evaluation_prompt_tokens", 0)
-            completion = spend["completion_tokens"] + spend.get("evaluation_completion_tokens", 0)
-            spend["usd"] = round((prompt * price.prompt + completion * price.completion) / 1e6, 6)
-            total_usd += spend["usd"]
-            priced = True
-        result[teacher.name] = spend
-    return {"teachers": result, "total_usd": round(total_usd, 6) if priced else None}
 
 
 def versions() -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 from s2distill.curation.filters import FILTER_CLASSES
 from s2distill.report.audit import audit_lines
 from s2distill.report.cascade import cascade_lines
+from s2distill.report.cost import kept_lines, spend_rows
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
@@ -158,13 +159,24 @@ def _curation_lines(summaries: list[dict]) -> list[str]:
 
 
 def _cost_lines(report: dict[str, Any]) -> list[str]:
-    """The teachers' spend and the versions, when report.json has them (report.html has more)."""
+    """The teachers' spend per stage, what a kept input cost, and the versions, when report.json
+    has them (report.html has more)."""
     lines = []
-    spend = (report.get("cost") or {}).get("teachers") or {}
-    if spend:
-        parts = [f"{name} {s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} generated tokens over {s['outputs']} outputs"
-                 + (f" (${s['usd']:.4f} with evaluation)" if s.get("usd") is not None else "") for name, s in spend.items()]
-        lines += ["", "**Teachers' samples**: " + "; ".join(parts) + "."]
+    cost = report.get("cost") or {}
+    rows = spend_rows(cost)
+    if rows:
+        lines += ["", "**Teachers' spend** (the tokens each artifact took; money at the recipe's `teacher.price`):", "",
+                  "| teacher | stage | outputs | prompt tokens | of them cached | generated tokens | cost |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for row in rows:
+            money = "—" if row["usd"] is None else f"${row['usd']:.4f}" + (" (batch)" if row["batched"] else "")
+            lines.append(f"| {row['teacher']} | {row['stage']} | {row['outputs']:,} | {row['prompt_tokens']:,} | "
+                         f"{row['cached_prompt_tokens']:,} | {row['completion_tokens']:,} | {money} |")
+        if cost.get("total_usd") is not None:
+            lines += ["", f"Total: ${cost['total_usd']:.4f}."]
+    kept = kept_lines(cost)
+    if kept:
+        lines += ["", "**Per kept training input**: " + "; ".join(kept) + "."]
     prov = report.get("provenance") or {}
     if prov.get("versions"):
         commit = f", git {prov['git_commit'][:12]}" + (" (modified)" if prov.get("git_dirty") else "") if prov.get("git_commit") else ""

@@ -65,6 +65,8 @@ def score_traces(task: Task, labeled: Sequence[Labeled], traces: Sequence[Trace]
             "calls": len(trace.calls), "error": trace.error, "output": trace.last_output if trace.calls else None,
             "truncated": trace.truncated,  # a call was cut at its budget (maj@k: some sample's)
         })
+        if trace.usage.cached_prompt_tokens:  # a server's prompt cache served some (priced lower: report/provenance.py)
+            records[-1]["cached_prompt_tokens"] = trace.usage.cached_prompt_tokens
         if (confidence := confidence_of(trace)) is not None:  # asked with log-probabilities, or maj@k
             records[-1]["confidence"] = confidence
     n = len(records)

@@ -164,6 +164,14 @@ class RunFolder:
     redo: Sequence[str] = ()
     log: list[StageRecord] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    _earlier: dict[str, StageRecord] = field(default_factory=dict)  # computed by an earlier pass (`new_pass`)
+
+    def new_pass(self) -> None:
+        """The run goes through its stages again in this invocation (after a batch round: lm/batch.py).
+        What an earlier pass computed stays logged as computed, not as kept, and a stage `--redo`
+        named is not redone a second time."""
+        self._earlier.update({record.name: record for record in self.log if record.status != "kept"})
+        self.log = []
 
     def load_timings(self) -> None:
         """Each stage's last compute time, kept across invocations (timings.json)."""
@@ -182,7 +190,7 @@ class RunFolder:
         seal = seal_of(path)
         forced = self._forced(name)
         if seal is not None and sealed(path) and seal.get("fingerprint") == print_ and not forced:
-            self.log.append(StageRecord(name, "kept"))
+            self.log.append(self._earlier.get(name) or StageRecord(name, "kept"))
             return Done(codec.load(path), _content_id(path, seal))
         if seal is None and not path.exists():
             status, reason = "computed", ""
@@ -213,7 +221,7 @@ class RunFolder:
                                  "stage by the name the run prints (e.g. train:distilled/stage1)")
 
     def _forced(self, name: str) -> bool:
-        return any(_redo_names(r, name) for r in self.redo)
+        return name not in self._earlier and any(_redo_names(r, name) for r in self.redo)
 
     def unmatched_redo(self) -> list[str]:
         """The `--redo` names that matched no stage of this run (a typo in a stage's name)."""

@@ -10,7 +10,8 @@ from s2distill.config.recipe import runs_model_code
 from s2distill.report.cascade import plot_cascade_curves
 from s2distill.report.plot import plot_score_vs_tokens, plot_threshold_curves
 from s2distill.report.row import Row
-from s2distill.report.provenance import provenance, teacher_spend
+from s2distill.report.cost import teacher_spend
+from s2distill.report.provenance import provenance
 from s2distill.report.summary import machine_info, render_markdown
 from s2distill.report.truncation import budget_lines, truncation_lines
 from s2distill.report.html import write_html_report
@@ -45,7 +46,7 @@ def write_report(ctx: RunContext, rows: list[Row], summaries: list[dict], *, inv
         "machine": machine_info(),
         "sandbox": describe_guard(ctx.task.sandbox) if runs_model_code(recipe, ctx.task) else None,
     }
-    report["cost"] = teacher_spend(out, recipe.teachers)
+    report["cost"] = teacher_spend(out, recipe.teachers, summaries)
     report["provenance"] = provenance(out, recipe)
     report["notes"] = ctx.task.notes()  # e.g. skipped rows, or a score that is agreement, not accuracy
     # a source or an evaluation with too many outputs cut at their budget, naming the setting to raise
