@@ -9,6 +9,10 @@ Each stage is a function of explicit inputs (s2distill/stages/) that writes one 
 artifact (s2distill/stages/folder.py): a rerun keeps what is current and redoes only the stages
 whose fingerprint changed, saying which and why. Model calls go through one completion cache
 shared across run folders, so even a redone stage replays the samples it already paid for.
+
+A batched teacher (lm/batch.py) answers on a later pass: a pass that leaves requests waiting
+ends in `BatchPending`, its requests are submitted, and the run either waits for them and goes
+through its stages again (what is done is kept) or stops with `BatchSubmitted`, for a rerun.
 """
 
 from __future__ import annotations
@@ -194,6 +198,10 @@ class Pipeline:
         if any(v.needs_perturbed for v in self.variants) and not ctx.task.perturbable:
             raise RecipeError(f"curation.filter perturbation: task {ctx.task.name} has no answer-preserving "
                               "perturbation; use self_consistency, usc or none")
+        if ctx.recipe.generation.executor != "local" and any(
+                getattr(t.model, "batch", None) is not None for t in ctx.recipe.teachers):
+            raise RecipeError("teacher.model.batch sends the teacher's requests as batches from this process: "
+                              "it does not run on generation.executor ray; drop one of them")
         if ctx.recipe.curation.audit_labels is not None:  # a bad hand-labels file, before any work
             read_hand_labels(ctx.recipe.curation.audit_labels, ctx.task.unlabeled("train"), ctx.task.score)
         cascade = ctx.recipe.evaluate.cascade
