@@ -23,15 +23,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from s2distill.config.recipe import Recipe
+from s2distill.config.recipe import Recipe, RecipeError
 from s2distill.report.cost import TOKENS, priced_usd, teacher_spend
 
 
 def pilot_recipe(recipe: Recipe, inputs: int) -> Recipe:
     """The recipe on its first `inputs` training inputs at most, its teachers called live."""
-    task = recipe.task
-    size = getattr(task, "train_size", None)
-    task = task.model_copy(update={"train_size": min(inputs, size) if size else inputs})
+    config = recipe.task
+    if "train_size" not in type(config).model_fields:
+        raise RecipeError(f"--estimate: task {config.name} has no train_size to draw a pilot with")
+    size = config.train_size  # None: a user's file read whole
+    task = config.model_copy(update={"train_size": min(inputs, size) if size else inputs})
     teachers = [t.model_copy(update={"model": t.model.model_copy(update={"batch": None})})
                 if getattr(t.model, "batch", None) is not None else t for t in recipe.teachers]
     return recipe.model_copy(update={"task": task, "teachers": teachers})

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from s2distill.artifacts import atomic_write_bytes
-from s2distill.errors import BackendError, S2DistillError
+from s2distill.errors import BackendError, RunFolderError, S2DistillError
 from s2distill.lm.base import gather_samples, sample_rows
 from s2distill.lm.cache import request_key
 from s2distill.types import Completion, Request, Usage
@@ -98,10 +98,6 @@ class Round:
         return self.stem.parent / f"{self.stem.name}.errors.jsonl"
 
     @property
-    def status(self) -> str:
-        return self.record.get("status", "submitting")
-
-    @property
     def collected(self) -> bool:
         return self.record.get("collected", False)
 
@@ -115,14 +111,12 @@ class BatchLM:
     `inner` is the live `OpenAICompatibleLM`: its name (so batch and live share the cache), its
     request bodies, its client and its parser are used as they are."""
 
-    def __init__(self, inner, settings, folder: Path, *, say: Callable[[str], None] = print,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, inner, settings, folder: Path, *, say: Callable[[str], None] = print):
         self.inner = inner
         self.name = inner.name
         self.settings = settings
         self.folder = Path(folder)
         self.say = say
-        self._sleep, self._clock = sleep, clock
         self.pending: dict[str, tuple[str, dict]] = {}  # custom_id -> (endpoint, body), in order asked
         self._answers: dict[str, Completion] | None = None  # custom_id -> collected answer or refusal
         self._in_flight: set[str] = set()  # custom_ids of rounds not yet collected
@@ -147,7 +141,15 @@ class BatchLM:
 
     # -- rounds -----------------------------------------------------------------------------------
     def rounds(self) -> list[Round]:
-        return [Round(path, json.loads(path.read_text())) for path in sorted(self.folder.glob("round-*.json"))]
+        """Every round recorded, in order."""
+        rounds = []
+        for path in sorted(self.folder.glob("round-*.json")):
+            try:
+                rounds.append(Round(path, json.loads(path.read_text(encoding="utf-8"))))
+            except ValueError:
+                raise RunFolderError(f"{path} is not a batch round's record (damaged?). If its batch was never "
+                                     "submitted, delete it and its .jsonl and rerun; otherwise restore it") from None
+        return rounds
 
     def refresh(self) -> None:
         """Look at every round not yet collected (a provider's status, or an offline round's output
@@ -226,7 +228,8 @@ class BatchLM:
                 "lost: rerun to try again")) from None
         round_.record.update(batch_id=batch.id, status=batch.status)
         round_.save()
-        self.say(f"  batch round {round_.record['round']} submitted: {batch.id}, {round_.record['requests']} requests "
+        count = round_.record["requests"]
+        self.say(f"  batch round {round_.record['round']} submitted: {batch.id}, {count} request{'s' * (count != 1)} "
                  f"to {round_.record['endpoint']}")
 
     def _look_at(self, round_: Round) -> None:
