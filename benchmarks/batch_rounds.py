@@ -28,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2distill.lm.batch import BatchLM, BatchPending  # noqa: E402
-from s2distill.lm.cache import CachedLM  # noqa: E402
-from s2distill.lm.configs import BatchSettings  # noqa: E402
-from s2distill.lm.openai_api import OpenAICompatibleLM  # noqa: E402
-from s2distill.methods.runner import run_program  # noqa: E402
-from s2distill.types import Call, Example, Request, Trace  # noqa: E402
-from tests.openai_batch_server import OpenAIBatchServer  # noqa: E402
+from s2distill.lm.batch import BatchLM, BatchPending
+from s2distill.lm.cache import CachedLM
+from s2distill.lm.configs import BatchSettings
+from s2distill.lm.openai_api import OpenAICompatibleLM
+from s2distill.methods.runner import run_program
+from s2distill.types import Call, Example, Request, Trace
+from tests.openai_batch_server import OpenAIBatchServer
 
 
 def two_calls(example: Example, lm) -> Trace:
