@@ -27,7 +27,7 @@ from s2distill.lm.cache import CachedLM
 from s2distill.lm.configs import BatchSettings, model_config
 from s2distill.lm.openai_api import OpenAICompatibleLM
 from s2distill.pipeline import Pipeline
-from s2distill.types import Request
+from s2distill.types import Request, Usage
 from tests.openai_batch_server import OpenAIBatchServer
 
 TRAIN, TEST, SAMPLES = 6, 3, 2
@@ -303,3 +303,46 @@ def test_estimate_projects_the_runs_tokens_and_cost_from_a_live_pilot_that_the_r
     assert projection["per_kept_input"]["distilled"]["kept_share_in_pilot"] == 1.0
     # the pilot's 3 inputs x 2 samples were cached: the run's batch asked only for the rest
     assert server.answered == (TRAIN - 3) * SAMPLES + TEST
+
+
+def test_output_lines_in_each_shape_read_as_answers_refusals_or_to_ask_again(tmp_path):
+    """The provider's nested `response.body`, vLLM's bare `response`, a per-request 4xx (a refusal,
+    kept), a 5xx and an expired line (asked again: None)."""
+    lm = BatchLM(OpenAICompatibleLM(base_url="http://127.0.0.1:9/v1", model="m"), BatchSettings(), tmp_path,
+                 say=lambda text: None)
+    body = {"choices": [{"index": 0, "text": "hi", "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 2}}}
+    nested = lm._answer({"custom_id": "a", "response": {"status_code": 200, "body": body}})
+    bare = lm._answer({"custom_id": "a", "response": body})
+    assert nested == bare and (nested.text, nested.finish_reason, nested.usage) == ("hi", "length", Usage(3, 1, 2))
+    refused = lm._answer({"custom_id": "a", "response": {"status_code": 400, "body": {"error": {"message": "too long"}}}})
+    assert refused.error == "refused (400): too long"
+    assert lm._answer({"custom_id": "a", "response": {"status_code": 500, "body": {"error": {"message": "x"}}}}) is None
+    assert lm._answer({"custom_id": "a", "response": None, "error": {"code": "batch_expired"}}) is None
+
+
+SWALLOWING_PROGRAM = '''
+from s2distill.types import Request, Trace
+
+
+def program(example, lm):
+    try:
+        reply = lm.generate([Request(prompt=f'Take the last letters of "{" ".join(example.inputs["words"])}".')])[0][0]
+        answer = reply.text.split()[-1].rstrip(".")
+    except Exception:  # a careless program: every error becomes "no answer"
+        answer = "gave-up"
+    return Trace(example.id, "mine", answer)
+'''
+
+
+def test_a_user_program_that_swallows_the_wait_still_waits_for_its_batch(tmp_path):
+    """A user's program catching every exception must not turn "this request waits for a batch"
+    into a final answer: the sample is deferred all the same, and answered once collected."""
+    (tmp_path / "prog.py").write_text(SWALLOWING_PROGRAM)
+    with OpenAIBatchServer(last_letters_teacher) as server:
+        config = recipe(server, tmp_path, batch={"wait": 30, "poll": 0.01})
+        config.teachers[0].method = validate_recipe({"task": {"name": "last_letters"}, "teacher": {
+            "method": {"name": f"{tmp_path / 'prog.py'}:program"}}}).teachers[0].method
+        Pipeline(config, tmp_path / "run", progress=False).run()
+    answers = [json.loads(line)["answer"] for line in (tmp_path / "run" / "samples" / "rar.jsonl").read_text().splitlines()]
+    assert len(answers) == TRAIN * SAMPLES and "gave-up" not in answers

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from s2distill.methods.registry import USER_PROGRAM, MethodConfigBase
-from s2distill.methods.runner import Program
+from s2distill.methods.runner import DeferredRequest, Program
 from s2distill.types import Example, Trace
 from s2distill.user_code import (describe_exception, guarded, load_user_function, load_user_function_and_digest,
                                  take_violation, unguarded)
@@ -71,6 +71,8 @@ def run_guarded(program: Program, name: str) -> Program:
                 raise view.error from None  # the model's error (a refusal, a backend down): not the program's
             violation = take_violation()
             return failed_program_trace(example, violation or f"{where} raised {describe_exception(exc)}")
+        if isinstance(view.error, DeferredRequest):  # caught by the program: its sample still waits for a batch
+            raise view.error
         violation = take_violation()
         if violation is not None:  # refused, and the program caught it: its result cannot be trusted
             return failed_program_trace(example, violation)
