@@ -119,6 +119,7 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
     "train.warmup_steps": ("1", STUDENT),
     "train.dropout": ("0.1", STUDENT),
     "train.precision": ("bfloat16", STUDENT),
+    "train.frozen_weights": ("float32", STUDENT),  # in the config's identity once set, on any CPU
     "train.gradient_checkpointing": ("true", STUDENT),
     "train.seed": ("1", STUDENT),
     "train.processes": ("2", STUDENT),

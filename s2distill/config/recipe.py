@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from s2distill.config.base import Strict as _Strict
-from s2distill.config.base import runtime_field
+from s2distill.config.base import added_field, runtime_field
 from s2distill.curation.filters import FILTER_CLASSES, FilterConfig, SelfConsistencyFilter
 from s2distill.errors import S2DistillError
 from s2distill.config.generation import GenerationConfig
@@ -224,6 +224,10 @@ class TrainConfig(_Strict):
                                   "config's attention/hidden dropout fields, whichever it has); None keeps the model's")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="mixed-precision compute: auto = bfloat16 where the hardware has it natively, else float32")
+    frozen_weights: Literal["auto", "float32"] = added_field(
+        "auto", description="LoRA's frozen base weights: auto = in bfloat16 when training computes in bfloat16 "
+        "(half their memory, no cast per step; the adapters stay float32), float32 = a float32 copy cast at every "
+        "step, as before")
     gradient_checkpointing: bool = Field(False, description="recompute activations to save memory (slower; only "
                                          "for models that do not fit otherwise)")
     seed: int = 0

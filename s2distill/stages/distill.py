@@ -18,6 +18,7 @@ from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
 from s2distill.stages.outputs import Outputs
 from s2distill.stages.specs import CompressSpec, SetSpec, StudentProgram, TrainSpec
 from s2distill.student.prompt import PROMPT_FILE, prompt_spec, student_program
+from s2distill.training.sft import frozen_weights_dtype
 
 TRAIN_FINGERPRINT = "train_fingerprint.json"  # beside a training's checkpoints: which config they belong to
 # The saved prompt file's keys that the train spec records otherwise (the model and the training
@@ -188,7 +189,8 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     saved_prompt = prompt_spec(recipe, ctx.task, multiline=multiline, task_prefix=task_prefix)
     unread = UNFINGERPRINTED_PROMPT_KEYS + (() if multiline else ("reasoning_max_tokens",))
     spec = TrainSpec(train=recipe.train, model=model, format=step.fmt,
-                     prompt={k: v for k, v in saved_prompt.items() if k not in unread})
+                     prompt={k: v for k, v in saved_prompt.items() if k not in unread},
+                     frozen_weights=frozen_weights_dtype(recipe.train))
     inputs = {"set": pairs, "previous weights": previous.weights if previous else None}
 
     def compute() -> Path:

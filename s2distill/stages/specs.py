@@ -27,11 +27,11 @@ One spec per stage kind:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from s2distill.config.base import identity
+from s2distill.config.base import added_field, identity
 from s2distill.config.recipe import MethodConfig, TeacherConfig, TrainConfig
 from s2distill.curation.filters import FilterConfig
 from s2distill.lm.configs import ModelConfig
@@ -160,6 +160,9 @@ class TrainSpec(StageSpec):
     # The prompt template the student is trained on and saved with (student/prompt.py), less what
     # only locates it (the data folder) or names splits it never sees.
     prompt: dict[str, Any]
+    # LoRA's frozen weights as this machine trains them (training/sft.py: bfloat16 where training
+    # computes in it): float32, the default, keeps every training made before it existed.
+    frozen_weights: Literal["float32", "bfloat16"] = added_field("float32")
 
 
 class EvalSpec(StageSpec):

@@ -93,6 +93,21 @@ def _dropout_settings(model_path: Path, config) -> dict:
     return {"config": model_config}
 
 
+def frozen_weights_dtype(config) -> str:
+    """The dtype LoRA's frozen base weights are loaded in: bfloat16 when training computes in
+    bfloat16 (`precision`) and `frozen_weights` is auto, else float32.
+
+    Under bf16 autocast every matmul casts its float32 weight to bfloat16, and the copy is kept for
+    the backward pass: LoRA freezes those weights, so holding them in bfloat16 from the start computes
+    the same matmuls without the copies (the quickstart's training peak on the AVX-512 BF16 machine:
+    docs/benchmarks.md). Norms and the residual stream then run in bfloat16, as the model was trained;
+    the adapters stay float32 (PEFT upcasts them). Full fine-tuning keeps float32 master weights."""
+    from s2distill.hardware import resolve_dtype
+
+    wanted = config.mode == "lora" and config.frozen_weights == "auto"
+    return "bfloat16" if wanted and resolve_dtype(config.precision) == "bfloat16" else "float32"
+
+
 def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
     """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels.
 
@@ -111,7 +126,8 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, **_dropout_settings(model_path, config))
+    frozen = torch.bfloat16 if frozen_weights_dtype(config) == "bfloat16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=frozen, **_dropout_settings(model_path, config))
     peft_config = None
     if init_adapter is not None:
         from peft import PeftModel
