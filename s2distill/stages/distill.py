@@ -4,6 +4,8 @@ prompt template. Evaluation of the trained student is in stages/evaluate.py."""
 
 from __future__ import annotations
 
+import gc
+
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,6 +212,10 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
             train_student(train_set, start or spec.model.weights_dir(), out_dir, spec.train)
         else:
             train_student(train_set, spec.model.weights_dir(), out_dir, spec.train, init_adapter=start)
+        # The trainer's objects hold each other (callbacks, accelerator, model) and go only at the
+        # collector's next pass: the student's evaluation, loading the weights again, met them still
+        # there (the AVX-512 machine's peak: docs/benchmarks.md).
+        gc.collect()
         write_json(weights / PROMPT_FILE, saved_prompt)
         return weights
 
