@@ -239,7 +239,7 @@ class BatchLM:
                 self._mark_collected(round_, "completed")
             return
         if not round_.record.get("batch_id"):
-            found = self._find_by_tag(round_.record["tag"])
+            found = self._find_by_tag(round_.record["tag"], since=round_.record["submitted_at"])
             if found is None:  # killed before the batch was created: create it now
                 self._create(round_)
                 return
@@ -273,12 +273,15 @@ class BatchLM:
         round_.record.update(status=status, collected=True, collected_at=time.time())
         round_.save()
 
-    def _find_by_tag(self, tag: str):
-        """The batch a killed run created for this round but did not record, if the provider has it."""
+    def _find_by_tag(self, tag: str, *, since: float):
+        """The batch a killed run created for this round but did not record, if the provider has it:
+        among the batches created since the round was recorded (the list is newest first)."""
         try:
             for batch in self._client().batches.list(limit=100):
                 if (getattr(batch, "metadata", None) or {}).get("s2distill_round") == tag:
                     return batch
+                if (getattr(batch, "created_at", None) or since) < since - 3600:  # older than the round (an hour's skew)
+                    return None
         except Exception:  # noqa: BLE001 - a provider without batches.list: the round was never created
             return None
         return None
