@@ -319,7 +319,7 @@ def curation_tables(by_reason: list[dict]) -> str:
 def cost_block(report: dict) -> str:
     """Teachers' token spend (and money when priced), provenance, and the per-stage wall time."""
     cost = report.get("cost") or {}
-    items = []
+    items, table = [], ""
     rows = spend_rows(cost)
     if rows:
         body = "".join(
@@ -328,9 +328,9 @@ def cost_block(report: dict) -> str:
             f"<td class=n>{r['completion_tokens']:,}</td><td class=n>"
             + ("—" if r["usd"] is None else f"${r['usd']:.4f}" + (" (batch)" if r["batched"] else "")) + "</td></tr>"
             for r in rows)
-        items.append("<li><table class=spend><tr><th>teacher</th><th>stage</th><th class=n>outputs</th>"
-                     "<th class=n>prompt tokens</th><th class=n>of them cached</th><th class=n>generated tokens</th>"
-                     f"<th class=n>cost</th></tr>{body}</table></li>")
+        table = ("<table class=spend><tr><th>teacher</th><th>stage</th><th class=n>outputs</th>"
+                 "<th class=n>prompt tokens</th><th class=n>of them cached</th><th class=n>generated tokens</th>"
+                 f"<th class=n>cost</th></tr>{body}</table>")
     if cost.get("total_usd") is not None:
         items.append(f"<li><b>total</b>: ${cost['total_usd']:.4f}</li>")
     items += [f"<li><b>per kept training input</b>: {_e(line)}</li>" for line in kept_lines(cost)]
@@ -338,7 +338,7 @@ def cost_block(report: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
     commit = f" (git {prov['git_commit'][:12]}{', modified' if prov.get('git_dirty') else ''})" if prov.get("git_commit") else ""
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in (report.get("timings") or {}).items())
-    return (f"<ul>{''.join(items) or '<li>No teacher spend recorded.</li>'}</ul>"
+    return (f"{table}<ul>{''.join(items) or ('' if table else '<li>No teacher spend recorded.</li>')}</ul>"
             f"<p><b>Versions</b>: {_e(versions)}{_e(commit)}</p>"
             f"<p><b>Wall time per stage</b>: {_e(timings)}</p>"
             f"<p><b>LM calls this invocation</b>: {_e((report.get('lm') or {}).get('calls'))} generated, "
