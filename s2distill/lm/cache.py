@@ -152,37 +152,34 @@ class CachedLM:
     def _lookup_many(self, keys: Sequence[str]) -> dict[tuple[str, int], tuple]:
         """Every cached row of these request keys, by (key, sample): one `WHERE key IN (...)` query
         per `LOOKUP_KEYS` keys rather than one per request (a batch of 64 requests was 64 queries)."""
-        found: dict[tuple[str, int], tuple] = {}
-        unique = list(dict.fromkeys(keys))
-        with self._lock:
-            for start in range(0, len(unique), self.LOOKUP_KEYS):
-                part = unique[start : start + self.LOOKUP_KEYS]
-                rows = self._db.execute(
-                    "SELECT key, sample, text, prompt_tokens, completion_tokens, finish_reason, logprob, cached_tokens "
-                    "FROM completions "
-                    f"WHERE key IN ({','.join('?' * len(part))})", part).fetchall()
-                for key, sample, *rest in rows:
-                    found[(key, sample)] = rest
-        return found
+        rows = self._select_in("key", keys, "key, sample, text, prompt_tokens, completion_tokens, finish_reason, "
+                               "logprob, cached_tokens")
+        return {(key, sample): rest for key, sample, *rest in rows}
 
     def _lookup_families(self, families: Sequence[str]) -> dict[tuple[str, int], list[tuple]]:
         """The rows of these budget families that stopped on their own, by (family, sample), largest
-        budget first: one `WHERE family IN (...)` query per `LOOKUP_KEYS` families."""
+        budget first."""
         found: dict[tuple[str, int], list[tuple]] = {}
-        unique = list(dict.fromkeys(families))
-        with self._lock:
-            for start in range(0, len(unique), self.LOOKUP_KEYS):
-                part = unique[start : start + self.LOOKUP_KEYS]
-                rows = self._db.execute(
-                    "SELECT family, sample, max_tokens, text, prompt_tokens, completion_tokens, finish_reason, logprob, "
-                    "cached_tokens "
-                    f"FROM completions WHERE family IN ({','.join('?' * len(part))}) AND finish_reason = 'stop' "
-                    "AND max_tokens IS NOT NULL", part).fetchall()
-                for family, sample, *rest in rows:
-                    found.setdefault((family, sample), []).append(tuple(rest))
+        rows = self._select_in("family", families, "family, sample, max_tokens, text, prompt_tokens, "
+                               "completion_tokens, finish_reason, logprob, cached_tokens",
+                               "AND finish_reason = 'stop' AND max_tokens IS NOT NULL")
+        for family, sample, *rest in rows:
+            found.setdefault((family, sample), []).append(tuple(rest))
         for candidates in found.values():
             candidates.sort(key=lambda row: row[0], reverse=True)
         return found
+
+    def _select_in(self, column: str, values: Sequence[str], fields: str, condition: str = "") -> list[tuple]:
+        """`fields` of the rows whose `column` is one of `values` (and `condition`): one
+        `WHERE column IN (...)` query per `LOOKUP_KEYS` distinct values."""
+        unique = list(dict.fromkeys(values))
+        rows: list[tuple] = []
+        with self._lock:
+            for start in range(0, len(unique), self.LOOKUP_KEYS):
+                part = unique[start : start + self.LOOKUP_KEYS]
+                rows += self._db.execute(f"SELECT {fields} FROM completions WHERE {column} IN "
+                                         f"({','.join('?' * len(part))}) {condition}", part).fetchall()
+        return rows
 
     def _store(self, rows: list[tuple[str, str, int, int, Completion]]) -> None:
         """Write (key, family, max_tokens, sample, completion) rows and commit."""
@@ -255,11 +252,9 @@ class CachedLM:
                 # a refusal is asked again; a deferred row (a batch not yet collected: lm/batch.py) has no text yet
                 to_store += [(key, family, sub.max_tokens, s, c) for s, c in by_sample.items()
                              if c.error is None and not c.deferred]
-                request = requests[i]
                 for pos, c in enumerate(results[i]):
                     if c is None:
-                        sample = 0 if request.greedy else request.first_sample + pos
-                        results[i][pos] = by_sample[sample]
+                        results[i][pos] = by_sample[samples[i][pos]]
             self._store(to_store)
         return [[c for c in row if c is not None] for row in results]
 
@@ -269,7 +264,7 @@ def import_cache(source: str | Path, into: str | Path) -> int:
     shared) into `into`, keeping what `into` already has; return how many were new."""
     db = open_cache(into)
     try:
-        open_cache(source).close()  # brought up to date: it has the model, family and max_tokens columns
+        open_cache(source).close()  # brought up to date: it has every column
         db.execute("ATTACH DATABASE ? AS source", (str(source),))
         before = db.total_changes
         db.execute("INSERT OR IGNORE INTO completions (key, sample, text, prompt_tokens, completion_tokens, "
