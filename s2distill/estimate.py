@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from s2distill.config.recipe import Recipe, RecipeError
-from s2distill.report.cost import TOKENS, priced_usd, teacher_spend
+from s2distill.report.cost import TOKENS, money_text, priced_usd, teacher_spend
 
 
 def pilot_recipe(recipe: Recipe, inputs: int) -> Recipe:
@@ -101,9 +101,8 @@ def _table(projection: dict) -> Table:
     table = Table("teacher", "stage", "outputs", "prompt tokens", "of them cached", "generated tokens", "cost",
                   title=f"Projected from {projection['pilot_inputs']} pilot inputs")
     for row in projection["rows"]:
-        money = "—" if row["usd"] is None else f"${row['usd']:.4f}" + (" (batch)" if row["batched"] else "")
         table.add_row(row["teacher"], row["stage"], f"{row['outputs']:,}", f"{row['prompt_tokens']:,}",
-                      f"{row['cached_prompt_tokens']:,}", f"{row['completion_tokens']:,}", money)
+                      f"{row['cached_prompt_tokens']:,}", f"{row['completion_tokens']:,}", money_text(row))
     if projection["total_usd"] is not None:
         table.add_row("total", "", "", "", "", "", f"${projection['total_usd']:.4f}")
     for variant, kept in projection["per_kept_input"].items():

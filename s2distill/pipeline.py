@@ -18,7 +18,8 @@ through its stages again (what is done is kept) or stops with `BatchSubmitted`, 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,42 +87,68 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         """Run every stage not current; return the report (also written as report.json/.md/.html)."""
         started = time.perf_counter()
-        recipe, ctx = self.recipe, self.ctx
-        if runs_model_code(recipe, ctx.task):
-            require_guard(ctx.task.sandbox)  # model-written code needs a guard, before any work
-        lock = lock_folder(self.out)  # one run at a time in a folder
-        try:
-            ctx.folder.load_timings()
-            _import_legacy_cache(self.out, ctx.models.cache_path, self.console)
-            with ctx.models:
-                _record_recipe(self.out, recipe)
+        with self._folder_held():
+            self.ctx.folder.load_timings()
+            _import_legacy_cache(self.out, self.ctx.models.cache_path, self.console)
+            with self.ctx.models:
+                _record_recipe(self.out, self.recipe)
                 while True:
                     try:
                         return self._stages(started)
                     except BatchPending as pending:  # a batched teacher's requests: submitted, then waited for
                         self._batch_round(pending)
-                        ctx.folder.new_pass()
+                        self.ctx.folder.new_pass()
+
+    def curate_only(self) -> list[dict]:
+        """The first stages alone (the inputs, every source's samples, every curation): the pilot of
+        `run --estimate` (s2distill/estimate.py). Returns the curation summaries."""
+        ctx = self.ctx
+        with self._folder_held(), ctx.models:
+            inputs = inputs_stage(ctx)
+            samples, pending = self._sample(inputs)
+            if pending:
+                raise BatchPending.of_all(pending)
+            curations = {v.curated.name: v.curated for v in self.variants}.values()
+            return [curation_summary(variant, curate_stage(ctx, variant, inputs, samples).value,
+                                     variant_traces(variant, samples).tallies()) for variant in curations]
+
+    @contextmanager
+    def _folder_held(self) -> Iterator[None]:
+        """The run folder locked for this invocation (one run at a time in a folder), after the
+        sandbox's guard is checked where the model's code will run (before any work)."""
+        if runs_model_code(self.recipe, self.ctx.task):
+            require_guard(self.ctx.task.sandbox)
+        lock = lock_folder(self.out)
+        try:
+            yield
         finally:
             lock.release()
+
+    def _sample(self, inputs) -> tuple[dict, list[BatchPending]]:
+        """Every source's samples stage (one sampling serves every variant), and the `BatchPending`
+        of those whose batched teacher has answers to wait for: the others still run, so their first
+        requests go in the same batch round."""
+        logprobs = any(v.needs_logprobs for v in self.variants)
+        samples, pending = {}, []
+        for name, perturbed in _sources(self.variants):
+            try:
+                samples[(name, perturbed)] = samples_stage(self.ctx, name, inputs, perturbed=perturbed,
+                                                           logprobs=logprobs, once=sampled_once(self.variants, name))
+            except BatchPending as exc:
+                pending.append(exc)
+        return samples, pending
 
     def _stages(self, started: float) -> dict[str, Any]:
         """One pass over every stage; raises `BatchPending` when a batched model has answers to wait for."""
         recipe, ctx = self.recipe, self.ctx
         inputs = inputs_stage(ctx)
-        logprobs = any(v.needs_logprobs for v in self.variants)  # one sampling serves every variant
-        samples, pending = {}, []
-        for name, perturbed in _sources(self.variants):
-            try:
-                samples[(name, perturbed)] = samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs,
-                                                           once=sampled_once(self.variants, name))
-            except BatchPending as exc:  # the other sources' first requests go in the same round
-                pending.append(exc)
+        samples, pending = self._sample(inputs)
         if pending:
-            try:  # ... and the System 1 and 2 evaluations', which need no samples
+            try:  # the System 1 and 2 evaluations need no samples: their first requests join the round
                 system_rows(ctx)
             except BatchPending as exc:
                 pending.append(exc)
-            raise BatchPending(sum(p.deferred for p in pending), sum(p.total for p in pending))
+            raise BatchPending.of_all(pending)
         rows, summaries, curated = [], [], {}
         for variant in self.variants:
             if variant.curated.name not in curated:  # a control trains on another variant's curation
@@ -144,26 +171,6 @@ class Pipeline:
         for line in report["truncation"]:  # truncation is never silent: the run's last words
             self.console.print(f"[yellow]warning[/yellow]: {escape(line)}")
         return report
-
-    def curate_only(self) -> list[dict]:
-        """The first stages alone (the inputs, every source's samples, every curation): the pilot of
-        `run --estimate` (s2distill/estimate.py). Returns the curation summaries."""
-        recipe, ctx = self.recipe, self.ctx
-        if runs_model_code(recipe, ctx.task):
-            require_guard(ctx.task.sandbox)
-        lock = lock_folder(self.out)
-        try:
-            with ctx.models:
-                inputs = inputs_stage(ctx)
-                logprobs = any(v.needs_logprobs for v in self.variants)
-                samples = {(name, perturbed): samples_stage(ctx, name, inputs, perturbed=perturbed, logprobs=logprobs,
-                                                            once=sampled_once(self.variants, name))
-                           for name, perturbed in _sources(self.variants)}
-                curations = {v.curated.name: v.curated for v in self.variants}.values()
-                return [curation_summary(variant, curate_stage(ctx, variant, inputs, samples).value,
-                                         variant_traces(variant, samples).tallies()) for variant in curations]
-        finally:
-            lock.release()
 
     @staticmethod
     def count_inputs(recipe: Recipe) -> dict[str, int]:

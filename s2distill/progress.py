@@ -7,7 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class ProgressBar:
-    """`with ProgressBar(label, total, console, enabled=...) as advance:` and call `advance()` per run."""
+    """`with ProgressBar(label, total, console, enabled=...) as advance:` and call `advance()` per run
+    (`advance(n)`: n at once)."""
 
     def __init__(self, label: str, total: int, console: Console, *, enabled: bool):
         self.progress = Progress(
@@ -18,7 +19,7 @@ class ProgressBar:
 
     def __enter__(self):
         self.progress.start()
-        return lambda: self.progress.advance(self.task_id)
+        return lambda steps=1: self.progress.advance(self.task_id, steps)
 
     def __exit__(self, *exc):
         self.progress.stop()

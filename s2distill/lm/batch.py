@@ -63,9 +63,14 @@ class BatchPending(S2DistillError):
     """A stage asked a batched model for requests it has no answer to yet: they are pending (to be
     submitted) or in a batch still running. Nothing of the stage was sealed; rerun to go on."""
 
-    def __init__(self, deferred: int, total: int, stage: str = ""):
-        self.deferred, self.total, self.stage = deferred, total, stage
-        super().__init__(f"{deferred} of {total} samples{f' of {stage}' if stage else ''} wait for a batch")
+    def __init__(self, deferred: int, total: int):
+        self.deferred, self.total = deferred, total
+        super().__init__(f"{deferred} of {total} samples wait for a batch")
+
+    @classmethod
+    def of_all(cls, pending: Sequence[BatchPending]) -> BatchPending:
+        """One for several stages' (a pass's every stage that waits)."""
+        return cls(sum(p.deferred for p in pending), sum(p.total for p in pending))
 
 
 class BatchSubmitted(S2DistillError):
@@ -345,32 +350,31 @@ def describe_rounds(lms: Sequence[BatchLM], submitted: Sequence[Round]) -> str:
             f"{new} just submitted), recorded in {folders}")
 
 
-def wait_for_rounds(lms: Sequence[BatchLM], *, wait: float, poll: float, console=None, progress: bool = True,
-                    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> bool:
+def wait_for_rounds(lms: Sequence[BatchLM], *, wait: float, poll: float, console=None, progress: bool = True) -> bool:
     """Poll the rounds in flight until all are collected (True) or `wait` seconds have passed
     (False), showing the requests done as the providers count them."""
     from rich.console import Console
 
     from s2distill.progress import ProgressBar
 
-    start = clock()
+    start = time.monotonic()
     total = sum(lm.progress()[1] for lm in lms)
     with ProgressBar("waiting for batches", total, console or Console(stderr=True), enabled=progress) as advance:
         shown = 0
         while True:
             for lm in lms:
                 lm.poll()
-            in_flight = sum(lm.progress()[1] for lm in lms)
-            done = total - in_flight + sum(lm.progress()[0] for lm in lms)  # collected rounds, and the rest's counts
-            for _ in range(max(0, done - shown)):
-                advance()
+            figures = [lm.progress() for lm in lms]
+            in_flight = sum(requests for _, requests in figures)
+            done = total - in_flight + sum(done for done, _ in figures)  # collected rounds, and the rest's counts
+            advance(max(0, done - shown))
             shown = max(shown, done)
             if not in_flight:
                 return True
-            remaining = wait - (clock() - start)
+            remaining = wait - (time.monotonic() - start)
             if remaining <= 0:
                 return False
-            sleep(min(poll, remaining))
+            time.sleep(min(poll, remaining))
 
 
 def _parts(endpoint: str, items: list[tuple[str, dict]]) -> list[list[bytes]]:

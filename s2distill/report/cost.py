@@ -131,6 +131,13 @@ def spend_rows(cost: dict) -> list[dict]:
     return rows
 
 
+def money_text(row: dict) -> str:
+    """A spend row's money as the tables show it: `$0.0013 (batch)`, or a dash when unpriced."""
+    if row["usd"] is None:
+        return "—"
+    return f"${row['usd']:.4f}" + (" (batch)" if row["batched"] else "")
+
+
 def kept_lines(cost: dict) -> list[str]:
     """A sentence per variant on what one kept input cost."""
     lines = []

@@ -24,7 +24,7 @@ from typing import Any
 from s2distill.distill.pairs import pair_text  # a chat student's pairs hold messages: shown as text
 from s2distill.report.audit import audit_html
 from s2distill.report.cascade import cascade_html
-from s2distill.report.cost import kept_lines, spend_rows
+from s2distill.report.cost import kept_lines, money_text, spend_rows
 from s2distill.report.row import Row, rows_of
 from s2distill.artifacts import atomic_write_bytes, read_jsonl
 from s2distill.types import Verdict
@@ -326,7 +326,7 @@ def cost_block(report: dict) -> str:
             f"<tr><td>{_e(r['teacher'])}</td><td>{_e(r['stage'])}</td><td class=n>{r['outputs']:,}</td>"
             f"<td class=n>{r['prompt_tokens']:,}</td><td class=n>{r['cached_prompt_tokens']:,}</td>"
             f"<td class=n>{r['completion_tokens']:,}</td><td class=n>"
-            + ("—" if r["usd"] is None else f"${r['usd']:.4f}" + (" (batch)" if r["batched"] else "")) + "</td></tr>"
+            + _e(money_text(r)) + "</td></tr>"
             for r in rows)
         table = ("<table class=spend><tr><th>teacher</th><th>stage</th><th class=n>outputs</th>"
                  "<th class=n>prompt tokens</th><th class=n>of them cached</th><th class=n>generated tokens</th>"

@@ -12,7 +12,7 @@ from typing import Any
 from s2distill.curation.filters import FILTER_CLASSES
 from s2distill.report.audit import audit_lines
 from s2distill.report.cascade import cascade_lines
-from s2distill.report.cost import kept_lines, spend_rows
+from s2distill.report.cost import kept_lines, money_text, spend_rows
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
@@ -169,9 +169,8 @@ def _cost_lines(report: dict[str, Any]) -> list[str]:
                   "| teacher | stage | outputs | prompt tokens | of them cached | generated tokens | cost |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for row in rows:
-            money = "—" if row["usd"] is None else f"${row['usd']:.4f}" + (" (batch)" if row["batched"] else "")
             lines.append(f"| {row['teacher']} | {row['stage']} | {row['outputs']:,} | {row['prompt_tokens']:,} | "
-                         f"{row['cached_prompt_tokens']:,} | {row['completion_tokens']:,} | {money} |")
+                         f"{row['cached_prompt_tokens']:,} | {row['completion_tokens']:,} | {money_text(row)} |")
         if cost.get("total_usd") is not None:
             lines += ["", f"Total: ${cost['total_usd']:.4f}."]
     kept = kept_lines(cost)
