@@ -101,7 +101,7 @@ def test_a_full_disk_while_training_is_one_line_and_leaves_nothing_half_written(
     stage = run_copy / "student" / "distilled" / "stage1"
     weights_before = sealed(stage / "weights")
 
-    def fills_the_disk(pairs, model_path, output_dir, config, *, init_adapter=None):
+    def fills_the_disk(pairs, model_path, output_dir, config, *, init_adapter=None, soft_loss=None):
         done = output_dir / "checkpoints" / "checkpoint-1"
         done.mkdir(parents=True)
         (done / "trainer_state.json").write_text("{}")  # a complete checkpoint: kept for resuming

@@ -106,6 +106,11 @@ MUTATIONS: dict[str, tuple[str, set[str]]] = {
     "distill.rewrite_max_tokens": ("64", NOTHING),
     "distill.compression": ("compressor", NOTHING),
     "distill.compression_ratio": ("0.3", NOTHING),
+    # read only by the soft_labels variant, which the smoke run has not (tests/test_soft_labels.py: what they redo there)
+    "distill.soft.teacher_model": ("{backend: tiny}", NOTHING),
+    "distill.soft.top_k": ("5", NOTHING),
+    "distill.soft.temperature": ("2.0", NOTHING),
+    "distill.soft.hard_weight": ("0.5", NOTHING),
     # -- training: the student's weights and what evaluates them
     "train.mode": ("full", STUDENT),
     "train.epochs": ("1", STUDENT),

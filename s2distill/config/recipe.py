@@ -93,7 +93,7 @@ _FILTER_FIELDS = {cls.model_fields["name"].default: set(cls.model_fields) - {"na
 FORMATS = ("answer_only", "label_only", "full_reasoning", "compressed_reasoning", "step_by_step", "full_response")
 # the last three are the controls a distillation result must beat (issue 26): s2distill/distill/variants.py
 BASELINES = ("distill_system1", "standard_kd", "no_filter", "tinyllm", "distilling_step_by_step",
-             "gold", "self_samples", "random_targets")
+             "gold", "self_samples", "random_targets", "soft_labels")
 
 
 class CurationConfig(_Strict):
@@ -147,6 +147,30 @@ class CurationConfig(_Strict):
         return "+".join(f.name for f in self.filter)
 
 
+class SoftLabelsConfig(_Strict):
+    """The `soft_labels` variant (context distillation, s2distill/distill/soft.py): a teacher model reads
+    each kept System 2 trace beside the question and its next-token distribution over the kept
+    target's tokens is the student's target, not the target's tokens alone. A measured option, never
+    a default: privileged self-distillation has hurt (arXiv 2607.05184)."""
+
+    teacher_model: ModelConfig | None = Field(
+        None, description="the local model that reads the trace (its vocabulary must be the student's); default: the "
+        "student's own base model, untrained (TRL SDFT's teacher_model_kind 'base')")
+    top_k: int = Field(20, ge=1, le=1000, description="the teacher's most likely tokens kept per answer token (the "
+                       "rest of its mass is one tail bucket, as TRL's top-k distillation losses do)")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="softmax temperature of teacher and student alike")
+    hard_weight: float = Field(0.0, ge=0.0, le=1.0, description="share of the loss that is the hard targets' "
+                               "cross-entropy: (1 - w) * KL(teacher || student) + w * CE; 0 = soft labels alone")
+
+    @field_validator("teacher_model")
+    @classmethod
+    def _local(cls, model):
+        if model is not None and not model.trainable:
+            raise ValueError(f"the {model.backend} backend gives no logits to distil from: the teacher that reads the "
+                             "trace must be a local model (embedded, hf or tiny)")
+        return model
+
+
 class DistillConfig(_Strict):
     """What the student is trained on. One stage is one format; several stages form a curriculum
     (TwT's HaRD: [full_reasoning, compressed_reasoning, answer_only]), each stage continuing from
@@ -171,6 +195,8 @@ class DistillConfig(_Strict):
         "compresses without it) or fixed_length "
         "(the rationale's first compression_ratio of words): TwT Table 6")
     compression_ratio: float = Field(0.5, gt=0.0, lt=1.0, description="fixed_length: the share of words kept")
+    soft: SoftLabelsConfig = Field(default_factory=SoftLabelsConfig, description="the soft_labels baseline's "
+                                   "teacher, top-k, temperature and hard-label share")
 
     @field_validator("stages")
     @classmethod
@@ -355,7 +381,8 @@ class Recipe(_Strict):
         "teacher's first sample, no filter, [label] and [rationale] tasks; asked with [label]); the controls: "
         "gold (the inputs curation kept, their train labels as targets: the ceiling), self_samples (the student's own "
         "System 1 samples, one per input at a training temperature, no filter: SSD), random_targets (the kept inputs, "
-        "each with another's target: the floor)"
+        "each with another's target: the floor); soft_labels (the distilled variant's pairs, the loss on a teacher's "
+        "next-token distribution given the kept System 2 trace: context distillation, distill.soft)"
     )
     workers: int = runtime_field(16, ge=1, le=1024, description="programs run at once; their LM calls are batched together")
     data_dir: str | None = runtime_field(None, description="offline data sets (default: S2DISTILL_DATA or ../shared/data)")

@@ -102,13 +102,16 @@ def completion_for(fmt: str, trace: Trace, *, rewritten: str | None = None, code
 
 
 def student_prompt(task: Task, example: Example, *, shots: int, task_prefix: str = "", question_suffix: str = "",
-                   prompt_format: str = "fewshot") -> str | list[dict]:
+                   prompt_format: str = "fewshot", context: str = "") -> str | list[dict]:
     """The student's System 1 prompt for `example` as a training pair holds it: `direct`'s raw prompt,
-    or (chat) its messages as TRL's conversational {"role", "content"} dicts."""
+    or (chat) its messages as TRL's conversational {"role", "content"} dicts. `context`: privileged
+    text after the question (the soft_labels teacher's prompt: distill/soft.py)."""
     if prompt_format == "chat":
-        messages = direct_messages(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+        messages = direct_messages(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix,
+                                   context=context)
         return [{"role": role, "content": content} for role, content in messages]
-    return direct_prompt(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix)
+    return direct_prompt(task, example, shots=shots, task_prefix=task_prefix, question_suffix=question_suffix,
+                         context=context)
 
 
 def student_completion(completion: str, prompt_format: str = "fewshot") -> str | list[dict]:

@@ -30,6 +30,13 @@ Three controls a distillation result must beat before anyone believes it, each t
   samples, one per input at a training temperature, unfiltered.
 - `random_targets` (the floor): the kept inputs, each with another kept input's distilled target
   under a seeded permutation: as many pairs, the same answers, none matched to its input.
+
+One variant changes how the student learns, not what from:
+
+- `soft_labels` (context distillation, s2distill/distill/soft.py): `distilled`'s kept inputs and
+  pairs, each target's tokens weighted by a teacher model's next-token distribution when it reads
+  the kept System 2 trace beside the question (`distill.soft`); the student still reads the bare
+  question.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ SSD_TEMPERATURE = 0.7
 # What the report says a control is, beside its name (Row.control).
 CONTROL_LABELS = {"gold": "gold labels (ceiling)", "self_samples": "own samples, unfiltered (SSD)",
                   "random_targets": "random targets (floor)"}
+# What the report says the other variants with a role of their own are (Row.control too).
+VARIANT_LABELS = {**CONTROL_LABELS, "soft_labels": "soft labels (context distillation)"}
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,12 @@ class Variant:
     stages: tuple[str, ...]
     kept_by: Variant | None = None
     targets: str = "outputs"
+    soft: bool = False  # trained on a teacher's distribution over its targets' tokens (distill/soft.py)
 
     @property
     def label(self) -> str | None:
-        """What the report says this variant is, when it is a control (None otherwise)."""
-        return CONTROL_LABELS.get(self.name)
+        """What the report says this variant is, when it is a control or soft_labels (None otherwise)."""
+        return VARIANT_LABELS.get(self.name)
 
     @property
     def curated(self) -> Variant:
@@ -144,4 +154,6 @@ def plan_variants(recipe) -> list[Variant]:
         elif name in ("gold", "random_targets"):  # the distilled variant's kept inputs, other targets
             variants.append(Variant(name, teachers, filters, False, variant_stages(name, stages),
                                     kept_by=distilled, targets=name))
+        elif name == "soft_labels":  # the distilled variant's pairs, soft targets
+            variants.append(Variant(name, teachers, filters, False, stages, kept_by=distilled, soft=True))
     return variants

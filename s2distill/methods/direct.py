@@ -44,26 +44,35 @@ Response = Literal["first_line", "full"]
 MULTILINE_STOP = ("\n\n", "\nQ:")
 
 
-def direct_prompt(task: Task, example: Example, *, shots: int, task_prefix: str = "", question_suffix: str = "") -> str:
+def direct_prompt(task: Task, example: Example, *, shots: int, task_prefix: str = "", question_suffix: str = "",
+                  context: str = "") -> str:
     """The System 1 prompt: `shots` solved exemplars, then the question; `task_prefix` (Distilling
     Step-by-Step's "[label] " or "[rationale] ", Hsieh et al. 2023) goes before all of it, and
     `question_suffix` after every question, the exemplars' too (Yu et al. 2024, Table 6's "Data Input
     Prompt" "{question} Flip means reverse.", which is zero-shot: with exemplars, their questions
-    carry the same words so that the prompt's pattern holds)."""
+    carry the same words so that the prompt's pattern holds). `context`: privileged text after the
+    asked question alone, before the answer cue (context distillation's teacher: distill/soft.py)."""
     prefix = "".join(SHOT.format(question=s.question + question_suffix, answer=s.answer) for s in task.shots[:shots])
-    return task_prefix + prefix + QUERY.format(question=task.question(example) + question_suffix)
+    return task_prefix + prefix + QUERY.format(question=with_context(task.question(example) + question_suffix, context))
+
+
+def with_context(question: str, context: str) -> str:
+    """The asked question with privileged context after it: TRL SDFT's teacher prompt template,
+    "{prompt}\\n\\n{privileged_context}", applied to the question, so that a few-shot prompt still
+    ends on its answer cue."""
+    return f"{question}\n\n{context}" if context else question
 
 
 def direct_messages(task: Task, example: Example, *, shots: int, task_prefix: str = "",
-                    question_suffix: str = "") -> tuple[tuple[str, str], ...]:
+                    question_suffix: str = "", context: str = "") -> tuple[tuple[str, str], ...]:
     """The System 1 prompt as chat messages (role, content): each exemplar as a user turn (its question)
     and an assistant turn (its answer), then the question as the last user turn. `task_prefix` and
     `question_suffix` go where the few-shot prompt has them: the prefix before all of it (the first
-    user turn), the suffix after every question."""
+    user turn), the suffix after every question, `context` after the asked question alone."""
     messages: list[tuple[str, str]] = []
     for shot in task.shots[:shots]:
         messages += [("user", shot.question + question_suffix), ("assistant", shot.answer)]
-    messages.append(("user", task.question(example) + question_suffix))
+    messages.append(("user", with_context(task.question(example) + question_suffix, context)))
     role, content = messages[0]
     messages[0] = (role, task_prefix + content)
     return tuple(messages)

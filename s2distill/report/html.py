@@ -25,6 +25,7 @@ from s2distill.distill.pairs import pair_text  # a chat student's pairs hold mes
 from s2distill.report.audit import audit_html
 from s2distill.report.cascade import cascade_html
 from s2distill.report.cost import kept_lines, money_text, spend_rows
+from s2distill.report.training import training_lines
 from s2distill.report.row import Row, rows_of
 from s2distill.artifacts import atomic_write_bytes, read_jsonl
 from s2distill.types import Verdict
@@ -334,6 +335,7 @@ def cost_block(report: dict) -> str:
     if cost.get("total_usd") is not None:
         items.append(f"<li><b>total</b>: ${cost['total_usd']:.4f}</li>")
     items += [f"<li><b>per kept training input</b>: {_e(line)}</li>" for line in kept_lines(cost)]
+    items += [f"<li><b>training</b>: {_e(line)}</li>" for line in training_lines(rows_of(report.get("rows", [])))]
     prov = report.get("provenance") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
     commit = f" (git {prov['git_commit'][:12]}{', modified' if prov.get('git_dirty') else ''})" if prov.get("git_commit") else ""

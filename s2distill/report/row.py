@@ -44,6 +44,7 @@ class Row:
     model: str | None = None  # the model as described in the report (a student's: with its weights)
     shots: int | None = None  # the few-shot exemplars its prompt holds
     train_pairs: int | None = None  # a distilled student: the training pairs of its stage
+    train_seconds: float | None = None  # a distilled student: its training's wall time (soft_labels: with its teacher's pass)
     majority_of: int | None = None  # maj@k: the answer is the majority of k samples
     test: str | None = None  # the extra test split's label; None for the recipe's own split
     note: str | None = None  # why there is no score (e.g. "not trained: curation kept no input")

@@ -13,6 +13,7 @@ from s2distill.curation.filters import FILTER_CLASSES
 from s2distill.report.audit import audit_lines
 from s2distill.report.cascade import cascade_lines
 from s2distill.report.cost import kept_lines, money_text, spend_rows
+from s2distill.report.training import training_lines
 from s2distill.report.row import Row, rows_of
 from s2distill.types import Verdict
 
@@ -200,6 +201,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         *[f"**Truncated**: {line}.\n" for line in report.get("truncation") or []],
         *_curation_lines(report["curation"]),
         "",
+        *(["**Training** (wall time of each trained step):", *[f"- {line}" for line in lines], ""]
+          if (lines := training_lines(rows)) else []),
         *audit_lines(report),
         *cascade_lines(report),
         ("![score against tokens per example](report.png)" if report.get("plot") else

@@ -18,6 +18,7 @@ from s2distill.distill.variants import Variant
 from s2distill.stages.context import RunContext
 from s2distill.stages.folder import FOLDER, ROWS, STREAMED_ROWS, Done
 from s2distill.stages.outputs import Outputs
+from s2distill.stages.soft import agreement, soft_train_spec
 from s2distill.stages.specs import CompressSpec, SetSpec, StudentProgram, TrainSpec
 from s2distill.student.prompt import PROMPT_FILE, prompt_spec, student_program
 from s2distill.training.sft import frozen_weights_dtype
@@ -55,6 +56,7 @@ class Trained:
     weights: Done
     program: StudentProgram
     pairs: int
+    soft_targets: dict | None = None  # soft_labels: its teacher's distributions against the targets (stages/soft.py)
 
 
 def student_program_for(program: StudentProgram, task):
@@ -82,7 +84,7 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
 
     return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,
                      compute=compute, inputs={"curation": verdicts, "inputs": inputs, "rewrites": rewrites,
-                                              **_samples_read(sampled)})
+                                              **samples_read(sampled)})
 
 
 def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
@@ -166,7 +168,7 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         return rows
 
     return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,
-                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, **_samples_read(sampled),
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, **samples_read(sampled),
                                               "previous weights": previous.weights if how == "teacher_guided" else None,
                                               "earlier rewrites": earlier})
 
@@ -179,7 +181,9 @@ def _refiner_of(recipe, source: str):
 
 def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | None) -> Trained:
     """The student fine-tuned on the step's pairs, from the previous step's weights:
-    `student/VARIANT/stageK/weights`, with the prompt template `predict` and `export` read."""
+    `student/VARIANT/stageK/weights`, with the prompt template `predict` and `export` read. A
+    soft_labels step's pairs carry the teacher's distributions (stages/soft.py) and are learned
+    through them."""
     recipe = ctx.recipe
     model = ctx.trainable_student()
     artifact = f"student/{step.variant.name}/stage{step.index}/weights"
@@ -192,7 +196,8 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
     unread = UNFINGERPRINTED_PROMPT_KEYS + (() if multiline else ("reasoning_max_tokens",))
     spec = TrainSpec(train=recipe.train, model=model, format=step.fmt,
                      prompt={k: v for k, v in saved_prompt.items() if k not in unread},
-                     frozen_weights=frozen_weights_dtype(recipe.train))
+                     frozen_weights=frozen_weights_dtype(recipe.train),
+                     soft=soft_train_spec(ctx) if step.variant.soft else None)
     inputs = {"set": pairs, "previous weights": previous.weights if previous else None}
 
     def compute() -> Path:
@@ -206,12 +211,15 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
         mode = spec.train.mode
         train_set = list(pairs.value)  # training holds its set; the stages before it do not
         ctx.models.release_local()  # the teacher's weights beside the student's doubled the memory
+        soft_loss = spec.soft.model_dump() if spec.soft else None
         ctx.console.print(f"  fine-tuning ({mode}) on {len(train_set)} {spec.format} pairs"
-                          + (" from the previous stage" if start else ""))
+                          + (" from the previous stage" if start else "")
+                          + (" with the teacher's distributions as soft labels" if soft_loss else ""))
         if mode == "full":
-            train_student(train_set, start or spec.model.weights_dir(), out_dir, spec.train)
+            train_student(train_set, start or spec.model.weights_dir(), out_dir, spec.train, soft_loss=soft_loss)
         else:
-            train_student(train_set, spec.model.weights_dir(), out_dir, spec.train, init_adapter=start)
+            train_student(train_set, spec.model.weights_dir(), out_dir, spec.train, init_adapter=start,
+                          soft_loss=soft_loss)
         # The trainer's objects hold each other (callbacks, accelerator, model) and go only at the
         # collector's next pass: the student's evaluation, loading the weights again, met them still
         # there (the AVX-512 machine's peak: docs/benchmarks.md).
@@ -221,10 +229,10 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
 
     weights = ctx.stage(f"train:{step.variant.name}/stage{step.index}", artifact, spec=spec, inputs=inputs,
                         codec=FOLDER, compute=compute)
-    return Trained(weights, program, len(pairs.value))
+    return Trained(weights, program, len(pairs.value), agreement(pairs.value) if step.variant.soft else None)
 
 
-def _samples_read(sampled: Outputs) -> dict[str, Done]:
+def samples_read(sampled: Outputs) -> dict[str, Done]:
     """The samples artifacts a stage reads the kept outputs' text from (rationales, final responses):
     a verdict records answers, not texts, so samples that change only in their text must still
     redo the sets built from them."""

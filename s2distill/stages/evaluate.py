@@ -136,10 +136,23 @@ def student_rows(ctx: RunContext, step: Step, trained: Trained) -> list[Row]:
     control = {"control": step.variant.label} if step.variant.label else {}  # a control's role, for the report
     ev = Evaluation(spec, f"{step.variant.name}-stage{step.index}",
                     {"stage": step.label, "model": model, "train_pairs": trained.pairs, "shots": student.method.shots,
-                     **control}, weights=trained.weights)
+                     **control, **training_cost(ctx, step, trained)}, weights=trained.weights)
     rows = run_evaluation(ctx, ev, release=True)
     return rows + _majority(ctx, dataclasses.replace(ev, extra={"stage": step.label, "model": model, **control}),
                             ctx.source(SYSTEM1_SOURCE))
+
+
+def training_cost(ctx: RunContext, step: Step, trained: Trained) -> dict:
+    """What the step's training took, as its row records it: `train_seconds` (the training's last
+    compute time, and a soft_labels step's teacher pass) and, for soft_labels, how its teacher's
+    distributions stand to the hard targets (`soft_targets`: stages/soft.py)."""
+    timings = ctx.folder.timings
+    train = timings.get(f"train:{step.variant.name}/stage{step.index}")
+    if not step.variant.soft:
+        return {"train_seconds": train}
+    teacher = timings.get(f"soft:{step.base}")
+    seconds = None if train is None or teacher is None else train + teacher
+    return {"train_seconds": seconds, "soft_targets": {**(trained.soft_targets or {}), "teacher_seconds": teacher}}
 
 
 def untrained_row(ctx: RunContext, step: Step) -> Row:

@@ -17,6 +17,7 @@ One spec per stage kind:
     CompressSpec TwT's compression of the kept rationales
     SetSpec      a curriculum step's training pairs
     ControlSetSpec a control's pairs (gold labels, random targets): SetSpec, and how its targets are made
+    SoftSpec     soft_labels' teacher distributions: the model reading the traces, top-k, temperature
     TrainSpec    the student's fine-tuning, and the prompt it is trained and later asked with
     EvalSpec     one evaluation: system, method, model, test split, greedy or maj@k, judge
     CascadeSpec  the cascade's threshold: student, teacher, validation split, rule
@@ -153,6 +154,31 @@ class StudentProgram(StageSpec):
     task_prefix: str = ""
 
 
+class SoftSpec(StageSpec):
+    """The teacher's top-k distribution at each target token of a set's pairs, given the kept trace
+    (distill/soft.py): the model that reads it and the dtype it computes in, the student whose
+    tokens it scores (and their answer tokenisation), and the teacher prompt's settings."""
+
+    teacher_model: ModelConfig
+    student_model: ModelConfig
+    dtype: str
+    top_k: int
+    temperature: float
+    answer_tokens: str
+    shots: int
+    question_suffix: str
+    prompt_format: str
+    task: dict[str, Any]
+
+
+class SoftTrainSpec(StageSpec):
+    """How a student learns from soft labels (training/soft_labels.py): its temperature and the share
+    of the hard targets' cross-entropy."""
+
+    temperature: float
+    hard_weight: float
+
+
 class TrainSpec(StageSpec):
     train: TrainConfig
     model: ModelConfig
@@ -163,6 +189,8 @@ class TrainSpec(StageSpec):
     # LoRA's frozen weights as this machine trains them (training/sft.py: bfloat16 where training
     # computes in it): float32, the default, keeps every training made before it existed.
     frozen_weights: Literal["float32", "bfloat16"] = added_field("float32")
+    # soft_labels: the loss on the teacher's distributions (None: the targets' tokens, as always)
+    soft: SoftTrainSpec | None = added_field(None)
 
 
 class EvalSpec(StageSpec):

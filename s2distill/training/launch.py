@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s2distill.errors import TrainingError, TrainingLaunchError
+from s2distill.training.trl_pairs import TOKENISED_COLUMNS
 
 JOB_FILE = "job.json"
 PAIRS_FILE = "pairs.jsonl"
@@ -38,12 +39,12 @@ def wants_launch(config) -> bool:
 
 
 def write_job(folder: Path, pairs: Sequence[dict], model_path: Path, output_dir: Path, config,
-              init_adapter: Path | None) -> None:
+              init_adapter: Path | None, soft_loss: dict | None = None) -> None:
     with (folder / PAIRS_FILE).open("w") as f:
         for pair in pairs:
-            f.write(json.dumps({"prompt": pair["prompt"], "completion": pair["completion"]}) + "\n")
+            f.write(json.dumps({k: pair[k] for k in ("prompt", "completion", *TOKENISED_COLUMNS) if k in pair}) + "\n")
     job = {"model_path": str(model_path), "output_dir": str(output_dir), "config": config.model_dump(mode="json"),
-           "init_adapter": str(init_adapter) if init_adapter is not None else None}
+           "init_adapter": str(init_adapter) if init_adapter is not None else None, "soft_loss": soft_loss}
     (folder / JOB_FILE).write_text(json.dumps(job, indent=1))
 
 
@@ -55,7 +56,8 @@ def read_job(folder: Path) -> dict:
     pairs = [json.loads(line) for line in (folder / PAIRS_FILE).read_text().splitlines() if line.strip()]
     return {"pairs": pairs, "model_path": Path(job["model_path"]), "output_dir": Path(job["output_dir"]),
             "config": TrainConfig.model_validate(job["config"]),
-            "init_adapter": Path(job["init_adapter"]) if job["init_adapter"] else None}
+            "init_adapter": Path(job["init_adapter"]) if job["init_adapter"] else None,
+            "soft_loss": job.get("soft_loss")}
 
 
 def free_port() -> int:
@@ -103,14 +105,14 @@ def _stream(process: subprocess.Popen) -> str:
 
 
 def launch_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *,
-                    init_adapter: Path | None = None) -> Path:
+                    init_adapter: Path | None = None, soft_loss: dict | None = None) -> Path:
     """Train in processes of their own through `accelerate launch`; return `output_dir/weights`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     job_folder = Path(tempfile.mkdtemp(prefix="launch-", dir=output_dir))
     try:
         write_job(job_folder, pairs, Path(model_path).resolve(), output_dir.resolve(), config,
-                  Path(init_adapter).resolve() if init_adapter is not None else None)
+                  Path(init_adapter).resolve() if init_adapter is not None else None, soft_loss)
         command = launch_command(config, job_folder)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         package_root = str(Path(__file__).resolve().parents[2])  # the workers import this same s2distill

@@ -12,7 +12,9 @@ One piece is ours: the loss. Answer-only targets are a few tokens after a long f
 and on a CPU the vocabulary projection dominates a step (Gemma 3 has 262k tokens). TRL's fused LM
 head falls back to a torch loop over vocabulary tiles without Triton: 20.3 s a step here, against
 3.7 s for projecting only the positions that predict answer tokens, on the same batch of 8
-(benchmarks/train_step.py). The loss is the same masked token-mean cross-entropy (tested).
+(benchmarks/train_step.py). The loss is the same masked token-mean cross-entropy (tested). The
+soft_labels variant swaps that loss for a teacher's top-k distribution on the same positions
+(training/soft_labels.py), the rest of the training unchanged.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ def _answer_only_trainer_class():
     class AnswerOnlySFTTrainer(SFTTrainer):
         """SFTTrainer whose loss projects only answer-predicting positions (see the module docstring)."""
 
+        def answer_loss(self, model, inputs, num_items_in_batch):
+            """The loss and the model's outputs at the answer positions (a subclass changes the loss alone)."""
+            return answer_positions_loss(model, inputs, num_items_in_batch)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = answer_positions_loss(model, inputs, num_items_in_batch)
+            loss, outputs = self.answer_loss(model, inputs, num_items_in_batch)
             processes = self.accelerator.num_processes
             if processes > 1 and self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 # as Trainer.compute_loss: the count is every process's and DDP averages the gradients
@@ -67,6 +73,25 @@ def _answer_only_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return AnswerOnlySFTTrainer
+
+
+def _soft_label_trainer_class(temperature: float, hard_weight: float):
+    """The answer-only trainer with the soft-label loss (training/soft_labels.py), which keeps the
+    teacher's columns in the batches (TRL's signature columns would drop them)."""
+    from s2distill.training.soft_labels import TEACHER_COLUMNS, soft_label_loss
+
+    class SoftLabelSFTTrainer(_answer_only_trainer_class()):
+        """SFTTrainer on soft labels: the teacher's top-k distribution at each answer token."""
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            self._signature_columns = [*self._signature_columns, *TEACHER_COLUMNS]
+
+        def answer_loss(self, model, inputs, num_items_in_batch):
+            return soft_label_loss(model, inputs, temperature=temperature, hard_weight=hard_weight,
+                                   num_items_in_batch=num_items_in_batch)
+
+    return SoftLabelSFTTrainer
 
 
 # A model config's dropout probabilities, by the names transformers' architectures give them
@@ -108,11 +133,14 @@ def frozen_weights_dtype(config) -> str:
     return "bfloat16" if wanted and resolve_dtype(config.precision) == "bfloat16" else "float32"
 
 
-def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None):
+def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None,
+                  soft_loss: dict | None = None):
     """The TRL trainer for `pairs`; exposed so tests can inspect its tokenised data and labels.
 
     `init_adapter` continues training a LoRA adapter from an earlier curriculum stage (for full
-    fine-tuning, pass the earlier stage's weights as `model_path` instead)."""
+    fine-tuning, pass the earlier stage's weights as `model_path` instead). `soft_loss`
+    ({"temperature", "hard_weight"}): train on the pairs' teacher distributions (soft-label pairs,
+    training/soft_labels.py) instead of their tokens alone."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -165,13 +193,22 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         disable_tqdm=False,
     )
     dataset = Dataset.from_list([trl_pair(p, tokenizer, config.answer_tokens) for p in pairs])
-    trainer_class = _answer_only_trainer_class()
-    return trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    if soft_loss is None:
+        return _answer_only_trainer_class()(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                            peft_config=peft_config)
+    from s2distill.training.soft_labels import SoftTargetsCollator
+
+    trainer = _soft_label_trainer_class(**soft_loss)(model=model, args=args, train_dataset=dataset,
+                                                      processing_class=tokenizer, peft_config=peft_config)
+    trainer.data_collator = SoftTargetsCollator(trainer.data_collator)  # TRL's, and the teacher's columns
+    return trainer
 
 
-def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
+def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None,
+                  soft_loss: dict | None = None) -> Path:
     """Fine-tune and save the result (a LoRA adapter, or a full model) in `output_dir/weights`: in
-    this process, or in `train.processes` processes through `accelerate launch` (training/launch.py)."""
+    this process, or in `train.processes` processes through `accelerate launch` (training/launch.py).
+    `soft_loss`: on soft labels (`build_trainer`)."""
     if not pairs:
         raise ValueError("curation kept no inputs: there is nothing to train on (see the run's curation/ folder)")
     from s2distill.training.launch import wants_launch
@@ -180,8 +217,8 @@ def train_student(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
         if wants_launch(config):
             from s2distill.training.launch import launch_training
 
-            return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
-        return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+            return launch_training(pairs, model_path, output_dir, config, init_adapter=init_adapter, soft_loss=soft_loss)
+        return run_training(pairs, model_path, output_dir, config, init_adapter=init_adapter, soft_loss=soft_loss)
     except BaseException as exc:
         discard_unfinished(output_dir)  # a half-written folder is never resumed from or taken for weights
         full = disk_full(exc, output_dir)
@@ -237,7 +274,8 @@ def disk_full(exc: BaseException, folder: Path) -> OSError | None:
     return None
 
 
-def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None) -> Path:
+def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, config, *, init_adapter: Path | None = None,
+                 soft_loss: dict | None = None) -> Path:
     """The training itself, in this process: alone, or as one of several that `accelerate launch`
     started (training/worker.py), where every process trains and saves (DeepSpeed and FSDP gather the
     weights) but only the main one writes and moves the files."""
@@ -245,7 +283,7 @@ def run_training(pairs: Sequence[dict], model_path: Path, output_dir: Path, conf
     from s2distill.training.log import check_report_to, keep_history
 
     check_report_to(config.report_to)
-    trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter)
+    trainer = build_trainer(pairs, model_path, output_dir, config, init_adapter=init_adapter, soft_loss=soft_loss)
     guard_training(trainer, pairs, config)  # a clear error, not a traceback or a NaN model
     keep_history(trainer, output_dir)
     checkpoints = complete_checkpoints(output_dir)

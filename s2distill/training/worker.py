@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_world(job["config"])
-        run_training(job["pairs"], job["model_path"], job["output_dir"], job["config"], init_adapter=job["init_adapter"])
+        run_training(job["pairs"], job["model_path"], job["output_dir"], job["config"], init_adapter=job["init_adapter"],
+                     soft_loss=job["soft_loss"])
     except S2DistillError as exc:  # the launching process raises it again, as one line
         try:
             with (folder / ERROR_FILE).open("x") as f:  # the first process to fail tells
