@@ -45,7 +45,7 @@ from s2distill.stages.cascade import cascade_rows
 from s2distill.stages.context import RunContext
 from s2distill.stages.controls import control_set_stage
 from s2distill.stages.curate import curate_stage, variant_traces
-from s2distill.stages.distill import Step, Trained, compress_stage, samples_read, set_stage, train_stage
+from s2distill.stages.distill import Step, Trained, compress_stage, set_stage, train_stage
 from s2distill.stages.soft import soft_stage
 from s2distill.stages.evaluate import student_rows, system_rows, untrained_row
 from s2distill.stages.folder import RunFolder
@@ -238,7 +238,7 @@ class Pipeline:
             else:  # gold labels or random targets (distill/controls.py)
                 pairs = control_set_stage(ctx, step, inputs, verdicts, traces)
             if variant.soft and pairs.value:  # the teacher's distributions over the pairs' targets
-                pairs = soft_stage(ctx, step.base, inputs, verdicts, traces, pairs, samples_read(traces))
+                pairs = soft_stage(ctx, step, inputs, verdicts, traces, pairs)
             if not pairs.value:  # reported, not fatal: the other variants and the samples are worth keeping
                 ctx.console.print(f"  [yellow]{variant.name}: no training pairs (curation kept no input); "
                                   "not trained[/yellow]")

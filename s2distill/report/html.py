@@ -335,12 +335,14 @@ def cost_block(report: dict) -> str:
     if cost.get("total_usd") is not None:
         items.append(f"<li><b>total</b>: ${cost['total_usd']:.4f}</li>")
     items += [f"<li><b>per kept training input</b>: {_e(line)}</li>" for line in kept_lines(cost)]
+    if not items and not table:
+        items.append("<li>No teacher spend recorded.</li>")
     items += [f"<li><b>training</b>: {_e(line)}</li>" for line in training_lines(rows_of(report.get("rows", [])))]
     prov = report.get("provenance") or {}
     versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
     commit = f" (git {prov['git_commit'][:12]}{', modified' if prov.get('git_dirty') else ''})" if prov.get("git_commit") else ""
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in (report.get("timings") or {}).items())
-    return (f"{table}<ul>{''.join(items) or ('' if table else '<li>No teacher spend recorded.</li>')}</ul>"
+    return (f"{table}<ul>{''.join(items)}</ul>"
             f"<p><b>Versions</b>: {_e(versions)}{_e(commit)}</p>"
             f"<p><b>Wall time per stage</b>: {_e(timings)}</p>"
             f"<p><b>LM calls this invocation</b>: {_e((report.get('lm') or {}).get('calls'))} generated, "

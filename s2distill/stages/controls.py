@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from s2distill.distill.controls import GOLD, gold_pairs, labels_digest, random_target_pairs
 from s2distill.stages.context import RunContext
-from s2distill.stages.distill import Step, samples_read
+from s2distill.stages.distill import Step
 from s2distill.stages.folder import STREAMED_ROWS, Done
 from s2distill.stages.outputs import Outputs
 from s2distill.stages.specs import ControlSetSpec
@@ -38,6 +38,6 @@ def control_set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done,
         return iter(random_target_pairs(ctx.task, inputs.value, sampled.kept(verdicts.value), seed=spec.seed,
                                         fmt=spec.format, **settings))
 
-    read = {"curation": verdicts, "inputs": inputs, **({} if gold else samples_read(sampled))}
+    read = {"curation": verdicts, "inputs": inputs, **({} if gold else sampled.samples_read())}
     return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,
                      compute=compute, inputs=read)

@@ -43,6 +43,16 @@ class Step:
         return f"{self.variant.name}/stage{self.index}-{self.fmt}"
 
     @property
+    def train_name(self) -> str:
+        """Its training stage's name (timings.json, the stage log)."""
+        return f"train:{self.variant.name}/stage{self.index}"
+
+    @property
+    def soft_name(self) -> str:
+        """A soft_labels step's teacher-pass stage's name (stages/soft.py)."""
+        return f"soft:{self.base}"
+
+    @property
     def label(self) -> str:
         """As the report names it: `2/3 compressed_reasoning`, or the format for a single step."""
         total = len(self.variant.stages)
@@ -84,7 +94,7 @@ def set_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled
 
     return ctx.stage(f"distill:{step.base}", f"distill/{step.base}.jsonl", spec=spec, codec=STREAMED_ROWS,
                      compute=compute, inputs={"curation": verdicts, "inputs": inputs, "rewrites": rewrites,
-                                              **samples_read(sampled)})
+                                              **sampled.samples_read()})
 
 
 def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sampled: Outputs,
@@ -168,7 +178,7 @@ def compress_stage(ctx: RunContext, step: Step, inputs: Done, verdicts: Done, sa
         return rows
 
     return ctx.stage(f"compress:{step.base}", f"distill/{step.base}.rewrites.jsonl", spec=spec, codec=ROWS,
-                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, **samples_read(sampled),
+                     compute=compute, inputs={"curation": verdicts, "inputs": inputs, **sampled.samples_read(),
                                               "previous weights": previous.weights if how == "teacher_guided" else None,
                                               "earlier rewrites": earlier})
 
@@ -227,16 +237,9 @@ def train_stage(ctx: RunContext, step: Step, pairs: Done, previous: Trained | No
         write_json(weights / PROMPT_FILE, saved_prompt)
         return weights
 
-    weights = ctx.stage(f"train:{step.variant.name}/stage{step.index}", artifact, spec=spec, inputs=inputs,
+    weights = ctx.stage(step.train_name, artifact, spec=spec, inputs=inputs,
                         codec=FOLDER, compute=compute)
     return Trained(weights, program, len(pairs.value), agreement(pairs.value) if step.variant.soft else None)
-
-
-def samples_read(sampled: Outputs) -> dict[str, Done]:
-    """The samples artifacts a stage reads the kept outputs' text from (rationales, final responses):
-    a verdict records answers, not texts, so samples that change only in their text must still
-    redo the sets built from them."""
-    return {f"samples:{name}": sampled.samples[(name, False)] for name in sampled.variant.sources}
 
 
 def _drop_stale_checkpoints(out_dir: Path, fingerprint: str) -> None:

@@ -147,10 +147,10 @@ def training_cost(ctx: RunContext, step: Step, trained: Trained) -> dict:
     compute time, and a soft_labels step's teacher pass) and, for soft_labels, how its teacher's
     distributions stand to the hard targets (`soft_targets`: stages/soft.py)."""
     timings = ctx.folder.timings
-    train = timings.get(f"train:{step.variant.name}/stage{step.index}")
+    train = timings.get(step.train_name)
     if not step.variant.soft:
         return {"train_seconds": train}
-    teacher = timings.get(f"soft:{step.base}")
+    teacher = timings.get(step.soft_name)
     seconds = None if train is None or teacher is None else train + teacher
     return {"train_seconds": seconds, "soft_targets": {**(trained.soft_targets or {}), "teacher_seconds": teacher}}
 

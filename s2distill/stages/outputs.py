@@ -34,6 +34,12 @@ class Outputs:
     samples: SampleSet
     perturbed: bool = False
 
+    def samples_read(self) -> dict[str, Done]:
+        """The samples artifacts a stage reads the kept outputs' text from (rationales, final responses),
+        as its inputs: a verdict records answers, not texts, so samples that change only in their text
+        must still redo the stages built from them."""
+        return {f"samples:{name}": self.samples[(name, False)] for name in self.variant.sources}
+
     def rows(self) -> Iterator[dict]:
         """Every output as its artifact row, source by source (what counting needs: no Trace built)."""
         for name in self.variant.sources:

@@ -40,9 +40,9 @@ def soft_train_spec(ctx: RunContext) -> SoftTrainSpec:
     return SoftTrainSpec(temperature=soft.temperature, hard_weight=soft.hard_weight)
 
 
-def soft_stage(ctx: RunContext, base: str, inputs: Done, verdicts: Done, sampled: Outputs, pairs: Done,
-               samples_read: dict[str, Done]) -> Done:
-    """The pairs of `pairs` with their tokens and the teacher's top-k at each target token."""
+def soft_stage(ctx: RunContext, step, inputs: Done, verdicts: Done, sampled: Outputs, pairs: Done) -> Done:
+    """The pairs of `pairs` (a `stages.distill.Step`'s set) with their tokens and the teacher's top-k
+    at each target token."""
     spec = soft_spec(ctx)
 
     def compute() -> list[dict]:
@@ -58,8 +58,10 @@ def soft_stage(ctx: RunContext, base: str, inputs: Done, verdicts: Done, sampled
                 first.setdefault(verdict.example_id, trace)  # a USC composition's pair: the first kept trace
         examples = {e.id: e for e in inputs.value}
         tokenizer = AutoTokenizer.from_pretrained(spec.student_model.weights_dir())
-        teacher_tokenizer = AutoTokenizer.from_pretrained(spec.teacher_model.weights_dir())
-        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        teacher_tokenizer = tokenizer
+        if spec.teacher_model.weights_dir() != spec.student_model.weights_dir():
+            teacher_tokenizer = AutoTokenizer.from_pretrained(spec.teacher_model.weights_dir())
+        if teacher_tokenizer is not tokenizer and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise RecipeError("distill.soft.teacher_model: its vocabulary is not the student's; soft labels compare "
                               "the two models token by token, so the teacher must share the student's tokenizer")
         rows, sequences = [], []
@@ -85,8 +87,8 @@ def soft_stage(ctx: RunContext, base: str, inputs: Done, verdicts: Done, sampled
         ctx.console.print("  " + agreement_line(rows))
         return rows
 
-    return ctx.stage(f"soft:{base}", f"distill/{base}.soft.jsonl", spec=spec, codec=ROWS, compute=compute,
-                     inputs={"set": pairs, "curation": verdicts, "inputs": inputs, **samples_read})
+    return ctx.stage(step.soft_name, f"distill/{step.base}.soft.jsonl", spec=spec, codec=ROWS, compute=compute,
+                     inputs={"set": pairs, "curation": verdicts, "inputs": inputs, **sampled.samples_read()})
 
 
 def agreement(rows: list[dict]) -> dict:

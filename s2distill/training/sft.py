@@ -27,23 +27,28 @@ from pathlib import Path
 from s2distill.training.trl_pairs import trl_pair
 
 
-def answer_positions_loss(model, inputs, num_items_in_batch=None):
-    """Mean cross-entropy over label tokens, projecting only the positions that predict one.
+def answer_logits(model, inputs):
+    """(logits, targets, outputs) at the positions that predict a label token: float logits of shape
+    (batch, positions, vocabulary) and the labels they predict (-100 where a row has none there).
 
-    `positions` is the union over the batch of positions whose next token is a label; the model
+    The positions are the union over the batch of positions whose next token is a label; the model
     returns logits for those alone (`logits_to_keep` as an index tensor), not for every prompt token.
     """
-    import torch
-    import torch.nn.functional as F
-
     next_labels = inputs["labels"][:, 1:]
     positions = (next_labels != -100).any(dim=0).nonzero().squeeze(-1)
     outputs = model(
         input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
         logits_to_keep=positions, use_cache=False,
     )
-    logits = outputs.logits.float()
-    targets = next_labels[:, positions]
+    return outputs.logits.float(), next_labels[:, positions], outputs
+
+
+def answer_positions_loss(model, inputs, num_items_in_batch=None):
+    """Mean cross-entropy over label tokens, projecting only the positions that predict one (`answer_logits`)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits, targets, outputs = answer_logits(model, inputs)
     total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
     return total / torch.as_tensor(count, device=total.device).clamp(min=1), outputs

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from s2distill.training.trl_pairs import TEACHER_COLUMNS, trl_pair
+from s2distill.training.trl_pairs import TEACHER_COLUMNS, trl_pair, trl_prompt
 
 # Padding of the teacher's columns past a row's last completion token: finite, so that no NaN
 # reaches a masked position (exp(-1e4) is 0 in float32)
@@ -65,12 +65,9 @@ def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = Fal
 
 def prompt_ids(prompt: str | list[dict], tokenizer) -> list[int]:
     """A teacher prompt's tokens, as `student_tokens` tokenises a student prompt."""
+    prompt = trl_prompt(prompt, tokenizer)
     if isinstance(prompt, list):
-        if getattr(tokenizer, "chat_template", None):
-            return _chat_ids(tokenizer, prompt, add_generation_prompt=True)
-        from s2distill.lm.base import render_messages
-
-        prompt = render_messages([(m["role"], m["content"]) for m in prompt])
+        return _chat_ids(tokenizer, prompt, add_generation_prompt=True)
     return tokenizer(prompt)["input_ids"]
 
 
@@ -130,13 +127,10 @@ def soft_label_loss(model, inputs, *, temperature: float = 1.0, hard_weight: flo
     import torch
     import torch.nn.functional as F
 
+    from s2distill.training.sft import answer_logits
+
     add_tail_bucket, compute_divergence = _trl_top_k_divergence()
-    next_labels = inputs["labels"][:, 1:]
-    positions = (next_labels != -100).any(dim=0).nonzero().squeeze(-1)
-    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                    logits_to_keep=positions, use_cache=False)
-    logits = outputs.logits.float()  # (batch, positions, vocabulary)
-    targets = next_labels[:, positions]
+    logits, targets, outputs = answer_logits(model, inputs)  # the hard loss's positions, as it projects them
     valid = targets != -100
     top_ids, top_logprobs = inputs["teacher_top_ids"], inputs["teacher_top_logprobs"].float()
     k = top_ids.shape[-1]

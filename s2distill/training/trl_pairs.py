@@ -10,6 +10,16 @@ TEACHER_COLUMNS = ("teacher_top_ids", "teacher_top_logprobs")
 TOKENISED_COLUMNS = ("input_ids", "completion_mask", *TEACHER_COLUMNS)
 
 
+def trl_prompt(prompt: str | list[dict], tokenizer) -> str | list[dict]:
+    """A prompt as TRL gets it: chat messages stay messages for a tokenizer with a chat template, and
+    become the HF backend's plain rendering for one without (`lm.base.render_messages`)."""
+    if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
+        from s2distill.lm.base import render_messages
+
+        return render_messages([(m["role"], m["content"]) for m in prompt])
+    return prompt
+
+
 def trl_pair(pair: dict, tokenizer, answer_tokens: str = "text") -> dict:
     """A pair's prompt and completion as TRL gets them. A conversational pair (a chat student's) stays
     conversational when the tokenizer has a chat template; without one it becomes the plain text the
@@ -22,9 +32,7 @@ def trl_pair(pair: dict, tokenizer, answer_tokens: str = "text") -> dict:
         return {k: pair[k] for k in TOKENISED_COLUMNS if k in pair}
     prompt, completion = pair["prompt"], pair["completion"]
     if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
-        from s2distill.lm.base import render_messages
-
-        prompt = render_messages([(m["role"], m["content"]) for m in prompt])
+        prompt = trl_prompt(prompt, tokenizer)
         completion = " " + "".join(m["content"] for m in completion)
     if answer_tokens == "characters":
         from s2distill.training.answer_tokens import character_pair
