@@ -24,23 +24,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2distill.training.answer_logits import answer_logits
 from s2distill.training.trl_pairs import trl_pair
-
-
-def answer_logits(model, inputs):
-    """(logits, targets, outputs) at the positions that predict a label token: float logits of shape
-    (batch, positions, vocabulary) and the labels they predict (-100 where a row has none there).
-
-    The positions are the union over the batch of positions whose next token is a label; the model
-    returns logits for those alone (`logits_to_keep` as an index tensor), not for every prompt token.
-    """
-    next_labels = inputs["labels"][:, 1:]
-    positions = (next_labels != -100).any(dim=0).nonzero().squeeze(-1)
-    outputs = model(
-        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-        logits_to_keep=positions, use_cache=False,
-    )
-    return outputs.logits.float(), next_labels[:, positions], outputs
 
 
 def answer_positions_loss(model, inputs, num_items_in_batch=None):

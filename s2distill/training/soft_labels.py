@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from s2distill.training.answer_logits import answer_logits
 from s2distill.training.trl_pairs import TEACHER_COLUMNS, trl_pair, trl_prompt
 
 # Padding of the teacher's columns past a row's last completion token: finite, so that no NaN
@@ -126,8 +127,6 @@ def soft_label_loss(model, inputs, *, temperature: float = 1.0, hard_weight: flo
     order; truncation only cuts its end). Returns (loss, outputs), as `answer_positions_loss`."""
     import torch
     import torch.nn.functional as F
-
-    from s2distill.training.sft import answer_logits
 
     add_tail_bucket, compute_divergence = _trl_top_k_divergence()
     logits, targets, outputs = answer_logits(model, inputs)  # the hard loss's positions, as it projects them
