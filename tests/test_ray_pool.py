@@ -247,7 +247,7 @@ def test_a_recipe_on_ray_gives_the_local_runs_report_and_shares_its_cache(local_
     from s2distill.pipeline import Pipeline
 
     def rows(report):
-        drop = {"seconds", "seconds_per_example", "examples_per_second", "model"}
+        drop = {"seconds", "seconds_per_example", "examples_per_second", "train_seconds", "model"}
         return [{k: v for k, v in row.items() if k not in drop} for row in report["rows"]]
 
     local = Pipeline(load_recipe(recipes_dir / "smoke.yaml"), tmp_path / "local", progress=False).run()
