@@ -7,7 +7,8 @@ Run: python benchmarks/memory.py [RECIPE] [key=value ...] [--out DIR] [--interva
 A thread reads, every `--interval` seconds, the resident set size (RSS) of this process and of
 every process below it (the sandbox's program runners, a training launched as its own process),
 and charges it to the stage running at that moment (the benchmark wraps `RunFolder.stage` to know
-which). It prints, per stage: its wall time, the main process's peak RSS, the peak of the whole
+which). It prints, per stage: its wall time, the main process's peak RSS and its RSS when the stage
+returned (what the stage left held for the next ones), the peak of the whole
 process tree (the sum at one instant), and how many processes that tree held then. GNU `time -v`'s
 "Maximum resident set size" is the largest peak of any single process it waited for: here, the
 main process's column unless a child grew larger (the end line prints both from `getrusage`).
@@ -45,6 +46,7 @@ class StageMemory:
         self.main_peak: dict[str, int] = {}
         self.tree_peak: dict[str, tuple[int, int]] = {}  # stage -> (bytes, processes at that instant)
         self.seconds: dict[str, float] = {}
+        self.end_rss: dict[str, int] = {}  # stage -> the main process's RSS as it returned: what it left behind
         self._stop = threading.Event()
         self._process = psutil.Process(os.getpid())
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -83,6 +85,7 @@ class StageMemory:
                 return stage_method(folder, name, *args, **kwargs)
             finally:
                 monitor.seconds[name] = monitor.seconds.get(name, 0.0) + time.perf_counter() - started
+                monitor.end_rss[name] = _rss(monitor._process)
                 monitor.current = "(between stages: curation's filters, the report)"
 
         return stage
@@ -136,12 +139,13 @@ def _measure(args, out: Path, overrides: list[str]) -> None:
         folder_module.RunFolder.stage = original
     total = time.perf_counter() - started
 
-    print(f"\n{'stage':<44}{'seconds':>9}{'main peak GiB':>15}{'tree peak GiB':>15}{'processes':>11}")
+    print(f"\n{'stage':<44}{'seconds':>9}{'main peak GiB':>15}{'main end GiB':>14}{'tree peak GiB':>15}{'processes':>11}")
     for stage, main_peak in monitor.main_peak.items():
         tree, processes = monitor.tree_peak.get(stage, (0, 0))
         seconds = monitor.seconds.get(stage)
+        end = monitor.end_rss.get(stage)
         print(f"{stage:<44}{'' if seconds is None else f'{seconds:.1f}':>9}{main_peak / GIB:>15.2f}"
-              f"{tree / GIB:>15.2f}{processes:>11}")
+              f"{'' if end is None else f'{end / GIB:.2f}':>14}{tree / GIB:>15.2f}{processes:>11}")
     print(f"\nwhole run: {total:.0f} s; main process peak {max(monitor.main_peak.values()) / GIB:.2f} GiB "
           f"(getrusage: this process {_maxrss(resource.RUSAGE_SELF):.2f} GiB, largest child {_maxrss(resource.RUSAGE_CHILDREN):.2f} GiB); process-tree peak "
           f"{max(t for t, _ in monitor.tree_peak.values()) / GIB:.2f} GiB; load average at the end "

@@ -70,7 +70,9 @@ class HFLM:
         if self._model is not None:
             return self._model, self._tokenizer
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from s2distill.lm.weights import load_causal_lm
 
         torch.set_num_threads(self.threads or available_cores())
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,7 +83,7 @@ class HFLM:
         int8 = self.dtype == "int8"
         if int8 and device != "cpu":
             raise ValueError("dtype int8 (dynamic quantisation) runs on a CPU only; on a GPU use bfloat16 or float16")
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32 if int8 else getattr(torch, self.dtype))
+        model = load_causal_lm(self.path, torch.float32 if int8 else getattr(torch, self.dtype))  # no file-sized peak
         if self.adapter is not None:
             from peft import PeftModel
 

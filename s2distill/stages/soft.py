@@ -47,8 +47,9 @@ def soft_stage(ctx: RunContext, step, inputs: Done, verdicts: Done, sampled: Out
 
     def compute() -> list[dict]:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        from s2distill.lm.weights import load_causal_lm
         from s2distill.training.soft_labels import completion_ids, prompt_ids, student_tokens, teacher_distributions
 
         traces, first = {}, {}
@@ -74,7 +75,7 @@ def soft_stage(ctx: RunContext, step, inputs: Done, verdicts: Done, sampled: Out
             sequences.append((prompt_ids(prompt, teacher_tokenizer) + target, len(target)))
             rows.append({**pair, **tokens, "teacher_prompt": prompt})
         ctx.models.release_local()  # the sampling teacher's weights are not needed beside this one's
-        model = AutoModelForCausalLM.from_pretrained(spec.teacher_model.weights_dir(), dtype=getattr(torch, spec.dtype))
+        model = load_causal_lm(spec.teacher_model.weights_dir(), getattr(torch, spec.dtype))
         model.eval()
         with ProgressBar("teacher's distributions given the traces", len(sequences), ctx.console,
                          enabled=ctx.show_progress) as advance:

@@ -44,17 +44,19 @@ def merged_model(weights: Path, spec: dict[str, Any], *, dtype: str = "float32")
     """(model, tokenizer): the base model with the trained adapter merged in, or the fully
     fine-tuned model as it is."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from s2distill.lm.weights import load_causal_lm
 
     if (weights / "config.json").exists():  # train.mode full: already a whole model
-        return (AutoModelForCausalLM.from_pretrained(weights, dtype=getattr(torch, dtype)),
+        return (load_causal_lm(weights, getattr(torch, dtype)),
                 AutoTokenizer.from_pretrained(weights))
     from peft import PeftModel
 
     from s2distill.lm import model_config
 
     base = model_config(spec["student_model"], saved=True).weights_dir()
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = load_causal_lm(base, torch.float32)
     model = PeftModel.from_pretrained(model, str(weights)).merge_and_unload()  # merged in float32, then cast
     return model.to(getattr(torch, dtype)), AutoTokenizer.from_pretrained(base)
 

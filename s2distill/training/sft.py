@@ -133,10 +133,11 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     training/soft_labels.py) instead of their tokens alone."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import SFTConfig
 
     from s2distill.hardware import available_cores, resolve_dtype
+    from s2distill.lm.weights import load_causal_lm
 
     # Several processes on one machine share its cores (torchrun's LOCAL_WORLD_SIZE: processes on this node)
     torch.set_num_threads(max(1, available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
@@ -145,7 +146,7 @@ def build_trainer(pairs: Sequence[dict], model_path: Path, output_dir: Path, con
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     frozen = torch.bfloat16 if frozen_weights_dtype(config) == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=frozen, **_dropout_settings(model_path, config))
+    model = load_causal_lm(model_path, frozen, **_dropout_settings(model_path, config))
     peft_config = None
     if init_adapter is not None:
         from peft import PeftModel
