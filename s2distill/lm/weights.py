@@ -18,8 +18,8 @@ are transformers' own (tests/test_weights_loader.py: every tensor and the logits
 load's, both dtypes).
 
 Everything else loads through `from_pretrained` as before: nothing to convert, a folder without one
-`model.safetensors` (a sharded checkpoint, `.bin` files), a dtype the header names that torch lacks
-here, or a model class transformers' causal-LM mapping does not list (remote code).
+`model.safetensors` (a sharded checkpoint, `.bin` files), a tensor dtype this reader does not know
+(FP8, for one), or a model class transformers' causal-LM mapping does not list (remote code).
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class BlockwiseTensor:
 
 
 def load_causal_lm(folder: Path, dtype, *, block_bytes: int = BLOCK_BYTES, **kwargs: Any):
-    """`AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)`, read blockwise when the
-    folder holds one `model.safetensors` (see the module docstring)."""
+    """`AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)`, its weights read
+    blockwise when the load converts their dtype (see the module docstring)."""
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
@@ -100,7 +100,7 @@ def load_causal_lm(folder: Path, dtype, *, block_bytes: int = BLOCK_BYTES, **kwa
     header, data_start = read_header(weights) if weights.is_file() else ({}, 0)
     stored = {entry["dtype"] for entry in header.values()}
     if (not header or type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or not stored <= _DTYPES.keys()
-            or stored & _FLOATS <= {_NAMES[dtype]}):  # nothing to convert: the mapped file is the model
+            or stored & _FLOATS <= {_NAMES.get(dtype)}):  # nothing to convert: the mapped file is the model
         return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype, **kwargs)
     fd = os.open(weights, os.O_RDONLY)
     try:
