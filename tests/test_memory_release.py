@@ -40,16 +40,19 @@ print((proc.memory_info().rss - before) / 2**20)
 """
 
 
-# Blocks under the mmap threshold come from the heap; a small block allocated after them keeps the
-# heap's top in use, so freeing them leaves their pages held until the heap is trimmed.
+# Blocks under the mmap threshold come from the heap; a small block kept after each of them keeps
+# the freed ones apart from the heap's top, so freeing them leaves their pages held until the heap
+# is trimmed.
 HEAP_PATTERN = """
 import psutil, torch
 from s2distill.allocator import give_back_memory, tune_allocator
 tune_allocator()
 proc = psutil.Process()
 before = proc.memory_info().rss
-blocks = [torch.ones(1 << 14) for _ in range(3000)]
-keep = torch.ones(16)
+blocks, kept = [], []
+for _ in range(3000):
+    blocks.append(torch.ones(1 << 14))
+    kept.append(torch.ones(16))
 del blocks
 held = (proc.memory_info().rss - before) / 2**20
 trimmed = give_back_memory()

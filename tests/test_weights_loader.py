@@ -8,17 +8,23 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from s2distill.lm import weights
 from s2distill.lm.tiny import tiny_model_dir
 from s2distill.lm.weights import load_causal_lm, read_header
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_blockwise_load_equals_from_pretrained(dtype):
+def test_blockwise_load_equals_from_pretrained(dtype, monkeypatch):
     """The tiny model's file is float32: bfloat16 and float16 are read blockwise, float32 mapped."""
     folder = tiny_model_dir()
     expected = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    read = []
+    original = weights.BlockwiseTensor.__getitem__
+    monkeypatch.setattr(weights.BlockwiseTensor, "__getitem__", lambda self, key: read.append(self) or original(self, key))
     # 1,000 bytes a block: the embedding (a few hundred rows) is read in many blocks, the last one short
     loaded = load_causal_lm(folder, dtype, block_bytes=1000)
+    assert bool(read) == (dtype != torch.float32)  # which path the load took
+    assert loaded.name_or_path == expected.name_or_path == str(folder)  # PEFT names an adapter's base by it
     want, got = expected.state_dict(), loaded.state_dict()
     assert got.keys() == want.keys()
     for name, tensor in want.items():
@@ -39,7 +45,7 @@ def test_a_truncated_weights_file_is_an_error_that_says_so(tmp_path):
     end = max(entry["data_offsets"][1] for entry in header.values())
     with open(weights, "r+b") as f:
         f.truncate(data_start + end // 2)
-    with pytest.raises(Exception, match="truncated"):
+    with pytest.raises(OSError, match="truncated"):
         load_causal_lm(folder, torch.bfloat16)
 
 

@@ -1,8 +1,8 @@
 """The embedded default model: Gemma 3 270M (pretrained), shipped on PyPI as a Q4_K_M GGUF.
 
-transformers can read the GGUF directly, but de-quantising takes most of a minute, so the first use
-converts it once to a float32 safetensors folder in the user cache (`gguf_convert`, which keeps the
-first run's peak memory at 1.7 GB) and every later run loads that folder in seconds.
+transformers can read the GGUF directly, but parsing and de-quantising it takes most of a minute, so
+the first use converts it once to a float32 safetensors folder in the user cache (`gguf_convert`:
+about 30 s, peak memory 1.7 GB) and every later run loads that folder in seconds.
 """
 
 from __future__ import annotations

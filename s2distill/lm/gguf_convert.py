@@ -9,10 +9,10 @@ writes from the tensors' own memory); the model is built on the meta device only
 parameter names. transformers' own name map and tensor processor (e.g. Gemma's `norm - 1`) are
 reused, so the result is the same file `save_pretrained` writes (tested tensor for tensor).
 
-The file's metadata is parsed once, by transformers' `AutoConfig`; the tensors are found by reading
+The whole metadata is parsed once, by transformers' `AutoConfig`; the tensors are found by reading
 the tensor table past the metadata (`tensor_table`), and the tokenizer is built with the model type
-given (`gguf_tokenizer`). gguf-py's `GGUFReader` builds a numpy view per
-vocabulary entry: 15 s per parse of Gemma's 262,144 tokens on the AVX-512 BF16 machine, and the
+given (`gguf_tokenizer`: transformers' fast metadata reader, 5-7 s with the vocabulary). gguf-py's `GGUFReader` builds a numpy view per
+vocabulary entry: 13-18 s per parse of Gemma's 262,144 tokens on the AVX-512 BF16 machine, and the
 conversion used to parse the file three times (config, tensors, and `AutoTokenizer`'s own look at
 the config), 47 of its 60 seconds (benchmarks/gguf_convert.py).
 """
@@ -44,7 +44,7 @@ def dequantized_rows(data: np.ndarray, ggml_type: int, rows_per_chunk: int = ROW
 def tensor_table(gguf_file: Path) -> tuple[str, list[tuple[str, int, np.ndarray]]]:
     """`(architecture, [(gguf_name, ggml_type, data)])`: the file's `general.architecture` and each
     tensor as a read-only view of the mapped file, in the shape gguf-py's reader gives (a block
-    type's last axis in bytes, plain floats as values), nothing read yet. The table is read past the
+    type's last axis in bytes, F32 and F16 as values), nothing read yet. The table is read past the
     metadata without building it (s2distill/lm/gguf_header.py)."""
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
@@ -54,12 +54,19 @@ def tensor_table(gguf_file: Path) -> tuple[str, list[tuple[str, int, np.ndarray]
     blob = np.memmap(gguf_file, mode="r", dtype=np.uint8)
     table = []
     for entry in header.tensors:
+        if entry.ggml_type not in GGML_QUANT_SIZES:
+            raise ValueError(f"{gguf_file}: tensor {entry.name} has ggml type {entry.ggml_type}, unknown to gguf-py")
         ggml_type = GGMLQuantizationType(entry.ggml_type)
         block, block_bytes = GGML_QUANT_SIZES[ggml_type]
         shape = tuple(reversed(entry.dims))  # numpy order: the slowest-moving first
+        if shape[-1] % block:
+            raise ValueError(f"{gguf_file}: tensor {entry.name}'s rows ({shape[-1]}) are not whole {ggml_type.name} blocks")
         row_bytes = shape[-1] // block * block_bytes
         start = header.data_start + entry.offset
-        data = blob[start : start + int(np.prod(shape[:-1])) * row_bytes].reshape(*shape[:-1], row_bytes)
+        end = start + int(np.prod(shape[:-1])) * row_bytes
+        if end > len(blob):
+            raise ValueError(f"{gguf_file}: tensor {entry.name} ends at byte {end}, past the file's {len(blob)}: truncated?")
+        data = blob[start:end].reshape(*shape[:-1], row_bytes)
         if ggml_type == GGMLQuantizationType.F32:  # what GGUFReader gives for plain floats: the values
             data = data.view(np.float32)
         elif ggml_type == GGMLQuantizationType.F16:
@@ -70,7 +77,7 @@ def tensor_table(gguf_file: Path) -> tuple[str, list[tuple[str, int, np.ndarray]
 
 def gguf_tokenizer(gguf_file: Path, model_type: str):
     """The tokenizer a GGUF describes. `AutoTokenizer` given no `tokenizer_type` parses the whole file
-    again to learn the model type (15 s for Gemma's vocabulary): the converted config already says it."""
+    again to learn the model type (13-18 s for Gemma's vocabulary): the converted config already says it."""
     from transformers import AutoTokenizer
     from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
 

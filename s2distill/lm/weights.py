@@ -55,9 +55,10 @@ class BlockwiseTensor:
     which is all its loader does with a lazy value), `block_bytes` of the file at a time, into one
     tensor of the target dtype (straight into it when the dtypes are the same)."""
 
-    def __init__(self, fd: int, entry: dict, data_start: int, dtype: torch.dtype | None, block_bytes: int = BLOCK_BYTES):
-        """`dtype`: the tensor's in memory (None: as stored, for integer tensors)."""
-        self._fd, self._entry, self._data_start = fd, entry, data_start
+    def __init__(self, fd: int, entry: dict, data_start: int, dtype: torch.dtype | None, block_bytes: int = BLOCK_BYTES,
+                 *, name: str = "a tensor"):
+        """`dtype`: the tensor's in memory (None: as stored, for integer tensors); `name`: for errors."""
+        self._fd, self._entry, self._data_start, self._name = fd, entry, data_start, name
         self.dtype, self._block_bytes = dtype, block_bytes
 
     def __getitem__(self, key: Any) -> torch.Tensor:
@@ -84,8 +85,21 @@ class BlockwiseTensor:
         while done < len(view):  # pread may return short
             got = os.preadv(self._fd, [view[done:]], offset + done)
             if got <= 0:
-                raise OSError(f"safetensors file ended at byte {offset + done}: truncated?")
+                raise OSError(f"{self._name}: the safetensors file ended at byte {offset + done}: truncated?")
             done += got
+
+
+def _picked_plainly(model_class, config, folder: Path) -> bool:
+    """Whether `AutoModelForCausalLM` would build `model_class` from `config` as it is, with every
+    parameter in the dtype asked for: one class for the config's own type (not a composite config's
+    text part, nor a choice among classes), no remote code, no quantisation, no adapter folder, and
+    no module the class keeps in float32 (its values would be rounded to `dtype` first). Anything
+    else loads through `from_pretrained` itself."""
+    return (isinstance(model_class, type) and getattr(model_class, "config_class", None) is type(config)
+            and not getattr(config, "auto_map", None) and getattr(config, "quantization_config", None) is None
+            and not (folder / "adapter_config.json").exists()
+            and not getattr(model_class, "_keep_in_fp32_modules", None)
+            and not getattr(model_class, "_keep_in_fp32_modules_strict", None))
 
 
 def load_causal_lm(folder: Path, dtype, *, block_bytes: int = BLOCK_BYTES, **kwargs: Any):
@@ -99,18 +113,21 @@ def load_causal_lm(folder: Path, dtype, *, block_bytes: int = BLOCK_BYTES, **kwa
     config = kwargs.pop("config", None) or AutoConfig.from_pretrained(folder)
     header, data_start = read_header(weights) if weights.is_file() else ({}, 0)
     stored = {entry["dtype"] for entry in header.values()}
-    if (not header or type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING or not stored <= _DTYPES.keys()
-            or stored & _FLOATS <= {_NAMES.get(dtype)}):  # nothing to convert: the mapped file is the model
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(config), None)
+    if (not header or not isinstance(dtype, torch.dtype) or not stored <= _DTYPES.keys()
+            or stored & _FLOATS <= {_NAMES.get(dtype)}  # nothing to convert: the mapped file is the model
+            or not _picked_plainly(model_class, config, folder)):
         return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype, **kwargs)
     fd = os.open(weights, os.O_RDONLY)
     try:
         state = {name: BlockwiseTensor(fd, entry, data_start, dtype if entry["dtype"] in _FLOATS else None,
-                                       block_bytes) for name, entry in header.items()}
-        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # what the Auto class picks; it takes no state_dict alone
+                                       block_bytes, name=f"{weights}: {name}") for name, entry in header.items()}
         model = model_class.from_pretrained(None, config=config, state_dict=state, dtype=dtype, **kwargs)
     finally:
         os.close(fd)
-    model.config.name_or_path = str(folder)  # as from_pretrained(folder) records it (PEFT's adapters name it)
+    # as from_pretrained(folder) records it: the config's, and the model's own, which PEFT writes
+    # into a trained adapter's adapter_config.json as its base model
+    model.config.name_or_path = model.name_or_path = str(folder)
     if (folder / "generation_config.json").is_file():  # from_pretrained(None) derives one from the config
         model.generation_config = GenerationConfig.from_pretrained(folder)
     return model
