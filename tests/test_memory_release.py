@@ -88,7 +88,8 @@ def test_giving_memory_back_returns_the_heaps_free_pages_unless_the_user_opted_o
         held, after, trimmed = done.stdout.split()
         outcomes[malloc] = (float(held), float(after), trimmed)
     held, after, trimmed = outcomes[""]
-    assert held > 150 and after < 20 and trimmed == "True"  # 187 MiB freed but held, then handed back
+    # 187 MiB of blocks freed but held, then handed back (the 3,000 small tensors kept stay: ~20 MiB)
+    assert held > 150 and held - after > 150 and trimmed == "True"
     held, after, trimmed = outcomes["default"]
     assert trimmed == "False" and after > 150  # opted out: glibc left as it is
 

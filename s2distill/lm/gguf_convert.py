@@ -28,7 +28,8 @@ ROWS_PER_CHUNK = 8192  # 8,192 embedding rows de-quantise into 21 MB of float32 
 
 def dequantized_rows(data: np.ndarray, ggml_type: int, rows_per_chunk: int = ROWS_PER_CHUNK) -> np.ndarray:
     """De-quantise one GGUF tensor (`data` in gguf-py's shape: rows of bytes for a block type) into a
-    fresh float32 array, `rows_per_chunk` rows at a time."""
+    float32 array, `rows_per_chunk` rows at a time (an F32 tensor of no more rows comes back as the
+    file's own read-only view, as gguf-py's `dequantize` gives it)."""
     from gguf import dequantize
 
     if data.ndim < 2 or data.shape[0] <= rows_per_chunk:
