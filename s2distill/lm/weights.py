@@ -11,15 +11,18 @@ docs/benchmarks.md, memory.py).
 
 There, `load_causal_lm` hands `from_pretrained` the weights itself, as its `state_dict` of lazy
 values (`BlockwiseTensor`): each tensor read with `pread` (no mapping), 16 MiB of the file at a time,
-into one tensor of the target dtype, so the transient is one block. (safetensors' own
-`backend="pread"` slices were 100× slower: 16 s for the embedding.) Loading still goes through
+into one tensor of the target dtype, so the transient is a block (a few, where transformers reads
+lazy values on its thread pool). (safetensors' own `backend="pread"` slices were 100× slower: 16 s
+for the embedding.) Loading still goes through
 `from_pretrained`, so the model's class, its tied weights, its buffers and its generation config
 are transformers' own (tests/test_weights_loader.py: every tensor and the logits equal to the mapped
 load's, both dtypes).
 
 Everything else loads through `from_pretrained` as before: nothing to convert, a folder without one
 `model.safetensors` (a sharded checkpoint, `.bin` files), a tensor dtype this reader does not know
-(FP8, for one), or a model class transformers' causal-LM mapping does not list (remote code).
+(FP8, for one), a dtype given other than as a torch dtype, or a model `AutoModelForCausalLM` would
+not build plainly from its config (`_picked_plainly`: remote code, a composite config, quantisation,
+an adapter folder, modules kept in float32).
 """
 
 from __future__ import annotations
