@@ -14,6 +14,14 @@ from s2distill.lm.gguf_convert import dequantized_rows, tensor_table
 from s2distill.lm.gguf_header import read_gguf_table
 
 
+def _write(writer) -> None:
+    """Write and close a `gguf.GGUFWriter`'s file: header, metadata, then tensors."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 @pytest.mark.parametrize("kind", ["Q8_0", "Q5_0", "F32"])
 def test_chunked_dequantisation_equals_dequantising_the_whole_tensor(tmp_path, kind):
     from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, dequantize, quants
@@ -22,10 +30,7 @@ def test_chunked_dequantisation_equals_dequantising_the_whole_tensor(tmp_path, k
     weights = np.random.default_rng(0).normal(size=(103, 256)).astype(np.float32)  # 103 rows: a ragged last chunk
     writer = GGUFWriter(tmp_path / "t.gguf", "llama")
     writer.add_tensor("w", quants.quantize(weights, quant), raw_dtype=quant)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer)
     tensor = GGUFReader(tmp_path / "t.gguf").tensors[0]
 
     whole = dequantize(tensor.data, tensor.tensor_type)
@@ -57,10 +62,7 @@ def test_the_tensor_table_holds_what_gguf_pys_full_parse_holds(tmp_path, alignme
     for name, (kind, shape) in written.items():
         quant = GGMLQuantizationType[kind]
         writer.add_tensor(name, quants.quantize(rng.normal(size=shape).astype(np.float32), quant), raw_dtype=quant)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer)
 
     architecture, table = tensor_table(tmp_path / "t.gguf")
     assert architecture == "llama"
@@ -82,10 +84,7 @@ def _one_tensor_gguf(path, alignment=None):
     if alignment is not None:
         writer.add_uint32("general.alignment", alignment)
     writer.add_tensor("w", np.ones((4, 32), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer)
     return path
 
 
